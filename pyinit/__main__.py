@@ -1,0 +1,117 @@
+"""pyinit's entry point.
+
+The first statements block every signal. Until they run, a SIGTERM kills
+pyinit (outside a PID namespace) or is dropped by the kernel (as PID 1 of a
+namespace, where signals without a handler are discarded); once they have
+run, every signal stays pending until the supervisor forwards it. So nothing
+may come before them, and ``pyinit/__init__.py`` imports nothing.
+
+Then the command line is parsed and the workload spawned at once, before
+trio and structlog (about 300 ms of imports) are loaded; the supervisor
+catches up and finds the signals and SIGCHLDs that arrived meanwhile pending.
+"""
+
+import _signal
+
+_INHERITED_MASK = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+
+import os  # noqa: E402  (after the mask on purpose)
+import sys  # noqa: E402
+import time  # noqa: E402
+
+_START_NS = time.monotonic_ns()
+_START_PPID = os.getppid()
+
+
+def _ensure_std_fds() -> None:
+    """Give closed 0, 1 or 2 a /dev/null, so no later descriptor lands there."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open("/dev/null", os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
+def _usage_error(message: str) -> int:
+    from pyinit.cli import EXIT_USAGE
+
+    try:
+        sys.stderr.write(f"pyinit: error: {message} (see 'pyinit --help')\n")
+        sys.stderr.flush()
+    except OSError:
+        pass
+    return EXIT_USAGE
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pyinit import cli, spawn
+
+    try:
+        opts = cli.parse(sys.argv[1:] if argv is None else argv, os.environ)
+    except cli.UsageError as exc:
+        return _usage_error(str(exc))
+    if opts.action == "help":
+        sys.stdout.write(cli.HELP)
+        return 0
+    if opts.action == "version":
+        sys.stdout.write(cli.VERSION + "\n")
+        return 0
+
+    _ensure_std_fds()
+    mask = frozenset(_INHERITED_MASK)
+    reset = spawn.signals_to_reset()
+    is_pid1 = os.getpid() == 1
+    subreaper_error: OSError | None = None
+
+    if opts.pdeathsig is not None:
+        from pyinit.linux import syscalls
+
+        syscalls.set_pdeathsig(opts.pdeathsig)
+        if os.getppid() != _START_PPID:
+            # The parent died before the request took effect: deliver it
+            # ourselves. It stays pending (blocked) until the supervisor runs.
+            os.kill(os.getpid(), opts.pdeathsig)
+
+    if opts.exec_mode:
+        return spawn.exec_in_place(opts.argv, mask=mask, reset=reset,
+                                   preserve_fds=opts.preserve_fds)
+
+    if not is_pid1 and opts.subreaper:
+        from pyinit.linux import syscalls
+
+        try:
+            syscalls.set_child_subreaper()
+        except OSError as exc:
+            subreaper_error = exc
+
+    child = spawn.spawn(opts.argv, mask=mask, reset=reset, preserve_fds=opts.preserve_fds,
+                        clock_ns=time.monotonic_ns())
+    if child.exec_errno:
+        # The child already printed one line and exits 126 or 127; nothing
+        # else runs, so there is nothing to supervise.
+        _, status = os.waitpid(child.pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    from pyinit import supervisor
+
+    return supervisor.run(
+        opts,
+        child,
+        supervisor.Startup(
+            start_ns=_START_NS,
+            inherited_mask=mask,
+            is_pid1=is_pid1,
+            subreaper_error=subreaper_error,
+            inherited_ignored=frozenset(
+                s for s in (_signal.SIGINT, _signal.SIGQUIT)
+                if _signal.getsignal(s) == _signal.SIG_IGN
+            ),
+        ),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Start the workload, before trio or structlog are imported.
+
+Why fork+exec by hand rather than ``os.posix_spawn`` or ``subprocess``:
+
+* glibc's posix_spawn sets its internal signals 32 and 33 to SIG_IGN in the
+  child, and ``setsigdef`` cannot undo it, so the workload would start with
+  two ignored signals its parent never ignored.
+* ``subprocess`` resets only SIGPIPE and SIGXFSZ and cannot restore the
+  signal mask; pyinit blocks every signal, and the workload must get the mask
+  pyinit inherited instead.
+* A fork from the main thread before any thread exists is safe, and in the
+  child we can put everything back exactly: Python's own dispositions
+  (SIGINT's handler, SIGPIPE and SIGXFSZ ignored) go back to default, signals
+  pyinit's parent ignored stay ignored, and the mask is the inherited one.
+
+Only the C module ``_signal`` is used here; see :mod:`pyinit.signals`.
+"""
+
+from __future__ import annotations
+
+import _signal
+import errno
+import fcntl
+import os
+import sys
+from collections.abc import Iterable, Sequence
+
+EXIT_NOT_FOUND = 127
+EXIT_NOT_EXECUTABLE = 126
+
+
+class Spawned:
+    """What the supervisor needs to know about the started workload."""
+
+    __slots__ = ("argv", "exec_errno", "foreground", "pid", "spawned_ns")
+
+    def __init__(self, pid: int, argv: Sequence[str], foreground: bool, spawned_ns: int,
+                 exec_errno: int) -> None:
+        self.pid = pid
+        self.argv = list(argv)
+        self.foreground = foreground
+        self.spawned_ns = spawned_ns
+        self.exec_errno = exec_errno
+
+
+def signals_to_reset() -> frozenset[int]:
+    """Signals whose disposition Python changed at start-up, to reset in the workload.
+
+    Python ignores SIGPIPE and SIGXFSZ and installs a handler for SIGINT (only
+    when SIGINT was not ignored). Every other disposition is still the one
+    pyinit inherited, and exec turns handlers back into SIG_DFL, so leaving
+    the rest alone hands the workload exactly what pyinit's parent gave.
+    """
+    reset = {_signal.SIGPIPE, _signal.SIGXFSZ}
+    for sig in _signal.valid_signals():
+        try:
+            handler = _signal.getsignal(sig)
+        except (OSError, ValueError):
+            continue
+        if callable(handler):
+            reset.add(sig)
+    return frozenset(reset)
+
+
+def exec_exit_code(err: int) -> int:
+    """Shell convention: 127 when the program is not found, 126 otherwise."""
+    return EXIT_NOT_FOUND if err in (errno.ENOENT, errno.ENOTDIR) else EXIT_NOT_EXECUTABLE
+
+
+def exec_error_line(program: str, err: int) -> str:
+    verb = "run" if exec_exit_code(err) == EXIT_NOT_FOUND else "execute"
+    hint = ""
+    if err in (errno.ENOENT, errno.ENOTDIR) and "/" not in program:
+        hint = " (not found in PATH)"
+    return f"pyinit: cannot {verb} {program!r}: {os.strerror(err)}{hint}\n"
+
+
+def _prepare_fds(preserve_fds: int, keep: int = -1) -> None:
+    """Close every descriptor above 2 except the preserved ones (and ``keep``)."""
+    first = 3 + preserve_fds
+    for fd in range(3, first):
+        try:
+            os.set_inheritable(fd, True)
+        except OSError:
+            pass
+    # os.closerange uses the close_range() system call where it exists.
+    if keep >= first:
+        os.closerange(first, keep)
+        os.closerange(keep + 1, 2**31 - 1)
+    else:
+        os.closerange(first, 2**31 - 1)
+
+
+def _restore_signals(reset: Iterable[int], mask: Iterable[int]) -> None:
+    # Dispositions first, while everything is still blocked, so no Python
+    # handler can run in the child; then the inherited mask.
+    for sig in reset:
+        _signal.signal(sig, _signal.SIG_DFL)
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
+
+
+def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
+          preserve_fds: int, clock_ns: int) -> Spawned:
+    """Fork and exec ``argv`` in its own process group (in the terminal's foreground).
+
+    Returns once the child has either exec'd or failed to; a failure is
+    reported through a close-on-exec pipe as the errno.
+    """
+    mask = frozenset(mask)
+    reset = frozenset(reset)
+    foreground = os.isatty(0)
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    # The preserved range must not swallow our own pipe.
+    if write_end < 3 + preserve_fds:
+        moved = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
+        os.close(write_end)
+        write_end = moved
+    pid = os.fork()
+    if pid == 0:  # the workload-to-be
+        code = 1
+        try:
+            os.close(read_end)
+            os.setpgid(0, 0)
+            if foreground:
+                try:
+                    # SIGTTOU is still blocked, so this works from the background too.
+                    os.tcsetpgrp(0, os.getpid())
+                except OSError:
+                    pass
+            _prepare_fds(preserve_fds, keep=write_end)
+            _restore_signals(reset, mask)
+            os.execvp(argv[0], list(argv))
+        except OSError as exc:
+            err = exc.errno or errno.EINVAL
+            code = exec_exit_code(err)
+            try:
+                os.write(write_end, err.to_bytes(4, "little"))
+                os.write(2, exec_error_line(argv[0], err).encode(errors="replace"))
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    try:
+        os.setpgid(pid, pid)  # also in the parent, so either order of the race works
+    except OSError:
+        pass
+    spawned_ns = clock_ns
+    data = b""
+    while True:
+        try:
+            chunk = os.read(read_end, 4)
+        except InterruptedError:  # pragma: no cover - all signals are blocked
+            continue
+        if not chunk:
+            break
+        data += chunk
+    os.close(read_end)
+    exec_errno = int.from_bytes(data[:4], "little") if len(data) >= 4 else 0
+    return Spawned(pid, argv, foreground, spawned_ns, exec_errno)
+
+
+def exec_in_place(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
+                  preserve_fds: int) -> int:
+    """``--exec``: replace pyinit with the workload. Returns only on failure."""
+    _prepare_fds(preserve_fds)
+    try:
+        _restore_signals(reset, mask)
+        os.execvp(argv[0], list(argv))
+    except OSError as exc:
+        # Back to everything blocked: we are still pyinit.
+        _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+        err = exc.errno or errno.EINVAL
+        sys.stderr.write(exec_error_line(argv[0], err))
+        return exec_exit_code(err)
+    raise AssertionError("unreachable")  # pragma: no cover

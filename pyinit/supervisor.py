@@ -1,0 +1,331 @@
+"""The PID-1 supervisor: forward signals, reap zombies, shut down gracefully.
+
+It reads like tini's main loop, as a trio nursery with two tasks:
+
+* :meth:`Supervisor.handle_signals` forwards every signal to the workload
+  and reaps on SIGCHLD;
+* :meth:`Supervisor.shutdown` starts when the workload exits or pyinit is
+  asked to stop: SIGTERM to everyone else, SIGKILL after the grace period,
+  and done when no child is left.
+
+The reaper owns all waiting (``waitpid(-1)``): nothing else in this process
+may wait for a child, or the two race and one of them loses an exit status
+(trio's ``Process.wait`` then reports 0). It drains in a loop after every
+wake-up because SIGCHLDs coalesce, in the kernel and in trio's receiver.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import sys
+import time
+import traceback
+from typing import Any, NoReturn
+
+import trio
+
+from pyinit import proc, signals
+from pyinit.cli import Options
+from pyinit.log import Sink, configure
+from pyinit.spawn import Spawned
+
+EXIT_INTERNAL = 1
+_ALL_SIGNALS = signal.valid_signals()
+
+
+class Startup:
+    """Facts gathered by the entry point before this module was imported."""
+
+    __slots__ = ("inherited_ignored", "inherited_mask", "is_pid1", "start_ns", "subreaper_error")
+
+    def __init__(self, *, start_ns: int, inherited_mask: frozenset[int], is_pid1: bool,
+                 subreaper_error: OSError | None, inherited_ignored: frozenset[int]) -> None:
+        self.start_ns = start_ns
+        self.inherited_mask = inherited_mask
+        self.is_pid1 = is_pid1
+        self.subreaper_error = subreaper_error
+        self.inherited_ignored = inherited_ignored
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell would report it: the code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def status_fields(status: int) -> dict[str, Any]:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return {"code": 128 + sig, "signal": signals.name(sig),
+                "core_dumped": os.WCOREDUMP(status)}
+    return {"code": os.WEXITSTATUS(status), "signal": None}
+
+
+def _ms(start_ns: int, end_ns: int) -> float:
+    return round((end_ns - start_ns) / 1e6, 3)
+
+
+def _kill(pid: int, sig: int) -> bool:
+    """Send ``sig``; False when the target is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return False
+    return True
+
+
+class Supervisor:
+    def __init__(self, opts: Options, child: Spawned, startup: Startup, log: Any) -> None:
+        self.opts = opts
+        self.child = child
+        self.startup = startup
+        self.log = log
+        self.workload_status: int | None = None
+        self.all_gone = trio.Event()
+        self.shutdown_started_ns: int | None = None
+        self.orphans_reaped = 0
+        self.nursery: trio.Nursery | None = None
+        # Job control: notice when the workload is stopped by the terminal,
+        # so pyinit can stop too and its own parent (a shell) sees the job stop.
+        self.job_control = child.foreground and not startup.is_pid1
+        self.wait_flags = os.WNOHANG | (os.WUNTRACED if self.job_control else 0)
+        self.proc_ok = proc.proc_is_ours()
+
+    # ----- the main loop ------------------------------------------------
+    async def main(self) -> int:
+        watched = set(signals.FORWARDED) | {signal.SIGCHLD}
+        with trio.open_signal_receiver(*watched) as receiver:
+            # Handlers are in place: let the pending signals in.
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                self.reap()  # whatever died while trio was being imported
+                nursery.start_soon(self.handle_signals, receiver)
+                await self.all_gone.wait()
+                # Nothing may interrupt the exit: no KeyboardInterrupt, no
+                # late forward after the handlers are gone.
+                signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
+                nursery.cancel_scope.cancel()
+        assert self.workload_status is not None
+        code = exit_code(self.workload_status)
+        return self.opts.remap.get(code, code)
+
+    async def handle_signals(self, receiver: Any) -> None:
+        async for signum in receiver:
+            signum = int(signum)
+            if signum == signal.SIGCHLD:
+                self.reap()
+                continue
+            self.forward(signum)
+            if signum in signals.SHUTDOWN:
+                self.start_shutdown(f"received {signals.name(signum)}")
+
+    # ----- signals ------------------------------------------------------
+    def forward(self, signum: int) -> None:
+        name = signals.name(signum)
+        group = self.opts.kill_group
+        target = -self.child.pid if group else self.child.pid
+        if self.workload_status is not None and not group:
+            self.log.info("signal.dropped", signal=name, reason="the workload has exited")
+            return
+        if signum == signal.SIGCONT and self.job_control:
+            self.give_terminal_to_workload()
+        delivered = _kill(target, signum)
+        self.log.info(
+            "signal.forwarded",
+            signal=name,
+            target=target,
+            target_kind="process group" if group else "workload",
+            delivered=delivered,
+        )
+
+    # ----- reaping ------------------------------------------------------
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, self.wait_flags)
+            except ChildProcessError:
+                if self.workload_status is not None:
+                    self.all_gone.set()
+                return
+            if pid == 0:
+                return
+            if os.WIFSTOPPED(status):
+                if pid == self.child.pid:
+                    self.workload_stopped(os.WSTOPSIG(status))
+                continue
+            if pid == self.child.pid:
+                self.workload_status = status
+                fields = status_fields(status)
+                self.log.debug("zombie.reaped", pid=pid, workload=True, **fields)
+                self.log.info("workload.exited", pid=pid,
+                              runtime_ms=_ms(self.child.spawned_ns, time.monotonic_ns()),
+                              **fields)
+                self.start_shutdown("workload exited")
+            else:
+                self.orphans_reaped += 1
+                self.log.debug("zombie.reaped", pid=pid, workload=False, **status_fields(status))
+
+    # ----- terminal job control -----------------------------------------
+    def _set_foreground(self, pgid: int) -> None:
+        # With SIGTTOU blocked the kernel lets a background process do this.
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        try:
+            os.tcsetpgrp(0, pgid)
+        except OSError:
+            pass
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def workload_stopped(self, stopsig: int) -> None:
+        """The workload was stopped (Ctrl-Z): stop pyinit too, as its shell expects."""
+        self.log.info("workload.stopped", signal=signals.name(stopsig))
+        self._set_foreground(os.getpgrp())
+        os.kill(os.getpid(), signal.SIGSTOP)
+        # Continued (``fg``): hand the terminal back and wake the workload.
+        self.log.info("workload.continued")
+        self.give_terminal_to_workload()
+        _kill(-self.child.pid, signal.SIGCONT)
+
+    def give_terminal_to_workload(self) -> None:
+        if self.workload_status is None:
+            self._set_foreground(self.child.pid)
+
+    # ----- shutdown -----------------------------------------------------
+    def start_shutdown(self, reason: str) -> None:
+        if self.shutdown_started_ns is not None:
+            return
+        self.shutdown_started_ns = time.monotonic_ns()
+        assert self.nursery is not None
+        self.nursery.start_soon(self.shutdown, reason)
+
+    def remaining(self, include_workload: bool) -> list[proc.ProcInfo] | None:
+        """Our live descendants, or None when /proc cannot be trusted."""
+        if not self.proc_ok:
+            return None
+        found = proc.descendants(os.getpid(), proc.snapshot())
+        return [
+            p for p in found
+            if p.state != "Z" and (include_workload or p.pid != self.child.pid)
+        ]
+
+    def signal_all(self, sig: int, victims: list[proc.ProcInfo] | None) -> None:
+        if victims is not None:
+            for p in victims:
+                _kill(p.pid, sig)
+        elif self.startup.is_pid1:
+            _kill(-1, sig)  # everyone in the namespace but us
+        else:
+            _kill(-self.child.pid, sig)  # best effort without /proc: the workload's group
+
+    async def shutdown(self, reason: str) -> None:
+        grace = self.opts.grace
+        others = self.remaining(include_workload=False)
+        if others is None:
+            self.log.warning(
+                "proc.unavailable",
+                detail="/proc is missing or belongs to another PID namespace; "
+                "signalling without knowing who is left",
+            )
+        if others:
+            self.signal_all(signal.SIGTERM, others)
+            self.signal_all(signal.SIGCONT, others)  # a stopped process cannot act on TERM
+        if others or others is None or self.workload_status is None:
+            self.log.info(
+                "shutdown.grace_started",
+                reason=reason,
+                grace_s=grace,
+                pids=[p.pid for p in others] if others else [],
+                workload_running=self.workload_status is None,
+            )
+        with trio.move_on_after(grace):
+            await self.all_gone.wait()
+        killed: set[int] = set()
+        while not self.all_gone.is_set():
+            victims = self.remaining(include_workload=True)
+            fresh = [p for p in victims or () if p.pid not in killed]
+            if fresh or victims is None:
+                self.log.warning(
+                    "shutdown.killed",
+                    reason=f"still running {grace:g}s after the shutdown began",
+                    pids=[p.pid for p in fresh],
+                    commands=[p.comm for p in fresh],
+                )
+            killed.update(p.pid for p in fresh)
+            self.signal_all(signal.SIGKILL, victims)
+            if self.workload_status is None:
+                _kill(self.child.pid, signal.SIGKILL)
+            with trio.move_on_after(0.05):
+                await self.all_gone.wait()
+
+    def emergency_kill(self) -> None:
+        """pyinit itself failed: leave nothing running behind us."""
+        try:
+            self.signal_all(signal.SIGKILL, self.remaining(include_workload=True))
+            _kill(-self.child.pid, signal.SIGKILL)
+            _kill(self.child.pid, signal.SIGKILL)
+        except Exception:  # pragma: no cover - best effort on the way out
+            pass
+
+
+def _announce(log: Any, opts: Options, child: Spawned, startup: Startup) -> None:
+    log.info(
+        "workload.spawned",
+        pid=child.pid,
+        argv=child.argv,
+        spawn_ms=_ms(startup.start_ns, child.spawned_ns),
+        pid1=startup.is_pid1,
+        foreground=child.foreground,
+    )
+    if startup.subreaper_error is not None:
+        log.warning("subreaper.failed", errno=errno.errorcode.get(
+            startup.subreaper_error.errno or 0, "?"),
+            detail="orphaned descendants will not be reaped by pyinit")
+    elif not startup.is_pid1 and not opts.subreaper:
+        log.warning("subreaper.disabled",
+                    detail="pyinit is not PID 1 and --no-subreaper was given: orphaned "
+                    "descendants go to the real init and pyinit will not reap them")
+    if startup.inherited_ignored:
+        log.warning(
+            "signal.inherited_ignored",
+            signals=[signals.name(s) for s in sorted(startup.inherited_ignored)],
+            detail="pyinit's parent ignores these (a shell does this for background jobs); "
+            "the workload inherits that, so forwarding them has no effect",
+        )
+
+
+def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
+    """Supervise ``child`` until every process is gone, then exit with its status."""
+    log, sink = configure(opts.log_format, opts.log_level)
+    _announce(log, opts, child, startup)
+    sup = Supervisor(opts, child, startup, log)
+    code = EXIT_INTERNAL
+    try:
+        code = trio.run(sup.main)
+    except BaseException as exc:
+        log.error(
+            "pyinit.crashed",
+            error=f"{type(exc).__name__}: {exc}",
+            traceback="".join(traceback.format_exception(exc)),
+            detail="killing every remaining process so nothing is left behind",
+        )
+        sup.emergency_kill()
+        code = EXIT_INTERNAL
+    now = time.monotonic_ns()
+    fields: dict[str, Any] = {"code": code, "uptime_ms": _ms(startup.start_ns, now),
+                              "orphans_reaped": sup.orphans_reaped}
+    if sup.shutdown_started_ns is not None:
+        fields["shutdown_ms"] = _ms(sup.shutdown_started_ns, now)
+    if sink.dropped:
+        fields["log_lines_dropped"] = sink.dropped
+    log.info("pyinit.exit", **fields)
+    # os._exit: skip interpreter teardown (tens of ms) now that nothing is left.
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    os._exit(code)
