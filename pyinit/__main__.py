@@ -95,12 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         _, status = os.waitpid(child.pid, 0)
         return os.waitstatus_to_exitcode(status)
 
-    from pyinit import supervisor
+    from pyinit import early
 
-    return supervisor.run(
+    early.run(
         opts,
         child,
-        supervisor.Startup(
+        early.Startup(
             start_ns=_START_NS,
             inherited_mask=mask,
             is_pid1=is_pid1,

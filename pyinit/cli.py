@@ -8,13 +8,15 @@ environment variable) and the reason; the caller exits 2 with it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from pyinit import __version__, signals
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2 ms)
+if TYPE_CHECKING:  # collections.abc imports collections: 1 ms of start-up
+    from collections.abc import Mapping, Sequence
 
 EXIT_USAGE = 2
 
-HELP = f"""\
+HELP = """\
 usage: pyinit [OPTIONS] [--] PROGRAM [ARGS...]
 
 Run PROGRAM as the workload of a container init: forward every signal to it,

@@ -9,13 +9,15 @@ gets a description of its own:
   open file description) and made non-blocking; a line that does not fit is
   dropped and counted;
 * a socket (journald, a log collector) is written with ``MSG_DONTWAIT``;
-* a regular file is written as it is (it never blocks for long, and
-  reopening would lose O_APPEND);
+* a regular file is written through a duplicate of fd 2 (it never blocks
+  for long, and reopening would lose O_APPEND);
 * a closed stderr, or a pipe whose reader went away (EPIPE), turns the sink
   off for good.
 
-SIGPIPE is blocked around each write: pyinit forwards SIGPIPE to the
-workload, and a SIGPIPE caused by pyinit's own write is consumed here instead.
+A write to a pipe with no reader raises SIGPIPE in pyinit. pyinit keeps
+every signal blocked and reads them from a signalfd, so that cannot kill it;
+the supervisor recognises its own SIGPIPE by the sender PID and does not
+forward it to the workload.
 """
 
 from __future__ import annotations
@@ -23,14 +25,11 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 import socket
 import stat
 from typing import Any
 
 import structlog
-
-_PIPE = {signal.SIGPIPE}
 
 
 class Sink:
@@ -50,7 +49,7 @@ class Sink:
             return
         self.isatty = os.isatty(fd)
         if stat.S_ISREG(st.st_mode):
-            self._fd = fd
+            self._fd = os.dup(fd)  # same description, so O_APPEND is kept
         elif stat.S_ISSOCK(st.st_mode):
             self._sock = socket.socket(fileno=os.dup(fd))
         else:
@@ -71,7 +70,6 @@ class Sink:
         if not self.alive:
             self.dropped += 1
             return
-        signal.pthread_sigmask(signal.SIG_BLOCK, _PIPE)
         try:
             self._write(data)
         except BlockingIOError:
@@ -80,10 +78,6 @@ class Sink:
             self.dropped += 1
             if exc.errno in (errno.EPIPE, errno.EBADF, errno.ECONNRESET, errno.ENOTCONN):
                 self.alive = False
-                # Swallow the SIGPIPE this write raised, so it is not forwarded.
-                signal.sigtimedwait(_PIPE, 0)
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _PIPE)
 
     def _write(self, data: bytes) -> None:
         if self._sock is not None:

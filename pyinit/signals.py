@@ -71,9 +71,9 @@ def parse(text: str) -> int:
     raw = text.strip()
     if raw.isdigit():
         num = int(raw)
-        if num in _signal.valid_signals() and num not in UNCATCHABLE:
+        if num in _signal.valid_signals():
             return num
-        raise ValueError(f"{text!r} is not a signal number that can be caught (1-{SIGRTMAX})")
+        raise ValueError(f"{text!r} is not a signal number (1-{SIGRTMAX})")
     upper = raw.upper()
     if not upper.startswith("SIG"):
         upper = "SIG" + upper

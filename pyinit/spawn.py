@@ -23,7 +23,10 @@ import errno
 import fcntl
 import os
 import sys
-from collections.abc import Iterable, Sequence
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2 ms)
+if TYPE_CHECKING:  # collections.abc imports collections: 1 ms of start-up
+    from collections.abc import Iterable, Sequence
 
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126

@@ -2,8 +2,8 @@
 
 It reads like tini's main loop, as a trio nursery with two tasks:
 
-* :meth:`Supervisor.handle_signals` forwards every signal to the workload
-  and reaps on SIGCHLD;
+* :meth:`Supervisor.handle_signals` reads signals from a signalfd, forwards
+  every one to the workload and reaps on SIGCHLD;
 * :meth:`Supervisor.shutdown` starts when the workload exits or pyinit is
   asked to stop: SIGTERM to everyone else, SIGKILL after the grace period,
   and done when no child is left.
@@ -11,15 +11,13 @@ It reads like tini's main loop, as a trio nursery with two tasks:
 The reaper owns all waiting (``waitpid(-1)``): nothing else in this process
 may wait for a child, or the two race and one of them loses an exit status
 (trio's ``Process.wait`` then reports 0). It drains in a loop after every
-wake-up because SIGCHLDs coalesce, in the kernel and in trio's receiver.
+wake-up because SIGCHLDs coalesce while pending.
 """
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
-import sys
 import time
 import traceback
 from typing import Any, NoReturn
@@ -28,43 +26,13 @@ import trio
 
 from pyinit import proc, signals
 from pyinit.cli import Options
-from pyinit.log import Sink, configure
+from pyinit.early import Startup
+from pyinit.linux import syscalls
+from pyinit.log import configure
+from pyinit.report import announce, exit_code, exit_now, ms, status_fields
 from pyinit.spawn import Spawned
 
 EXIT_INTERNAL = 1
-_ALL_SIGNALS = signal.valid_signals()
-
-
-class Startup:
-    """Facts gathered by the entry point before this module was imported."""
-
-    __slots__ = ("inherited_ignored", "inherited_mask", "is_pid1", "start_ns", "subreaper_error")
-
-    def __init__(self, *, start_ns: int, inherited_mask: frozenset[int], is_pid1: bool,
-                 subreaper_error: OSError | None, inherited_ignored: frozenset[int]) -> None:
-        self.start_ns = start_ns
-        self.inherited_mask = inherited_mask
-        self.is_pid1 = is_pid1
-        self.subreaper_error = subreaper_error
-        self.inherited_ignored = inherited_ignored
-
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell would report it: the code, or 128+N for signal N."""
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
-def status_fields(status: int) -> dict[str, Any]:
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        return {"code": 128 + sig, "signal": signals.name(sig),
-                "core_dumped": os.WCOREDUMP(status)}
-    return {"code": os.WEXITSTATUS(status), "signal": None}
-
-
-def _ms(start_ns: int, end_ns: int) -> float:
-    return round((end_ns - start_ns) / 1e6, 3)
 
 
 def _kill(pid: int, sig: int) -> bool:
@@ -84,7 +52,7 @@ class Supervisor:
         self.child = child
         self.startup = startup
         self.log = log
-        self.workload_status: int | None = None
+        self.workload_status: int | None = startup.workload_status
         self.all_gone = trio.Event()
         self.shutdown_started_ns: int | None = None
         self.orphans_reaped = 0
@@ -94,43 +62,52 @@ class Supervisor:
         self.job_control = child.foreground and not startup.is_pid1
         self.wait_flags = os.WNOHANG | (os.WUNTRACED if self.job_control else 0)
         self.proc_ok = proc.proc_is_ours()
+        self.pid = os.getpid()
 
     # ----- the main loop ------------------------------------------------
     async def main(self) -> int:
-        watched = set(signals.FORWARDED) | {signal.SIGCHLD}
-        with trio.open_signal_receiver(*watched) as receiver:
-            # Handlers are in place: let the pending signals in.
-            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        # Every signal has been blocked since pyinit's first line and stays
+        # blocked: they are read from a signalfd. Nothing is ever lost, no
+        # Python handler runs at an awkward moment, RT signals keep their
+        # queueing, and each one says who sent it.
+        sfd = syscalls.signalfd(set(signals.FORWARDED) | {signal.SIGCHLD})
+        try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
+                if startup_reason := self.startup.shutdown_reason:
+                    self.start_shutdown(startup_reason)  # asked for while trio loaded
                 self.reap()  # whatever died while trio was being imported
-                nursery.start_soon(self.handle_signals, receiver)
+                nursery.start_soon(self.handle_signals, sfd)
                 await self.all_gone.wait()
-                # Nothing may interrupt the exit: no KeyboardInterrupt, no
-                # late forward after the handlers are gone.
-                signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
                 nursery.cancel_scope.cancel()
+        finally:
+            os.close(sfd)
         assert self.workload_status is not None
         code = exit_code(self.workload_status)
         return self.opts.remap.get(code, code)
 
-    async def handle_signals(self, receiver: Any) -> None:
-        async for signum in receiver:
-            signum = int(signum)
-            if signum == signal.SIGCHLD:
-                self.reap()
-                continue
-            self.forward(signum)
-            if signum in signals.SHUTDOWN:
-                self.start_shutdown(f"received {signals.name(signum)}")
+    async def handle_signals(self, sfd: int) -> None:
+        while True:
+            await trio.lowlevel.wait_readable(sfd)
+            for info in syscalls.read_signals(sfd):
+                if info.signo == signal.SIGCHLD:
+                    self.reap()
+                elif info.signo == signal.SIGPIPE and info.pid == self.pid:
+                    # Our own write to a closed log pipe, not a signal for the workload.
+                    continue
+                else:
+                    self.forward(info.signo, info.pid)
+                    if info.signo in signals.SHUTDOWN:
+                        self.start_shutdown(f"received {signals.name(info.signo)}")
 
     # ----- signals ------------------------------------------------------
-    def forward(self, signum: int) -> None:
+    def forward(self, signum: int, sender: int) -> None:
         name = signals.name(signum)
         group = self.opts.kill_group
         target = -self.child.pid if group else self.child.pid
         if self.workload_status is not None and not group:
-            self.log.info("signal.dropped", signal=name, reason="the workload has exited")
+            self.log.info("signal.dropped", signal=name, sender_pid=sender,
+                          reason="the workload has exited")
             return
         if signum == signal.SIGCONT and self.job_control:
             self.give_terminal_to_workload()
@@ -141,6 +118,7 @@ class Supervisor:
             target=target,
             target_kind="process group" if group else "workload",
             delivered=delivered,
+            sender_pid=sender,
         )
 
     # ----- reaping ------------------------------------------------------
@@ -163,7 +141,7 @@ class Supervisor:
                 fields = status_fields(status)
                 self.log.debug("zombie.reaped", pid=pid, workload=True, **fields)
                 self.log.info("workload.exited", pid=pid,
-                              runtime_ms=_ms(self.child.spawned_ns, time.monotonic_ns()),
+                              runtime_ms=ms(self.child.spawned_ns, time.monotonic_ns()),
                               **fields)
                 self.start_shutdown("workload exited")
             else:
@@ -172,14 +150,12 @@ class Supervisor:
 
     # ----- terminal job control -----------------------------------------
     def _set_foreground(self, pgid: int) -> None:
-        # With SIGTTOU blocked the kernel lets a background process do this.
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+        # SIGTTOU is blocked (like everything), so the kernel lets pyinit do
+        # this even from the background.
         try:
             os.tcsetpgrp(0, pgid)
         except OSError:
             pass
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def workload_stopped(self, stopsig: int) -> None:
         """The workload was stopped (Ctrl-Z): stop pyinit too, as its shell expects."""
@@ -272,36 +248,10 @@ class Supervisor:
             pass
 
 
-def _announce(log: Any, opts: Options, child: Spawned, startup: Startup) -> None:
-    log.info(
-        "workload.spawned",
-        pid=child.pid,
-        argv=child.argv,
-        spawn_ms=_ms(startup.start_ns, child.spawned_ns),
-        pid1=startup.is_pid1,
-        foreground=child.foreground,
-    )
-    if startup.subreaper_error is not None:
-        log.warning("subreaper.failed", errno=errno.errorcode.get(
-            startup.subreaper_error.errno or 0, "?"),
-            detail="orphaned descendants will not be reaped by pyinit")
-    elif not startup.is_pid1 and not opts.subreaper:
-        log.warning("subreaper.disabled",
-                    detail="pyinit is not PID 1 and --no-subreaper was given: orphaned "
-                    "descendants go to the real init and pyinit will not reap them")
-    if startup.inherited_ignored:
-        log.warning(
-            "signal.inherited_ignored",
-            signals=[signals.name(s) for s in sorted(startup.inherited_ignored)],
-            detail="pyinit's parent ignores these (a shell does this for background jobs); "
-            "the workload inherits that, so forwarding them has no effect",
-        )
-
-
 def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
     """Supervise ``child`` until every process is gone, then exit with its status."""
     log, sink = configure(opts.log_format, opts.log_level)
-    _announce(log, opts, child, startup)
+    announce(log, opts, child, startup)
     sup = Supervisor(opts, child, startup, log)
     code = EXIT_INTERNAL
     try:
@@ -315,17 +265,7 @@ def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
         )
         sup.emergency_kill()
         code = EXIT_INTERNAL
-    now = time.monotonic_ns()
-    fields: dict[str, Any] = {"code": code, "uptime_ms": _ms(startup.start_ns, now),
-                              "orphans_reaped": sup.orphans_reaped}
+    fields: dict[str, Any] = {"orphans_reaped": sup.orphans_reaped}
     if sup.shutdown_started_ns is not None:
-        fields["shutdown_ms"] = _ms(sup.shutdown_started_ns, now)
-    if sink.dropped:
-        fields["log_lines_dropped"] = sink.dropped
-    log.info("pyinit.exit", **fields)
-    # os._exit: skip interpreter teardown (tens of ms) now that nothing is left.
-    try:
-        sys.stdout.flush()
-    except Exception:
-        pass
-    os._exit(code)
+        fields["shutdown_ms"] = ms(sup.shutdown_started_ns, time.monotonic_ns())
+    exit_now(log, sink, code, startup, **fields)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import os
+import struct
+from collections.abc import Iterable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -56,3 +58,46 @@ def get_pdeathsig() -> int:
     value = ctypes.c_int(0)
     _check(_prctl(PR_GET_PDEATHSIG, ctypes.byref(value)), "prctl(PR_GET_PDEATHSIG)")
     return value.value
+
+
+# ----- signalfd -----------------------------------------------------------
+SFD_NONBLOCK = os.O_NONBLOCK
+SFD_CLOEXEC = os.O_CLOEXEC
+SIGINFO_SIZE = 128  # sizeof(struct signalfd_siginfo)
+_SIGINFO = struct.Struct("<IiiII")  # ssi_signo, ssi_errno, ssi_code, ssi_pid, ssi_uid
+SI_USER = 0
+
+
+class SigInfo:
+    """One signal read from a signalfd: who sent what."""
+
+    __slots__ = ("code", "pid", "signo", "uid")
+
+    def __init__(self, signo: int, code: int, pid: int, uid: int) -> None:
+        self.signo = signo
+        self.code = code
+        self.pid = pid
+        self.uid = uid
+
+
+def signalfd(signals: Iterable[int]) -> int:
+    """A non-blocking, close-on-exec signalfd for ``signals`` (which must be blocked)."""
+    mask = (ctypes.c_ulong * 16)()  # glibc's sigset_t: 1024 bits
+    for sig in signals:
+        mask[(sig - 1) // 64] |= 1 << ((sig - 1) % 64)
+    fd: int = _libc.signalfd(ctypes.c_int(-1), ctypes.byref(mask),
+                             ctypes.c_int(SFD_NONBLOCK | SFD_CLOEXEC))
+    return _check(fd, "signalfd")
+
+
+def read_signals(fd: int) -> list[SigInfo]:
+    """Every signal pending on the signalfd; empty when none is."""
+    try:
+        data = os.read(fd, SIGINFO_SIZE * 64)
+    except BlockingIOError:
+        return []
+    found = []
+    for offset in range(0, len(data) - SIGINFO_SIZE + 1, SIGINFO_SIZE):
+        signo, _errno, code, pid, uid = _SIGINFO.unpack_from(data, offset)
+        found.append(SigInfo(signo, code, pid, uid))
+    return found

@@ -1,0 +1,99 @@
+"""Exit statuses and the log events that tell what happened before trio ran.
+
+Kept free of trio, so the early phase (:mod:`pyinit.early`) can report and
+exit as soon as structlog is loaded.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import time
+from typing import Any, NoReturn
+
+from pyinit import signals
+from pyinit.cli import Options
+from pyinit.early import Startup
+from pyinit.log import Sink, configure
+from pyinit.spawn import Spawned
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell would report it: the code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def status_fields(status: int) -> dict[str, Any]:
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return {"code": 128 + sig, "signal": signals.name(sig),
+                "core_dumped": os.WCOREDUMP(status)}
+    return {"code": os.WEXITSTATUS(status), "signal": None}
+
+
+def ms(start_ns: int, end_ns: int) -> float:
+    return round((end_ns - start_ns) / 1e6, 3)
+
+
+def announce(log: Any, opts: Options, child: Spawned, startup: Startup) -> None:
+    """What happened before the logger existed, in the order it happened."""
+    log.info(
+        "workload.spawned",
+        pid=child.pid,
+        argv=child.argv,
+        spawn_ms=ms(startup.start_ns, child.spawned_ns),
+        pid1=startup.is_pid1,
+        foreground=child.foreground,
+    )
+    if startup.subreaper_error is not None:
+        log.warning("subreaper.failed", errno=errno.errorcode.get(
+            startup.subreaper_error.errno or 0, "?"),
+            detail="orphaned descendants will not be reaped by pyinit")
+    elif not startup.is_pid1 and not opts.subreaper:
+        log.warning("subreaper.disabled",
+                    detail="pyinit is not PID 1 and --no-subreaper was given: orphaned "
+                    "descendants go to the real init and pyinit will not reap them")
+    if startup.inherited_ignored:
+        log.warning(
+            "signal.inherited_ignored",
+            signals=[signals.name(s) for s in sorted(startup.inherited_ignored)],
+            detail="pyinit's parent ignores these (a shell does this for background jobs); "
+            "the workload inherits that, so forwarding them has no effect",
+        )
+    group = opts.kill_group
+    for signo, sender, delivered in startup.forwarded:
+        log.info("signal.forwarded", signal=signals.name(signo),
+                 target=-child.pid if group else child.pid,
+                 target_kind="process group" if group else "workload",
+                 delivered=delivered, sender_pid=sender, early=True)
+    if startup.workload_status is not None:
+        log.info("workload.exited", pid=child.pid,
+                 runtime_ms=ms(child.spawned_ns, startup.workload_exited_ns),
+                 **status_fields(startup.workload_status))
+    log.debug("runtime.loaded", import_ms=ms(child.spawned_ns, startup.runtime_ready_ns))
+
+
+def exit_now(log: Any, sink: Sink, code: int, startup: Startup, **fields: Any) -> NoReturn:
+    fields["uptime_ms"] = ms(startup.start_ns, time.monotonic_ns())
+    if sink.dropped:
+        fields["log_lines_dropped"] = sink.dropped
+    log.info("pyinit.exit", code=code, **fields)
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    # os._exit: skip interpreter teardown (tens of ms) now that nothing is left.
+    os._exit(code)
+
+
+def finish_early(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
+    """The workload exited while trio loaded and nothing else is left: just exit."""
+    assert startup.workload_status is not None
+    log, sink = configure(opts.log_format, opts.log_level)
+    announce(log, opts, child, startup)
+    code = exit_code(startup.workload_status)
+    exit_now(log, sink, opts.remap.get(code, code), startup, orphans_reaped=0, early=True)
+
+

@@ -1,0 +1,187 @@
+"""Shared harness: run the real pyinit, and check nothing is left behind.
+
+Every test gets a unique token in the environment of the processes it starts
+(``PYINIT_TEST_TOKEN``). After the test, no process on the machine may still
+carry it, and the host's ``/proc/self/mountinfo`` must be what it was.
+
+Under ``CI=true`` as root, a skipped test fails the run: every root-only test
+must really run there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HELPERS = Path(__file__).resolve().parent / "helpers"
+BIN = Path(sys.executable).parent
+PYINIT = str(BIN / "pyinit")
+PYTHON = sys.executable
+IS_ROOT = os.geteuid() == 0
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not Path(PYINIT).exists():
+        raise pytest.UsageError(f"{PYINIT} is missing: install pyinit into this venv first")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_ROOT:
+        return
+    skip = pytest.mark.skip(reason="needs root (namespaces, mounts, other users' processes)")
+    for item in items:
+        if "root" in item.keywords:
+            item.add_marker(skip)
+
+
+_skipped: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped:
+        _skipped.append(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if IN_CI and IS_ROOT and _skipped:
+        sys.stderr.write(
+            f"\nCI=true as root: {len(_skipped)} test(s) skipped, which is a failure here:\n"
+            + "".join(f"  {nodeid}\n" for nodeid in _skipped)
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ---------------------------------------------------------------- leftovers
+def _processes_with(token: str) -> list[int]:
+    needle = f"PYINIT_TEST_TOKEN={token}".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as fh:
+                if needle in fh.read():
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def _mountinfo() -> list[str]:
+    # Mount IDs and the optional fields change with unrelated activity only
+    # when mounts change, so the whole table is compared.
+    with open("/proc/self/mountinfo") as fh:
+        return fh.read().splitlines()
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    token = uuid.uuid4().hex
+    monkeypatch.setenv("PYINIT_TEST_TOKEN", token)
+    before = _mountinfo()
+    yield token
+    deadline = time.monotonic() + 5
+    while (left := _processes_with(token)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    assert not left, f"processes left behind by the test: {left}"
+    assert _mountinfo() == before, "the host's mount table changed"
+
+
+# ---------------------------------------------------------------- running pyinit
+def pyinit_cmd(args: Sequence[str], mode: str = "subreaper") -> list[str]:
+    """The command line that runs pyinit as PID 1 of a new PID namespace, or not."""
+    if mode == "pid1":
+        return ["unshare", "--pid", "--fork", "--mount-proc", PYINIT, *args]
+    if mode == "subreaper":
+        return [PYINIT, *args]
+    raise ValueError(mode)
+
+
+def start(args: Sequence[str], mode: str = "subreaper", **kw: Any) -> subprocess.Popen[bytes]:
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("stdout", subprocess.PIPE)
+    kw.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(pyinit_cmd(args, mode), **kw)
+
+
+def run(args: Sequence[str], mode: str = "subreaper", timeout: float = 60,
+        **kw: Any) -> subprocess.CompletedProcess[bytes]:
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("capture_output", True)
+    return subprocess.run(pyinit_cmd(args, mode), timeout=timeout, check=False, **kw)
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []
+
+
+def wait_for(predicate: Any, timeout: float = 20, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pyinit_pid(popen: subprocess.Popen[bytes], mode: str) -> int:
+    """The host PID of pyinit itself (in pid1 mode it is unshare's child)."""
+    if mode == "subreaper":
+        return popen.pid
+    return int(wait_for(lambda: (children(popen.pid) or [0])[0], what="pyinit under unshare"))
+
+
+def status_field(pid: int, field: str) -> str:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+    raise KeyError(field)
+
+
+def events(stderr: bytes) -> list[dict[str, Any]]:
+    """pyinit's JSON log lines (other lines, e.g. the workload's, are skipped)."""
+    found = []
+    for line in stderr.decode(errors="replace").splitlines():
+        if line.startswith("{"):
+            try:
+                found.append(json.loads(line))
+            except ValueError:
+                continue
+    return found
+
+
+def event(stderr: bytes, name: str) -> dict[str, Any]:
+    for ev in events(stderr):
+        if ev.get("event") == name:
+            return ev
+    raise AssertionError(f"no {name!r} event in:\n{stderr.decode(errors='replace')}")
+
+
+def helper(name: str) -> list[str]:
+    return [PYTHON, "-I", str(HELPERS / name)]
+
+
+MODES = [pytest.param("pid1", marks=pytest.mark.root), "subreaper"]
