@@ -12,7 +12,9 @@ editable-install finder sits in front of the interpreter.
 Metrics:
   first_insn   exec of the init -> the workload's first instruction
                (workload: ``date +%s%N``; its own start-up is in every column)
-  exit_lag     the workload's last output -> the init's exit
+  exit_lag     the workload's last output -> the init's exit (a workload that
+               exits at once, while pyinit is still loading trio)
+  exit_lag_steady  the same for a workload that runs 0.4 s first
   startup      wall time of ``INIT /bin/true``
   rss          peak RSS (VmHWM) of the init while it supervises ``sleep``
   burst        as PID 1 of a new PID namespace: 2000 orphans exit at once,
@@ -88,6 +90,19 @@ def first_insn_and_exit(prefix: list[str], runs: int) -> tuple[list[float], list
         first.append((printed - t0) / 1e6)
         lag.append((t_end - printed) / 1e6)
     return first, lag
+
+
+def exit_lag_steady(prefix: list[str], runs: int) -> list[float]:
+    """Like exit_lag, but the workload outlives the init's start-up."""
+    lag = []
+    for _ in range(runs):
+        proc = subprocess.Popen([*prefix, "sh", "-c", "sleep 0.4; exec date +%s%N"],
+                                stdout=subprocess.PIPE, **quiet())
+        assert proc.stdout is not None
+        printed = int(proc.stdout.readline())
+        proc.wait()
+        lag.append((time.time_ns() - printed) / 1e6)
+    return lag
 
 
 def startup(prefix: list[str], runs: int) -> list[float]:
@@ -181,6 +196,7 @@ def main() -> int:
         results[name]["first_insn"] = first
         results[name]["exit_lag"] = lag
         results[name]["startup"] = startup(prefix, args.runs)
+        results[name]["exit_lag_steady"] = exit_lag_steady(prefix, max(5, args.runs // 4))
         if name != "plain":
             results[name]["rss"] = rss(prefix, 3)
             results[name]["burst"] = burst(prefix, args.burst_runs, args.burst)
@@ -189,7 +205,8 @@ def main() -> int:
     metrics = [
         ("first_insn", "exec → workload's first instruction (ms)", 2),
         ("startup", "wall time of `INIT /bin/true` (ms)", 2),
-        ("exit_lag", "workload's exit → init's exit (ms)", 2),
+        ("exit_lag", "workload's exit → init's exit, workload exits at once (ms)", 2),
+        ("exit_lag_steady", "workload's exit → init's exit, after 0.4 s (ms)", 2),
         ("rss", "peak RSS while supervising (kB)", 0),
         ("burst", f"reap a burst of {args.burst} orphans as PID 1 (ms)", 1),
         ("signal", "SIGUSR1 forwarding latency (µs)", 0),

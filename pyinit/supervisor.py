@@ -199,6 +199,8 @@ class Supervisor:
             _kill(-self.child.pid, sig)  # best effort without /proc: the workload's group
 
     async def shutdown(self, reason: str) -> None:
+        if self.all_gone.is_set():
+            return  # the reap that started us found nobody left: no /proc scan needed
         grace = self.opts.grace
         others = self.remaining(include_workload=False)
         if others is None:

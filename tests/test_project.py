@@ -1,0 +1,61 @@
+"""The project's own promises: README's commands, CI's command, lint and types."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from pyinit import cli
+from tests.conftest import BIN, ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def _quick_start() -> list[str]:
+    block = README.split("## Quick start", 1)[1].split("```sh", 1)[1].split("```", 1)[0]
+    return [line for line in block.strip().splitlines() if line.strip()]
+
+
+def test_quick_start_is_install_run_test() -> None:
+    install, demo, test = _quick_start()
+    assert install == "tools/install.sh"
+    assert demo.startswith(".venv/bin/pyinit ")
+    assert test == ".venv/bin/python -m pytest"
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = [line.strip() for line in ci.splitlines()
+                if line.strip() and not line.strip().startswith("#")]
+    assert commands[-1] == _quick_start()[2]
+    assert "tools/install.sh" in commands
+
+
+def test_quick_start_demo_does_what_readme_says() -> None:
+    demo = _quick_start()[1].replace(".venv/bin/pyinit", str(BIN / "pyinit"), 1)
+    res = subprocess.run(["sh", "-c", demo], capture_output=True, timeout=60, check=False)
+    assert res.returncode == 3
+    err = res.stderr.decode()
+    for needle in ("signal.forwarded", "shutdown.grace_started", "pyinit.exit"):
+        assert needle in err
+    assert b"workload: got SIGTERM" in res.stdout
+
+
+def test_every_option_is_documented() -> None:
+    options = set(re.findall(r"(--[a-z][a-z-]+)", cli.HELP))
+    assert options, "no options found in the help"
+    missing = [opt for opt in sorted(options) if f"`{opt}" not in README and opt not in README]
+    assert not missing, f"options missing from README.md: {missing}"
+
+
+def test_ruff_is_clean() -> None:
+    res = subprocess.run([str(BIN / "ruff"), "check", "pyinit", "tests", "bench"],
+                         cwd=ROOT, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_mypy_is_clean() -> None:
+    res = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
