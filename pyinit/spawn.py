@@ -78,6 +78,31 @@ def exec_error_line(program: str, err: int) -> str:
     return f"pyinit: cannot {verb} {program!r}: {os.strerror(err)}{hint}\n"
 
 
+def _exec(argv: Sequence[str]) -> None:
+    """execve ``argv``, searching PATH like a shell: raises the OSError that explains why not.
+
+    Unlike ``execvp``, a directory in PATH that cannot be searched (EACCES,
+    e.g. another user's home) is skipped rather than reported, so a program
+    found nowhere is ENOENT (127); EACCES (126) means a file that exists but
+    cannot be executed.
+    """
+    program = argv[0]
+    if "/" in program:
+        os.execv(program, list(argv))
+    failure: OSError | None = None
+    for directory in os.get_exec_path():
+        candidate = os.path.join(directory or ".", program)
+        try:
+            os.execv(candidate, list(argv))
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                continue
+            if exc.errno == errno.EACCES and not os.path.isfile(candidate):
+                continue  # the directory was not searchable: not found there
+            failure = failure or exc
+    raise failure or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+
+
 def _prepare_fds(preserve_fds: int, keep: int = -1) -> None:
     """Close every descriptor above 2 except the preserved ones (and ``keep``)."""
     first = 3 + preserve_fds
@@ -132,7 +157,7 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
                     pass
             _prepare_fds(preserve_fds, keep=write_end)
             _restore_signals(reset, mask)
-            os.execvp(argv[0], list(argv))
+            _exec(argv)
         except OSError as exc:
             err = exc.errno or errno.EINVAL
             code = exec_exit_code(err)
@@ -169,7 +194,7 @@ def exec_in_place(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[i
     _prepare_fds(preserve_fds)
     try:
         _restore_signals(reset, mask)
-        os.execvp(argv[0], list(argv))
+        _exec(argv)
     except OSError as exc:
         # Back to everything blocked: we are still pyinit.
         _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())

@@ -67,6 +67,24 @@ def test_program_not_found_is_127_with_one_line() -> None:
     assert b"Traceback" not in res.stderr
 
 
+def test_unsearchable_directory_in_path_is_not_found_not_126(tmp_path: Path) -> None:
+    # As in a shell: a PATH entry we may not search does not turn "not found"
+    # into "not executable".
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o000)
+    env = {**os.environ, "PATH": f"{locked}:/usr/bin:/bin"}
+    script = f"exec {PYINIT} -- no-such-program-in-path"
+    cmd = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+           "sh", "-c", script] if os.geteuid() == 0 else ["sh", "-c", script]
+    res = subprocess.run(cmd, env=env, capture_output=True, timeout=30, check=False)
+    assert res.returncode == 127, res.stderr.decode()
+    # A file that exists but is not executable, found through PATH, is 126.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "tool").write_text("#!/bin/sh\n")
+    res = run(["--", "tool"], env={**os.environ, "PATH": f"{tmp_path / 'bin'}:/usr/bin:/bin"})
+    assert res.returncode == 126
+
+
 def test_program_not_executable_is_126(tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_text("#!/bin/sh\nexit 0\n")
