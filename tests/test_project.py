@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pyinit import cli
 from tests.conftest import BIN, ROOT
 
@@ -52,7 +54,7 @@ def test_every_option_is_documented() -> None:
 
 
 def test_ruff_is_clean() -> None:
-    res = subprocess.run([str(BIN / "ruff"), "check", "pyinit", "tests", "bench"],
+    res = subprocess.run([str(BIN / "ruff"), "check", "--no-cache", "pyinit", "tests", "bench"],
                          cwd=ROOT, capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
 
@@ -64,3 +66,36 @@ def test_mypy_is_clean(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(cache)], cwd=ROOT,
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_a_skip_fails_the_run_only_under_ci_as_root(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   ci: str) -> None:
+    """The skip policy of tests/conftest.py, in a throw-away session."""
+    pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nmarkers =\n    root: needs root\n")
+    pytester.makepyfile(test_inner="""
+        import pytest
+
+        @pytest.mark.root
+        def test_needs_root():
+            pass
+
+        def test_skips():
+            pytest.skip("not here")
+    """)
+    monkeypatch.setenv("CI", ci)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    if os.geteuid() == 0:
+        result.assert_outcomes(passed=1, skipped=1)
+        if ci:
+            assert result.ret == pytest.ExitCode.TESTS_FAILED
+            result.stderr.fnmatch_lines(["*CI=true as root: 1 test(s) skipped*"])
+        else:
+            assert result.ret == pytest.ExitCode.OK
+    else:
+        # Not root: the root-only test skips with its reason, and that is fine.
+        result.assert_outcomes(skipped=2)
+        result.stdout.fnmatch_lines(["*needs root*"])
+        assert result.ret == pytest.ExitCode.OK
