@@ -86,7 +86,7 @@ def test_a_skip_fails_the_run_only_under_ci_as_root(pytester: pytest.Pytester,
             pytest.skip("not here")
     """)
     monkeypatch.setenv("CI", ci)
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-ra")
     if os.geteuid() == 0:
         result.assert_outcomes(passed=1, skipped=1)
         if ci:
