@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import select
 import socket
 import stat
 from typing import Any
@@ -84,8 +85,6 @@ class Sink:
             self._sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
             return
         if self._poll:
-            import select  # imported by trio already; kept local to this rare path
-
             poller = select.poll()
             poller.register(self._fd, select.POLLOUT)
             if not poller.poll(0):

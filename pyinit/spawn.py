@@ -127,6 +127,19 @@ def _restore_signals(reset: Iterable[int], mask: Iterable[int]) -> None:
     _signal.pthread_sigmask(_signal.SIG_SETMASK, mask)
 
 
+def _owns_terminal() -> bool:
+    """stdin is a terminal and pyinit's process group is its foreground.
+
+    Only then does the workload take the foreground: pyinit started in the
+    background (``pyinit -- cmd &``) must not steal the terminal from the
+    shell that started it, as tini does.
+    """
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:  # not a terminal, or not our controlling one
+        return False
+
+
 def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
           preserve_fds: int, clock_ns: int) -> Spawned:
     """Fork and exec ``argv`` in its own process group (in the terminal's foreground).
@@ -136,7 +149,7 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
     """
     mask = frozenset(mask)
     reset = frozenset(reset)
-    foreground = os.isatty(0)
+    foreground = _owns_terminal()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     # The preserved range must not swallow our own pipe.
     if write_end < 3 + preserve_fds:

@@ -41,6 +41,14 @@ def _shell(argv: list[str]) -> pexpect.spawn:
     return pexpect.spawn(argv[0], argv[1:], env=env, timeout=20, encoding="utf-8")
 
 
+def _last_status(child: pexpect.spawn) -> str:
+    """The shell's $? for the last command."""
+    child.expect(PROMPT)
+    child.sendline("echo rc=$?")
+    child.expect(r"rc=(\d+)")
+    return str(child.match.group(1))
+
+
 def test_interactive_shell_under_pyinit_has_job_control() -> None:
     """pyinit runs ``sh -i``; the shell's own jobs stop, resume and die as usual."""
     child = _shell([PYINIT, "--log-level", "warning", "--", "sh", "-i"])
@@ -55,10 +63,7 @@ def test_interactive_shell_under_pyinit_has_job_control() -> None:
         child.expect("sleep 100")
         _wait_foreground("sleep")
         child.sendcontrol("c")
-        child.expect(PROMPT)
-        child.sendline("echo rc=$?")
-        child.expect(r"rc=(\d+)")
-        assert child.match.group(1) == "130"
+        assert _last_status(child) == "130"
         child.sendline("exit 7")
         child.expect(pexpect.EOF)
     finally:
@@ -84,18 +89,20 @@ def test_ctrl_z_stops_pyinit_and_fg_gives_the_terminal_back() -> None:
         # After fg the workload reads the terminal again (a background read
         # would stop it with SIGTTIN instead).
         child.sendline("two")
-        child.expect(PROMPT)
-        child.sendline("echo rc=$?")
-        child.expect(r"rc=(\d+)")
-        assert child.match.group(1) == "5"
+        assert _last_status(child) == "5"
 
         child.sendline(f"{PYINIT} --log-level warning -- sleep 100")
         _wait_foreground("sleep")
         child.sendcontrol("c")
+        assert _last_status(child) == "130"
+
+        # Started in the background, pyinit leaves the terminal to the shell.
+        child.sendline(f"{PYINIT} --log-level warning -- sleep 2 &")
         child.expect(PROMPT)
-        child.sendline("echo rc=$?")
-        child.expect(r"rc=(\d+)")
-        assert child.match.group(1) == "130"
+        child.sendline("read line; echo shell-read=$line")
+        child.sendline("mine")
+        child.expect("shell-read=mine")
+        child.sendline("wait")
         child.sendline("exit 0")
         child.expect(pexpect.EOF)
     finally:
@@ -112,10 +119,7 @@ def test_pid1_with_a_terminal_runs_an_interactive_shell() -> None:
         child.sendline("sleep 100")
         _wait_foreground("sleep")
         child.sendcontrol("c")
-        child.expect(PROMPT)
-        child.sendline("echo rc=$?")
-        child.expect(r"rc=(\d+)")
-        assert child.match.group(1) == "130"
+        assert _last_status(child) == "130"
         child.sendline("exit 3")
         child.expect(pexpect.EOF)
     finally:
