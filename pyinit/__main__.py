@@ -46,11 +46,19 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
+SUBCOMMANDS = ("run", "spec", "check")
+
+
 def main(argv: list[str] | None = None) -> int:
     from pyinit import cli, spawn
 
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in SUBCOMMANDS:
+        from pyinit import commands
+
+        return commands.main(args, _START_NS)
     try:
-        opts = cli.parse(sys.argv[1:] if argv is None else argv, os.environ)
+        opts = cli.parse(args, os.environ)
     except cli.UsageError as exc:
         return _usage_error(str(exc))
     if opts.action == "help":

@@ -26,7 +26,7 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2 ms)
 if TYPE_CHECKING:  # collections.abc imports collections: 1 ms of start-up
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
 
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
@@ -78,7 +78,7 @@ def exec_error_line(program: str, err: int) -> str:
     return f"pyinit: cannot {verb} {program!r}: {os.strerror(err)}{hint}\n"
 
 
-def _exec(argv: Sequence[str]) -> None:
+def _exec(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
     """execve ``argv``, searching PATH like a shell: raises the OSError that explains why not.
 
     Unlike ``execvp``, a directory in PATH that cannot be searched (EACCES,
@@ -87,13 +87,14 @@ def _exec(argv: Sequence[str]) -> None:
     cannot be executed.
     """
     program = argv[0]
+    environ = os.environ if env is None else env
     if "/" in program:
-        os.execv(program, list(argv))
+        os.execve(program, list(argv), environ)
     failure: OSError | None = None
-    for directory in os.get_exec_path():
+    for directory in os.get_exec_path(environ):
         candidate = os.path.join(directory or ".", program)
         try:
-            os.execv(candidate, list(argv))
+            os.execve(candidate, list(argv), environ)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 continue
@@ -141,11 +142,15 @@ def _owns_terminal() -> bool:
 
 
 def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
-          preserve_fds: int, clock_ns: int) -> Spawned:
+          preserve_fds: int, clock_ns: int, env: dict[str, str] | None = None,
+          prepare: Callable[[], None] | None = None) -> Spawned:
     """Fork and exec ``argv`` in its own process group (in the terminal's foreground).
 
-    Returns once the child has either exec'd or failed to; a failure is
-    reported through a close-on-exec pipe as the errno.
+    ``env`` replaces pyinit's environment (PATH is searched in it), and
+    ``prepare`` runs in the child just before the exec (``pyinit run`` sets
+    the OCI process's user, limits and capabilities there). Returns once the
+    child has either exec'd or failed to; a failure is reported through a
+    close-on-exec pipe as the errno.
     """
     mask = frozenset(mask)
     reset = frozenset(reset)
@@ -168,9 +173,11 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
                     os.tcsetpgrp(0, os.getpid())
                 except OSError:
                     pass
+            if prepare is not None:
+                prepare()
             _prepare_fds(preserve_fds, keep=write_end)
             _restore_signals(reset, mask)
-            _exec(argv)
+            _exec(argv, env)
         except OSError as exc:
             err = exc.errno or errno.EINVAL
             code = exec_exit_code(err)

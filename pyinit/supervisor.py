@@ -28,7 +28,7 @@ from pyinit import proc, signals
 from pyinit.cli import Options
 from pyinit.early import Startup
 from pyinit.linux import syscalls
-from pyinit.log import configure
+from pyinit.log import Sink, configure
 from pyinit.report import announce, exit_code, exit_now, ms, status_fields
 from pyinit.spawn import Spawned
 
@@ -250,9 +250,10 @@ class Supervisor:
             pass
 
 
-def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
+def run(opts: Options, child: Spawned, startup: Startup,
+        logging: tuple[Any, Sink] | None = None) -> NoReturn:
     """Supervise ``child`` until every process is gone, then exit with its status."""
-    log, sink = configure(opts.log_format, opts.log_level)
+    log, sink = logging or configure(opts.log_format, opts.log_level)
     announce(log, opts, child, startup)
     sup = Supervisor(opts, child, startup, log)
     code = EXIT_INTERNAL

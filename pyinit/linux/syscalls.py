@@ -101,3 +101,146 @@ def read_signals(fd: int) -> list[SigInfo]:
         signo, _errno, code, pid, uid = _SIGINFO.unpack_from(data, offset)
         found.append(SigInfo(signo, code, pid, uid))
     return found
+
+
+# ----- namespaces ---------------------------------------------------------
+CLONE_NEWTIME = 0x80
+CLONE_NEWNS = 0x20000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+_NR_UNSHARE = 272
+_NR_SETNS = 308
+_NR_PIVOT_ROOT = 155
+_NR_OPEN_TREE = 428
+_NR_MOVE_MOUNT = 429
+_NR_OPENAT2 = 437
+_NR_MOUNT_SETATTR = 442
+
+_libc.syscall.restype = ctypes.c_long
+
+
+def unshare(flags: int) -> None:
+    _check(_libc.syscall(ctypes.c_long(_NR_UNSHARE), ctypes.c_long(flags)), "unshare")
+
+
+def setns(fd: int, nstype: int) -> None:
+    _check(_libc.syscall(ctypes.c_long(_NR_SETNS), ctypes.c_long(fd), ctypes.c_long(nstype)),
+           "setns")
+
+
+# ----- mounts -------------------------------------------------------------
+MNT_DETACH = 2
+UMOUNT_NOFOLLOW = 8
+AT_FDCWD = -100
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+OPEN_TREE_CLONE = 1
+MOVE_MOUNT_F_EMPTY_PATH = 0x04
+MOVE_MOUNT_T_EMPTY_PATH = 0x40
+
+
+def _b(value: str | None) -> bytes | None:
+    return None if value is None else os.fsencode(value)
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
+    result = _libc.mount(_b(source), _b(target), _b(fstype), ctypes.c_ulong(flags), _b(data))
+    _check(result, "mount")
+
+
+def umount2(target: str, flags: int = 0) -> None:
+    _check(_libc.umount2(_b(target), ctypes.c_int(flags)), "umount2")
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    _check(_libc.syscall(ctypes.c_long(_NR_PIVOT_ROOT), _b(new_root), _b(put_old)),
+           "pivot_root")
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64),
+                ("resolve", ctypes.c_uint64)]
+
+
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+
+
+def openat2(dirfd: int, path: str, flags: int, resolve: int, mode: int = 0) -> int:
+    """openat2(2); retried on EAGAIN, which the kernel returns under rename races."""
+    how = _OpenHow(flags | os.O_CLOEXEC, mode, resolve)
+    for _ in range(64):
+        fd = _libc.syscall(ctypes.c_long(_NR_OPENAT2), ctypes.c_long(dirfd), _b(path),
+                           ctypes.byref(how), ctypes.c_long(ctypes.sizeof(how)))
+        if fd != -1 or ctypes.get_errno() != 11:  # EAGAIN
+            break
+    return _check(fd, "openat2")
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int,
+                  propagation: int = 0) -> None:
+    attr = _MountAttr(attr_set, attr_clr, propagation, 0)
+    _check(_libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_long(dirfd), _b(path),
+                         ctypes.c_long(flags), ctypes.byref(attr),
+                         ctypes.c_long(ctypes.sizeof(attr))), "mount_setattr")
+
+
+def setdomainname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, ctypes.c_size_t(len(raw))), "setdomainname")
+
+
+def sethostname(name: str) -> None:
+    raw = name.encode()
+    _check(_libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+
+# ----- capabilities -------------------------------------------------------
+PR_SET_KEEPCAPS = 8
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_SET_NO_NEW_PRIVS = 38
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def prctl(option: int, arg2: int = 0, arg3: int = 0) -> int:
+    zero = ctypes.c_ulong(0)
+    result: int = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
+                              zero, zero)
+    return _check(result, f"prctl({option})")
+
+
+def capset(effective: int, permitted: int, inheritable: int) -> None:
+    """Set the calling thread's capability sets (bit masks of capability numbers)."""
+    header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in range(2):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    _check(_libc.capset(ctypes.byref(header), data), "capset")

@@ -1,0 +1,94 @@
+"""``pyinit run``, ``pyinit spec`` and ``pyinit check``.
+
+Imported only when the first argument names one of them, so the init's
+start-up path (``pyinit -- PROGRAM``) never pays for argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import NoReturn
+
+from pyinit import cli
+
+EXIT_CHECK_FAILED = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"pyinit {self.prog.split()[-1]}: error: {message} "
+                         f"(see 'pyinit {self.prog.split()[-1]} --help')\n")
+        sys.exit(cli.EXIT_USAGE)
+
+
+def _parser() -> argparse.ArgumentParser:
+    top = _Parser(prog="pyinit", description="pyinit's OCI bundle commands")
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run = sub.add_parser("run", help="run an OCI bundle with pyinit as its PID 1",
+                         description="Create the namespaces, set the root filesystem up "
+                         "from config.json, and supervise process.args as PID 1.")
+    run.add_argument("--bundle", "-b", default=".", help="bundle directory (default: .)")
+    run.add_argument("--id", default=None, help="a name for the container, for the logs")
+    run.add_argument("--grace", type=float, default=5.0,
+                     help="seconds between SIGTERM and SIGKILL at shutdown (default 5)")
+    run.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
+    run.add_argument("--log-level", choices=cli.LOG_LEVELS, default="info")
+    spec = sub.add_parser("spec", help="write a default config.json",
+                          description="Write a default config.json, like `runc spec`.")
+    spec.add_argument("--bundle", "-b", default=".", help="where to write it (default: .)")
+    check = sub.add_parser("check", help="validate config.json and print the setup plan",
+                           description="Validate without touching anything: every problem "
+                           "with its JSON path, then the setup plan.")
+    check.add_argument("--bundle", "-b", default=".")
+    return top
+
+
+def main(argv: list[str], start_ns: int) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "spec":
+        return spec(args.bundle)
+    if args.command == "check":
+        return check(args.bundle)
+    from pyinit import container
+
+    opts = cli.Options()
+    opts.grace = args.grace
+    opts.log_format = args.log_format
+    opts.log_level = args.log_level
+    container.run(args.bundle, opts, start_ns)
+
+
+def spec(bundle: str) -> int:
+    from pyinit.oci.spec import default_config
+
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, "x", encoding="utf-8") as fh:
+            json.dump(default_config(), fh, indent="\t")
+            fh.write("\n")
+    except FileExistsError:
+        sys.stderr.write(f"pyinit spec: {path} exists; remove it first\n")
+        return EXIT_CHECK_FAILED
+    except OSError as exc:
+        sys.stderr.write(f"pyinit spec: cannot write {path}: {exc.strerror}\n")
+        return EXIT_CHECK_FAILED
+    return 0
+
+
+def check(bundle: str) -> int:
+    from pyinit.oci.config import ConfigError, load
+    from pyinit.rootfs import plan
+
+    try:
+        cfg = load(bundle)
+    except ConfigError as exc:
+        for path, reason in exc.problems:
+            sys.stdout.write(f"{path}: {reason}\n")
+        return EXIT_CHECK_FAILED
+    sys.stdout.write(f"config.json is valid; the setup plan for {cfg.root_path}:\n")
+    for i, step in enumerate(plan.build(cfg), 1):
+        sys.stdout.write(f"{i:3}. {step.kind:<11} {step.summary}\n")
+    return 0

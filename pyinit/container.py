@@ -1,0 +1,214 @@
+"""``pyinit run --bundle DIR``: namespaces, the root filesystem, then PID 1.
+
+The process model (the kernel forces most of it):
+
+1. The parent validates config.json and plans the setup, imports everything
+   the container will need (nothing can be imported after pivot_root), then
+   unshares the PID namespace, which only applies to children, and forks.
+2. The child is PID 1 of the new PID namespace. It unshares mount, uts, ipc,
+   net and cgroup, sets the root filesystem up, pivots, spawns the workload
+   with the OCI process settings, and becomes the supervisor.
+3. The parent relays every signal to the child and exits with its status.
+
+Nothing forks inside a running trio loop: the setup runs in one ``trio.run``
+that has returned before the workload is forked.
+"""
+
+from __future__ import annotations
+
+import _signal
+import os
+import resource
+import signal
+import sys
+import time
+from typing import Any, NoReturn
+
+import trio
+
+from pyinit import cli, early, signals, spawn
+from pyinit.errors import EXIT_SETUP_FAILED, SetupError
+from pyinit.linux import caps, syscalls
+from pyinit.log import Sink, configure
+from pyinit.oci.config import Config, Process
+from pyinit.report import exit_code
+from pyinit.rootfs import plan
+from pyinit.rootfs.setup import Executor
+
+NAMESPACE_FLAGS = {
+    "mount": syscalls.CLONE_NEWNS,
+    "uts": syscalls.CLONE_NEWUTS,
+    "ipc": syscalls.CLONE_NEWIPC,
+    "network": syscalls.CLONE_NEWNET,
+    "cgroup": syscalls.CLONE_NEWCGROUP,
+    "pid": syscalls.CLONE_NEWPID,
+}
+
+
+def _say(line: str) -> None:
+    try:
+        os.write(2, f"pyinit: {line}\n".encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def _join_namespaces(cfg: Config) -> int:
+    """setns into every namespace given by path; the flags still to unshare."""
+    to_unshare = 0
+    for ns in cfg.namespaces:
+        if ns.path is None:
+            to_unshare |= NAMESPACE_FLAGS[ns.type]
+            continue
+        try:
+            fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise SetupError.from_os("namespace", f"open {ns.path}", exc,
+                                     where=f"linux.namespaces ({ns.type})") from None
+        try:
+            syscalls.setns(fd, NAMESPACE_FLAGS[ns.type])
+        except OSError as exc:
+            raise SetupError.from_os("namespace", f"setns {ns.path}", exc,
+                                     where=f"linux.namespaces ({ns.type})",
+                                     hint="is it a namespace of that type?") from None
+        finally:
+            os.close(fd)
+    return to_unshare
+
+
+def _become(proc: Process, last_cap: int) -> None:
+    """In the workload's process, before exec: the OCI process settings."""
+    step = "cwd"
+    try:
+        os.chdir(proc.cwd)
+        if os.getcwd() != os.path.normpath(proc.cwd):
+            raise OSError(0, f"the working directory is {os.getcwd()}, not {proc.cwd}")
+        step = "rlimits"
+        for res, _name, soft, hard in proc.rlimits:
+            resource.setrlimit(res, (soft, hard))
+        if proc.oom_score_adj is not None:
+            step = "oomScoreAdj"
+            with open("/proc/self/oom_score_adj", "w") as fh:
+                fh.write(str(proc.oom_score_adj))
+        capabilities = proc.capabilities
+        if capabilities is not None:
+            step = "capabilities.bounding"
+            caps.drop_bounding(capabilities.get("bounding", []), last_cap)
+            syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+        step = "user"
+        os.setgroups(proc.user.additional_gids)
+        os.setresgid(proc.user.gid, proc.user.gid, proc.user.gid)
+        os.setresuid(proc.user.uid, proc.user.uid, proc.user.uid)
+        if capabilities is not None:
+            step = "capabilities"
+            caps.apply_sets(capabilities)
+        os.umask(0o022 if proc.user.umask is None else proc.user.umask)
+        if proc.no_new_privileges:
+            step = "noNewPrivileges"
+            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+    except OSError as exc:
+        _say(f"process.{step}: {exc.strerror or exc}")
+        os._exit(EXIT_SETUP_FAILED)
+
+
+def _grantable_ambient(proc: Process, log: Any) -> None:
+    """Ambient capabilities need the same ones in permitted and inheritable."""
+    if not proc.capabilities:
+        return
+    ok = set(proc.capabilities.get("permitted", [])) & set(
+        proc.capabilities.get("inheritable", []))
+    wanted = proc.capabilities.get("ambient", [])
+    skipped = [c for c in wanted if c not in ok]
+    if skipped:
+        names = {v: k for k, v in caps.CAPS.items()}
+        log.warning("capabilities.ambient_skipped", capabilities=[names[c] for c in skipped],
+                    detail="an ambient capability must also be permitted and inheritable; "
+                    "the spec says to warn, not fail")
+        proc.capabilities["ambient"] = [c for c in wanted if c in ok]
+
+
+def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any, sink: Sink,
+               to_unshare: int, start_ns: int) -> NoReturn:
+    """PID 1 of the container (when there is a PID namespace)."""
+    try:
+        syscalls.unshare(to_unshare & ~syscalls.CLONE_NEWPID)
+        trio.run(Executor(cfg.root_path, log).run, steps)
+        env = dict(item.split("=", 1) for item in cfg.process.env)
+        last = caps.last_cap()
+        child = spawn.spawn(
+            cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
+            preserve_fds=0, clock_ns=time.monotonic_ns(), env=env,
+            prepare=lambda: _become(cfg.process, last),
+        )
+    except SetupError as exc:
+        _say(exc.line())
+        os._exit(EXIT_SETUP_FAILED)
+    except OSError as exc:
+        log.error("setup.failed", error=str(exc))
+        _say(f"setup failed: {exc}")
+        os._exit(EXIT_SETUP_FAILED)
+    if child.exec_errno:
+        _, status = os.waitpid(child.pid, 0)
+        os._exit(exit_code(status))
+    from pyinit import supervisor
+
+    startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
+                            is_pid1=os.getpid() == 1, subreaper_error=None,
+                            inherited_ignored=frozenset())
+    if not startup.is_pid1:
+        syscalls.set_child_subreaper()
+    supervisor.run(opts, child, startup, logging=(log, sink))
+
+
+def _relay(pid: int) -> int:
+    """The parent: pass every signal on to the container's init, return its status."""
+    watched = set(signals.FORWARDED) | {signal.SIGCHLD}
+    me = os.getpid()
+    while True:
+        info = _signal.sigtimedwait(watched, 1.0)
+        if info is None or info.si_signo == signal.SIGCHLD:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return exit_code(status)
+            continue
+        if info.si_signo == signal.SIGPIPE and info.si_pid == me:
+            continue
+        try:
+            os.kill(pid, info.si_signo)
+        except ProcessLookupError:
+            pass
+
+
+def run(bundle: str, opts: cli.Options, start_ns: int) -> NoReturn:
+    from pyinit.oci import config
+
+    try:
+        cfg = config.load(bundle)
+        if not cfg.has_namespace("mount"):
+            raise config.ConfigError([("linux.namespaces", "pyinit run needs a mount "
+                                       "namespace (add {\"type\": \"mount\"})")])
+    except config.ConfigError as exc:
+        _say(f"config.json: {exc.first_line()}")
+        os._exit(EXIT_SETUP_FAILED)
+    early.load_runtime()  # everything the container will need, before the fork
+    log, sink = configure(opts.log_format, opts.log_level)
+    steps = plan.build(cfg)
+    _grantable_ambient(cfg.process, log)
+    log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
+             namespaces=[ns.type for ns in cfg.namespaces], steps=len(steps))
+    try:
+        to_unshare = _join_namespaces(cfg)
+        if to_unshare & syscalls.CLONE_NEWPID:
+            syscalls.unshare(syscalls.CLONE_NEWPID)  # for the child only
+    except SetupError as exc:
+        log.error("namespace.failed", **exc.log_fields())
+        _say(exc.line())
+        os._exit(EXIT_SETUP_FAILED)
+    pid = os.fork()
+    if pid == 0:
+        _container(cfg, steps, opts, log, sink, to_unshare, start_ns)
+    code = _relay(pid)
+    try:
+        sys.stdout.flush()
+    except Exception:
+        pass
+    os._exit(code)

@@ -1,0 +1,54 @@
+"""One error type for every setup failure: its fields are the log fields.
+
+As runc's mountError does, it carries the whole story (step, operation,
+source, destination, flags by name, errno), so no call site has to remember
+to add context, and the message is complete wherever it is printed.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import os
+from typing import Any
+
+# pyinit run's own failures, before the workload started: above any code a
+# workload commonly uses, like podman's and docker's 125.
+EXIT_SETUP_FAILED = 125
+
+
+class SetupError(Exception):
+    def __init__(self, step: str, reason: str, *, err: int | None = None,
+                 hint: str | None = None, **fields: Any) -> None:
+        self.step = step
+        self.reason = reason
+        self.errno = err
+        self.hint = hint
+        self.fields = fields
+        super().__init__(self.line())
+
+    @classmethod
+    def from_os(cls, step: str, op: str, exc: OSError, hint: str | None = None,
+                **fields: Any) -> SetupError:
+        err = exc.errno or 0
+        return cls(step, f"{op}: {os.strerror(err)}", err=err, hint=hint, **fields)
+
+    @property
+    def errno_name(self) -> str | None:
+        return errno_mod.errorcode.get(self.errno) if self.errno else None
+
+    def line(self) -> str:
+        where = self.fields.get("where")
+        dest = self.fields.get("destination")
+        head = f"{where}: " if where else ""
+        target = f" ({dest})" if dest and where else ""
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{head}{self.step}{target}: {self.reason}{hint}"
+
+    def log_fields(self) -> dict[str, Any]:
+        out = dict(self.fields)
+        out["reason"] = self.reason
+        if self.errno:
+            out["errno"] = self.errno_name
+        if self.hint:
+            out["hint"] = self.hint
+        return out

@@ -1,0 +1,1 @@
+"""The OCI runtime spec: config.json parsing and defaults."""

@@ -1,0 +1,355 @@
+"""The OCI runtime-spec ``config.json``, parsed and validated.
+
+Every problem is reported with its JSON path and reason
+(``mounts[3].destination: must be an absolute path``); :func:`load` collects
+all of them, so ``pyinit check`` can list everything at once. Fields pyinit
+does not know are ignored, as the spec asks; fields it knows but cannot honour
+yet are refused, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyinit.linux import flags
+from pyinit.linux.caps import CAPS
+
+NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
+SUPPORTED_NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+PROPAGATIONS = ("shared", "slave", "private", "unbindable")
+DEVICE_TYPES = ("c", "b", "u", "p")
+
+
+class ConfigError(Exception):
+    """One or more problems, each ``(json_path, reason)``."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__(self.first_line())
+
+    def first_line(self) -> str:
+        path, reason = self.problems[0]
+        more = f" (and {len(self.problems) - 1} more; see pyinit check)" \
+            if len(self.problems) > 1 else ""
+        return f"{path}: {reason}{more}"
+
+
+@dataclass
+class User:
+    uid: int = 0
+    gid: int = 0
+    umask: int | None = None
+    additional_gids: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Process:
+    args: list[str]
+    cwd: str
+    env: list[str] = field(default_factory=list)
+    user: User = field(default_factory=User)
+    # (resource, name, soft, hard)
+    rlimits: list[tuple[int, str, int, int]] = field(default_factory=list)
+    capabilities: dict[str, list[int]] | None = None  # set name -> capability numbers
+    no_new_privileges: bool = False
+    oom_score_adj: int | None = None
+
+
+@dataclass
+class Mount:
+    index: int
+    destination: str
+    type: str
+    source: str
+    options: list[str]
+    parsed: flags.MountOptions
+
+    @property
+    def where(self) -> str:
+        return f"mounts[{self.index}]"
+
+
+@dataclass
+class Namespace:
+    type: str
+    path: str | None = None
+
+
+@dataclass
+class Device:
+    type: str
+    path: str
+    major: int
+    minor: int
+    file_mode: int
+    uid: int
+    gid: int
+
+
+@dataclass
+class Config:
+    bundle: str
+    root_path: str
+    root_readonly: bool
+    process: Process
+    hostname: str | None = None
+    domainname: str | None = None
+    mounts: list[Mount] = field(default_factory=list)
+    namespaces: list[Namespace] = field(default_factory=list)
+    devices: list[Device] = field(default_factory=list)
+    masked_paths: list[str] = field(default_factory=list)
+    readonly_paths: list[str] = field(default_factory=list)
+    rootfs_propagation: str | None = None
+    sysctl: dict[str, str] = field(default_factory=dict)
+
+    def has_namespace(self, kind: str) -> bool:
+        return any(ns.type == kind for ns in self.namespaces)
+
+
+class _Reader:
+    """Typed access to the JSON document that records problems with their paths."""
+
+    def __init__(self) -> None:
+        self.problems: list[tuple[str, str]] = []
+
+    def problem(self, path: str, reason: str) -> None:
+        self.problems.append((path, reason))
+
+    def get(self, obj: dict[str, Any], key: str, path: str, kind: type | tuple[type, ...],
+            default: Any = None, required: bool = False) -> Any:
+        where = f"{path}.{key}" if path else key
+        if key not in obj or obj[key] is None:
+            if required:
+                self.problem(where, "is required")
+            return default
+        value = obj[key]
+        if (kind is int and isinstance(value, bool)) or not isinstance(value, kind):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            self.problem(where, f"must be {_article(names)}, not {type(value).__name__}")
+            return default
+        return value
+
+    def strings(self, obj: dict[str, Any], key: str, path: str,
+                required: bool = False) -> list[str]:
+        values = self.get(obj, key, path, list, [], required)
+        out = []
+        for i, item in enumerate(values):
+            if isinstance(item, str):
+                out.append(item)
+            else:
+                self.problem(f"{path}.{key}[{i}]" if path else f"{key}[{i}]",
+                             f"must be a string, not {type(item).__name__}")
+        return out
+
+
+def _article(names: str) -> str:
+    return {"dict": "an object", "list": "an array", "str": "a string", "int": "an integer",
+            "bool": "true or false"}.get(names, names)
+
+
+def _absolute(r: _Reader, value: str, where: str) -> None:
+    if not value.startswith("/"):
+        r.problem(where, f"must be an absolute path, not {value!r}")
+
+
+def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
+    proc = r.get(doc, "process", "", dict, {}, required=True)
+    args = r.strings(proc, "args", "process", required=bool(proc))
+    if proc and not args and "args" in proc:
+        r.problem("process.args", "must name a program (at least one entry)")
+    cwd = r.get(proc, "cwd", "process", str, "/", required=bool(proc))
+    _absolute(r, cwd, "process.cwd")
+    if r.get(proc, "terminal", "process", bool, False):
+        r.problem("process.terminal", "true is not supported: pyinit passes its stdio "
+                  "through (set it to false)")
+    env = r.strings(proc, "env", "process")
+    for i, item in enumerate(env):
+        if "=" not in item:
+            r.problem(f"process.env[{i}]", f"{item!r} is not KEY=VALUE")
+    user_doc = r.get(proc, "user", "process", dict, {})
+    user = User(
+        uid=r.get(user_doc, "uid", "process.user", int, 0),
+        gid=r.get(user_doc, "gid", "process.user", int, 0),
+        umask=r.get(user_doc, "umask", "process.user", int, None),
+        additional_gids=[g for g in r.get(user_doc, "additionalGids", "process.user", list, [])
+                         if isinstance(g, int)],
+    )
+    rlimits = []
+    seen = set()
+    for i, item in enumerate(r.get(proc, "rlimits", "process", list, [])):
+        where = f"process.rlimits[{i}]"
+        if not isinstance(item, dict):
+            r.problem(where, "must be an object")
+            continue
+        name = r.get(item, "type", where, str, "", required=True)
+        soft = r.get(item, "soft", where, int, 0, required=True)
+        hard = r.get(item, "hard", where, int, 0, required=True)
+        res = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
+        if name and res is None:
+            r.problem(f"{where}.type", f"unknown resource limit {name!r}")
+        elif name in seen:
+            r.problem(f"{where}.type", f"{name} is given twice")
+        elif res is not None:
+            seen.add(name)
+            if soft > hard:
+                r.problem(f"{where}.soft", f"{soft} is above the hard limit {hard}")
+            rlimits.append((res, name, soft, hard))
+    caps = None
+    caps_doc = r.get(proc, "capabilities", "process", dict, None)
+    if caps_doc is not None:
+        caps = {}
+        for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+            numbers = []
+            for i, name in enumerate(r.strings(caps_doc, kind, "process.capabilities")):
+                if name.upper() in CAPS:
+                    numbers.append(CAPS[name.upper()])
+                else:
+                    r.problem(f"process.capabilities.{kind}[{i}]", f"unknown capability {name!r}")
+            caps[kind] = numbers
+    return Process(
+        args=args, cwd=cwd, env=env, user=user, rlimits=rlimits, capabilities=caps,
+        no_new_privileges=r.get(proc, "noNewPrivileges", "process", bool, False),
+        oom_score_adj=r.get(proc, "oomScoreAdj", "process", int, None),
+    )
+
+
+def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
+    mounts = []
+    for i, item in enumerate(r.get(doc, "mounts", "", list, [])):
+        where = f"mounts[{i}]"
+        if not isinstance(item, dict):
+            r.problem(where, "must be an object")
+            continue
+        dest = r.get(item, "destination", where, str, "", required=True)
+        if dest:
+            _absolute(r, dest, f"{where}.destination")
+            if dest.rstrip("/") == "":
+                r.problem(f"{where}.destination", "nothing may be mounted on top of /")
+        options = r.strings(item, "options", where)
+        try:
+            parsed = flags.parse_options(options)
+        except ValueError as exc:
+            bad = next(o for o in options if o in flags.UNSUPPORTED)
+            r.problem(f"{where}.options[{options.index(bad)}]", str(exc))
+            parsed = flags.MountOptions()
+        kind = r.get(item, "type", where, str, "")
+        source = r.get(item, "source", where, str, "")
+        if not kind and not parsed.is_bind:
+            r.problem(f"{where}.type", "is required unless options contain bind or rbind")
+        if kind == "bind" and not parsed.is_bind:
+            parsed.flags |= flags.MS_BIND  # accepted for compatibility, as youki does
+        if parsed.is_bind and not source:
+            r.problem(f"{where}.source", "a bind mount needs a source")
+        for key in ("uidMappings", "gidMappings"):
+            if item.get(key):
+                r.problem(f"{where}.{key}", "idmapped mounts are not supported by pyinit yet")
+        mounts.append(Mount(i, dest, kind or "bind", source, options, parsed))
+    return mounts
+
+
+def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
+    linux = r.get(doc, "linux", "", dict, {})
+    seen: set[str] = set()
+    for i, item in enumerate(r.get(linux, "namespaces", "linux", list, [])):
+        where = f"linux.namespaces[{i}]"
+        if not isinstance(item, dict):
+            r.problem(where, "must be an object")
+            continue
+        kind = r.get(item, "type", where, str, "", required=True)
+        path = r.get(item, "path", where, str, None)
+        if kind and kind not in NAMESPACE_TYPES:
+            r.problem(f"{where}.type", f"unknown namespace type {kind!r}")
+        elif kind and kind not in SUPPORTED_NAMESPACES:
+            r.problem(f"{where}.type", f"{kind} namespaces are not supported by pyinit yet")
+        elif kind in seen:
+            r.problem(f"{where}.type", f"the {kind} namespace is listed twice")
+        elif kind:
+            seen.add(kind)
+            if path is not None:
+                _absolute(r, path, f"{where}.path")
+            cfg.namespaces.append(Namespace(kind, path))
+    for key in ("uidMappings", "gidMappings"):
+        if linux.get(key):
+            r.problem(f"linux.{key}", "user namespaces are not supported by pyinit yet")
+    for i, item in enumerate(r.get(linux, "devices", "linux", list, [])):
+        where = f"linux.devices[{i}]"
+        if not isinstance(item, dict):
+            r.problem(where, "must be an object")
+            continue
+        kind = r.get(item, "type", where, str, "", required=True)
+        path = r.get(item, "path", where, str, "", required=True)
+        if kind and kind not in DEVICE_TYPES:
+            r.problem(f"{where}.type", f"must be one of c, b, u, p, not {kind!r}")
+        if path:
+            _absolute(r, path, f"{where}.path")
+        major = r.get(item, "major", where, int, 0, required=kind not in ("p", ""))
+        minor = r.get(item, "minor", where, int, 0, required=kind not in ("p", ""))
+        cfg.devices.append(Device(kind, path, major, minor,
+                                  r.get(item, "fileMode", where, int, 0o666),
+                                  r.get(item, "uid", where, int, 0),
+                                  r.get(item, "gid", where, int, 0)))
+    for key, target in (("maskedPaths", cfg.masked_paths), ("readonlyPaths", cfg.readonly_paths)):
+        for i, path in enumerate(r.strings(linux, key, "linux")):
+            _absolute(r, path, f"linux.{key}[{i}]")
+            target.append(path)
+    prop = r.get(linux, "rootfsPropagation", "linux", str, None)
+    if prop is not None and prop not in PROPAGATIONS and prop not in flags.PROPAGATION:
+        r.problem("linux.rootfsPropagation", f"must be one of {', '.join(PROPAGATIONS)}")
+    cfg.rootfs_propagation = prop
+    sysctl = r.get(linux, "sysctl", "linux", dict, {})
+    if sysctl:
+        r.problem("linux.sysctl", "sysctls are not supported by pyinit yet")
+
+
+def parse(doc: Any, bundle: str) -> Config:
+    """Build a :class:`Config` from the decoded JSON; raises ConfigError."""
+    r = _Reader()
+    if not isinstance(doc, dict):
+        raise ConfigError([("(top level)", "must be a JSON object")])
+    r.get(doc, "ociVersion", "", str, "", required=True)
+    root = r.get(doc, "root", "", dict, {}, required=True)
+    root_path = r.get(root, "path", "root", str, "", required=bool(root))
+    process = _parse_process(r, doc)
+    cfg = Config(
+        bundle=bundle,
+        root_path=os.path.normpath(os.path.join(bundle, root_path)) if root_path else "",
+        root_readonly=r.get(root, "readonly", "root", bool, False),
+        process=process,
+        hostname=r.get(doc, "hostname", "", str, None),
+        domainname=r.get(doc, "domainname", "", str, None),
+        mounts=_parse_mounts(r, doc),
+    )
+    _parse_linux(r, doc, cfg)
+    hooks = r.get(doc, "hooks", "", dict, {})
+    for kind, entries in hooks.items():
+        if entries:
+            r.problem(f"hooks.{kind}", "OCI hooks are not supported by pyinit yet")
+    if cfg.root_path and not os.path.isdir(cfg.root_path):
+        r.problem("root.path", f"{cfg.root_path} is not a directory")
+    if cfg.hostname is not None and not cfg.has_namespace("uts"):
+        r.problem("hostname", "needs a uts namespace in linux.namespaces")
+    for i, m in enumerate(cfg.mounts):
+        if m.parsed.is_bind and m.source and not os.path.isabs(m.source):
+            cfg.mounts[i].source = os.path.normpath(os.path.join(bundle, m.source))
+    if r.problems:
+        raise ConfigError(r.problems)
+    return cfg
+
+
+def load(bundle: str) -> Config:
+    path = os.path.join(bundle, "config.json")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            doc = json.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([("config.json", f"{path} does not exist")]) from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError([("config.json", f"not valid JSON: {exc.msg} at line {exc.lineno} "
+                            f"column {exc.colno}")]) from None
+    except OSError as exc:
+        raise ConfigError([("config.json", f"cannot read {path}: {exc.strerror}")]) from None
+    return parse(doc, os.path.abspath(bundle))

@@ -1,0 +1,1 @@
+"""Root filesystem setup: the plan and the code that carries it out."""

@@ -1,0 +1,85 @@
+"""config -> the ordered list of setup steps. Pure: no system calls.
+
+The order is runc's (libcontainer's prepareRootfs and finalizeRootfs), made
+safe: propagation, the rootfs bind, mounts in config order, /dev, hostname,
+pivot, /dev/null, read-only root, read-only and masked paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyinit.linux import flags
+from pyinit.oci.config import Config, Device, Mount
+
+# The devices every container gets (config-linux.md "Default Devices"):
+# name -> (major, minor). /dev/ptmx and /dev/console are handled separately.
+DEFAULT_DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8),
+                   "urandom": (1, 9), "tty": (5, 0)}
+DEV_SYMLINKS = {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+                "/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2"}
+
+
+@dataclass
+class Step:
+    kind: str  # "propagation", "rootfs", "mount", "device", "ptmx", "symlink", ...
+    summary: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+def _propagation(cfg: Config) -> int:
+    name = cfg.rootfs_propagation or "rslave"
+    value = flags.PROPAGATION.get(name) or flags.PROPAGATION["r" + name]
+    return value | flags.MS_REC
+
+
+def _mount_summary(m: Mount) -> str:
+    parts = [f"{m.type} {m.source or '-'} on {m.destination}"]
+    if m.parsed.flags:
+        parts.append(flags.names(m.parsed.flags))
+    if m.parsed.data:
+        parts.append(",".join(m.parsed.data))
+    return " ".join(parts)
+
+
+def _dev_is_bound(cfg: Config) -> bool:
+    return any(m.parsed.is_bind and m.destination.rstrip("/") == "/dev" for m in cfg.mounts)
+
+
+def build(cfg: Config) -> list[Step]:
+    prop = _propagation(cfg)
+    steps = [
+        Step("propagation", f"/ {flags.names(prop)} (no mount reaches the host)",
+             {"flags": prop}),
+        Step("rootfs", f"bind {cfg.root_path} onto itself", {"path": cfg.root_path}),
+    ]
+    for m in cfg.mounts:
+        steps.append(Step("mount", _mount_summary(m), {"mount": m}))
+    if not _dev_is_bound(cfg):
+        for name, (major, minor) in DEFAULT_DEVICES.items():
+            dev = Device("c", f"/dev/{name}", major, minor, 0o666, 0, 0)
+            steps.append(Step("device", f"/dev/{name} c {major}:{minor}", {"device": dev}))
+        for dev in cfg.devices:
+            steps.append(Step("device", f"{dev.path} {dev.type} {dev.major}:{dev.minor}",
+                              {"device": dev}))
+        steps.append(Step("ptmx", "/dev/ptmx -> pts/ptmx"))
+        for path, target in DEV_SYMLINKS.items():
+            steps.append(Step("symlink", f"{path} -> {target}", {"path": path, "target": target}))
+        steps.append(Step("symlink", "/dev/core -> /proc/kcore (if the host has it)",
+                          {"path": "/dev/core", "target": "/proc/kcore", "if_exists": True}))
+    if cfg.hostname is not None:
+        steps.append(Step("hostname", cfg.hostname, {"name": cfg.hostname}))
+    if cfg.domainname is not None:
+        steps.append(Step("domainname", cfg.domainname, {"name": cfg.domainname}))
+    steps.append(Step("cwd", f"create {cfg.process.cwd} inside the root",
+                      {"path": cfg.process.cwd}))
+    steps.append(Step("pivot", "pivot_root into the rootfs, detach the old root"))
+    steps.append(Step("devnull", "stdio on the host's /dev/null -> the container's (char 1:3)"))
+    if cfg.root_readonly:
+        steps.append(Step("readonly", "/ read-only (keeping locked flags)", {"path": "/"}))
+    for path in cfg.readonly_paths:
+        steps.append(Step("readonly", f"{path} read-only", {"path": path}))
+    for path in cfg.masked_paths:
+        steps.append(Step("mask", f"mask {path}", {"path": path}))
+    return steps

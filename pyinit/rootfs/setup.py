@@ -1,0 +1,350 @@
+"""Carry out the setup plan: the only code that mounts, in a private mount namespace.
+
+Every destination is resolved inside the root with openat2 and mounted
+through ``/proc/thread-self/fd/N``; the fd is opened again after a mount to
+act on the new mount rather than on what it covers. Each step logs
+``<kind>.started`` and ``<kind>.done`` (debug) or ``<kind>.failed`` (error,
+with the full context) and raises :class:`SetupError` on failure.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import time
+from typing import Any
+
+import trio
+
+from pyinit.errors import SetupError
+from pyinit.linux import flags, syscalls
+from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir
+from pyinit.oci.config import Device, Mount
+from pyinit.rootfs.plan import Step
+
+# runc's allowlist for binds under /proc (what lxcfs provides).
+PROC_ALLOWLIST = {
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/fs/binfmt_misc", "/proc/sys/crypto/fips_enabled",
+}
+EBUSY_TRIES = 5
+EBUSY_DELAY = 0.1
+
+
+def _normal(path: str) -> str:
+    return "/" + "/".join(p for p in path.split("/") if p and p != ".")
+
+
+class Executor:
+    def __init__(self, root_path: str, log: Any) -> None:
+        self.root_path = root_path
+        self.root: Root | None = None
+        self.log = log
+        self.host_devnull = os.stat("/dev/null").st_rdev
+        self.has_kcore = os.path.exists("/proc/kcore")
+
+    @property
+    def r(self) -> Root:
+        assert self.root is not None
+        return self.root
+
+    async def run(self, steps: list[Step]) -> None:
+        started = time.monotonic_ns()
+        try:
+            for step in steps:
+                await self.run_step(step)
+        finally:
+            if self.root is not None:
+                self.r.close()
+        self.log.info("rootfs.ready", steps=len(steps),
+                      duration_ms=round((time.monotonic_ns() - started) / 1e6, 3))
+
+    async def run_step(self, step: Step) -> None:
+        fields = self._fields(step)
+        self.log.debug(f"{step.kind}.started", step=step.summary, **fields)
+        t0 = time.monotonic_ns()
+        try:
+            await getattr(self, f"do_{step.kind}")(**step.params)
+        except SetupError as exc:
+            self.log.error(f"{step.kind}.failed", step=step.summary,
+                           **{**fields, **exc.log_fields()})
+            raise
+        except OSError as exc:
+            error = SetupError.from_os(step.kind, step.summary, exc, **fields)
+            self.log.error(f"{step.kind}.failed", step=step.summary, **error.log_fields())
+            raise error from None
+        self.log.debug(f"{step.kind}.done", step=step.summary,
+                       duration_ms=round((time.monotonic_ns() - t0) / 1e6, 3), **fields)
+
+    @staticmethod
+    def _fields(step: Step) -> dict[str, Any]:
+        m = step.params.get("mount")
+        if isinstance(m, Mount):
+            return {"where": m.where, "destination": m.destination, "source": m.source,
+                    "fstype": m.type, "flags": flags.names(m.parsed.flags),
+                    "data": ",".join(m.parsed.data)}
+        if "path" in step.params:
+            return {"destination": step.params["path"]}
+        return {}
+
+    # ----- before the mounts ----------------------------------------------
+    async def do_propagation(self, flags: int) -> None:
+        syscalls.mount(None, "/", None, flags)
+
+    async def do_rootfs(self, path: str) -> None:
+        # The bind makes the rootfs a mount point (pivot_root needs one) in
+        # this namespace; the fd is taken after it, so it sees the bind.
+        syscalls.mount(path, path, None, flags.MS_BIND | flags.MS_REC)
+        self.root = Root(path)
+
+    # ----- mounts ---------------------------------------------------------
+    def _destination(self, m: Mount) -> int:
+        dest = _normal(m.destination)
+        kind = m.type
+        if dest == "/proc" and (m.parsed.is_bind or kind != "proc"):
+            raise SetupError("mount", "only a fresh proc may be mounted on /proc",
+                             where=m.where, destination=m.destination,
+                             hint="use type proc, or drop this mount")
+        if dest.startswith("/proc/") and dest not in PROC_ALLOWLIST:
+            raise SetupError("mount", "mounts under /proc are refused (only runc's lxcfs "
+                             "allowlist is accepted)", where=m.where, destination=m.destination)
+        if kind in ("proc", "sysfs") and not m.parsed.is_bind:
+            try:
+                st = self.r.lstat(dest)
+            except FileNotFoundError:
+                return self.r.mkdir_all(dest)
+            if not stat.S_ISDIR(st.st_mode):
+                raise SetupError(
+                    "mount", f"{kind} must be mounted on an ordinary directory, and {dest} "
+                    f"is a {'symlink' if stat.S_ISLNK(st.st_mode) else 'file'} in the image",
+                    where=m.where, destination=m.destination,
+                    hint="a symlinked /proc or /sys could send the mount outside the "
+                    "container (CVE-2019-19921); fix the image")
+            return self.r.open(dest, O_PATH | os.O_DIRECTORY)
+        if m.parsed.is_bind and not os.path.isdir(m.source):
+            return self.r.create_file(dest)
+        return self.r.mkdir_all(dest)
+
+    async def do_mount(self, mount: Mount) -> None:
+        m = mount
+        opts = m.parsed
+        if m.parsed.is_bind and not os.path.exists(m.source):
+            raise SetupError("mount", f"the bind source {m.source} does not exist",
+                             err=errno.ENOENT, where=m.where, destination=m.destination)
+        existed = self.r.exists(m.destination)
+        fd = self._destination(m)
+        try:
+            data = list(opts.data)
+            if m.type == "tmpfs" and existed and not any(d.startswith("mode=") for d in data):
+                # Keep the mode of the directory the tmpfs covers.
+                data.insert(0, f"mode={stat.S_IMODE(os.fstat(fd).st_mode):o}")
+            if m.type == "cgroup":
+                self._mount_cgroup(m, fd)
+                return
+            base = opts.flags & ~(flags.MS_REMOUNT | flags.MS_PROPAGATION)
+            if opts.is_bind:
+                syscalls.mount(m.source, fd_path(fd), None,
+                               base & (flags.MS_BIND | flags.MS_REC))
+                extra = base & ~(flags.MS_BIND | flags.MS_REC)
+                if extra or opts.cleared:
+                    await self._remount(m.destination, extra, m.where)
+            else:
+                syscalls.mount(m.source or m.type, fd_path(fd), m.type, base,
+                               ",".join(data) or None)
+        finally:
+            os.close(fd)
+        self._after_mount(m)
+
+    def _after_mount(self, m: Mount) -> None:
+        if not m.parsed.propagation and not (m.parsed.rec_set or m.parsed.rec_clr):
+            return
+        fd = self.r.open(m.destination)  # the new mount, not what it covers
+        try:
+            for prop in m.parsed.propagation:
+                syscalls.mount(None, fd_path(fd), None, prop)
+            if m.parsed.rec_set or m.parsed.rec_clr:
+                syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
+                                       m.parsed.rec_set, m.parsed.rec_clr)
+        finally:
+            os.close(fd)
+
+    def _mount_cgroup(self, m: Mount, fd: int) -> None:
+        # pyinit does not manage cgroups yet: it shows the host's hierarchy
+        # (recursively read-only when asked), like crun's fallback.
+        syscalls.mount("/sys/fs/cgroup", fd_path(fd), None, flags.MS_BIND | flags.MS_REC)
+        self.log.info("cgroup.bind", where=m.where, destination=m.destination,
+                      detail="the host's /sys/fs/cgroup is bound; per-hierarchy cgroup "
+                      "mounts are not implemented yet")
+        if m.parsed.flags & flags.MS_RDONLY:
+            new = self.r.open(m.destination)
+            try:
+                syscalls.mount_setattr(new, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
+                                       flags.MOUNT_ATTR_RDONLY | flags.MOUNT_ATTR_NOSUID
+                                       | flags.MOUNT_ATTR_NODEV | flags.MOUNT_ATTR_NOEXEC, 0)
+            finally:
+                os.close(new)
+
+    async def _remount(self, path: str, wanted: int, where: str | None = None) -> None:
+        """Bind-remount with ``wanted`` flags, keeping the locked ones; retry on EBUSY."""
+        for attempt in range(1, EBUSY_TRIES + 1):
+            fd = self.r.open(path)
+            try:
+                locked = flags.locked_flags(os.statvfs(fd_path(fd)).f_flag) & ~flags.MS_RDONLY
+                try:
+                    syscalls.mount(None, fd_path(fd), None,
+                                   flags.MS_REMOUNT | flags.MS_BIND | wanted)
+                    return
+                except PermissionError:
+                    # Locked flags (a mount inherited into a user namespace):
+                    # keep nosuid, nodev, noexec and atime as they are.
+                    syscalls.mount(None, fd_path(fd), None,
+                                   flags.MS_REMOUNT | flags.MS_BIND | wanted | locked)
+                    return
+            except OSError as exc:
+                if exc.errno != errno.EBUSY or attempt == EBUSY_TRIES:
+                    raise SetupError.from_os(
+                        "remount", f"remount {path} {flags.names(wanted)}", exc,
+                        hint="something holds the mount busy (an open file or a process "
+                        "with its cwd there)" if exc.errno == errno.EBUSY else None,
+                        where=where, destination=path, attempts=attempt) from None
+                self.log.warning("remount.busy", destination=path, attempt=attempt,
+                                 retry_in_ms=int(EBUSY_DELAY * 1000))
+            finally:
+                os.close(fd)
+            await trio.sleep(EBUSY_DELAY)
+
+    # ----- /dev -----------------------------------------------------------
+    async def do_device(self, device: Device) -> None:
+        kinds = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+        kind = kinds[device.type]
+        rdev = os.makedev(device.major, device.minor) if device.type != "p" else 0
+        parts = device.path.rstrip("/").rsplit("/", 1)
+        parent = self.r.mkdir_all(parts[0] or "/")
+        try:
+            try:
+                os.mknod(parts[1], kind | (device.file_mode & 0o7777), rdev, dir_fd=parent)
+            except FileExistsError:
+                pass  # checked below: the same device is fine, anything else is not
+        finally:
+            os.close(parent)
+        fd = self.r.open(device.path, nofollow=True)
+        try:
+            st = os.fstat(fd)
+            if stat.S_IFMT(st.st_mode) != kind or (kind != stat.S_IFIFO and st.st_rdev != rdev):
+                raise SetupError("device", f"{device.path} exists and is not the device "
+                                 f"{device.type} {device.major}:{device.minor}",
+                                 destination=device.path)
+            os.chmod(fd_path(fd), device.file_mode & 0o7777)
+            os.chown(fd_path(fd), device.uid, device.gid)
+        finally:
+            os.close(fd)
+
+    async def do_ptmx(self) -> None:
+        try:
+            self.r.unlink("/dev/ptmx")
+        except FileNotFoundError:
+            pass
+        self.r.symlink("pts/ptmx", "/dev/ptmx")
+
+    async def do_symlink(self, path: str, target: str, if_exists: bool = False) -> None:
+        if if_exists and not self.has_kcore:
+            return
+        try:
+            self.r.symlink(target, path)
+        except FileExistsError:
+            fd = self.r.open(path, nofollow=True)
+            try:
+                ok = stat.S_ISLNK(os.fstat(fd).st_mode) and os.readlink(fd_path(fd)) == target
+            finally:
+                os.close(fd)
+            if not ok:
+                raise SetupError("symlink", f"{path} exists and is not a link to {target}",
+                                 destination=path) from None
+
+    # ----- namespaced identity ---------------------------------------------
+    async def do_hostname(self, name: str) -> None:
+        syscalls.sethostname(name)
+
+    async def do_domainname(self, name: str) -> None:
+        syscalls.setdomainname(name)
+
+    async def do_cwd(self, path: str) -> None:
+        try:
+            os.close(self.r.mkdir_all(path))
+        except OSError as exc:
+            raise SetupError.from_os("cwd", f"process.cwd {path} cannot be a directory inside "
+                                     "the root", exc, where="process.cwd", destination=path,
+                                     hint="it must be a real directory path; magic links "
+                                     "such as /proc/self/fd/N are refused") from None
+
+    # ----- switching root ---------------------------------------------------
+    async def do_pivot(self) -> None:
+        os.fchdir(self.r.fd)
+        syscalls.pivot_root(".", ".")
+        # The old root is now stacked on top: make it a slave (not private:
+        # host unmounts must still reach it) and detach it.
+        syscalls.mount(None, ".", None, flags.MS_SLAVE | flags.MS_REC)
+        syscalls.umount2(".", syscalls.MNT_DETACH)
+        os.chdir("/")
+        self.r.close()
+        self.root = Root("/")
+
+    async def do_devnull(self) -> None:
+        targets = [fd for fd in (0, 1, 2)
+                   if stat.S_ISCHR(os.fstat(fd).st_mode)
+                   and os.fstat(fd).st_rdev == self.host_devnull]
+        if not targets:
+            return
+        null = self.r.open("/dev/null", os.O_RDWR, nofollow=True)
+        try:
+            st = os.fstat(null)
+            if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+                raise SetupError("devnull", "the container's /dev/null is not the char "
+                                 "device 1:3", destination="/dev/null")
+            for fd in targets:
+                os.dup2(null, fd)
+        finally:
+            os.close(null)
+
+    # ----- finishing --------------------------------------------------------
+    async def do_readonly(self, path: str) -> None:
+        if path == "/":
+            await self._remount("/", flags.MS_RDONLY, "root.readonly")
+            return
+        try:
+            fd = self.r.open(path)
+        except FileNotFoundError:
+            return  # nothing to protect
+        try:
+            syscalls.mount(fd_path(fd), fd_path(fd), None, flags.MS_BIND | flags.MS_REC)
+        finally:
+            os.close(fd)
+        await self._remount(path, flags.MS_RDONLY | flags.MS_NOSUID | flags.MS_NODEV
+                            | flags.MS_NOEXEC)
+
+    async def do_mask(self, path: str) -> None:
+        try:
+            fd = self.r.open(path)
+        except FileNotFoundError:
+            return
+        try:
+            if is_dir(fd):
+                syscalls.mount("tmpfs", fd_path(fd), "tmpfs", flags.MS_RDONLY,
+                               "size=0,nr_inodes=1")
+                return
+            null = self.r.open("/dev/null", nofollow=True)
+            try:
+                st = os.fstat(null)
+                if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+                    raise SetupError("mask", "/dev/null is not the char device 1:3, so it "
+                                     "cannot mask files", destination=path,
+                                     hint="a /dev/null replaced by a symlink would expose "
+                                     "what it points to (CVE-2025-31133)")
+                syscalls.mount(fd_path(null), fd_path(fd), None, flags.MS_BIND)
+            finally:
+                os.close(null)
+        finally:
+            os.close(fd)
+
