@@ -163,10 +163,11 @@ def status_field(pid: int, field: str) -> str:
     raise KeyError(field)
 
 
-def events(stderr: bytes) -> list[dict[str, Any]]:
+def events(stderr: bytes | str) -> list[dict[str, Any]]:
     """pyinit's JSON log lines (other lines, e.g. the workload's, are skipped)."""
     found = []
-    for line in stderr.decode(errors="replace").splitlines():
+    text = stderr if isinstance(stderr, str) else stderr.decode(errors="replace")
+    for line in text.splitlines():
         if line.startswith("{"):
             try:
                 found.append(json.loads(line))
@@ -175,11 +176,12 @@ def events(stderr: bytes) -> list[dict[str, Any]]:
     return found
 
 
-def event(stderr: bytes, name: str) -> dict[str, Any]:
+def event(stderr: bytes | str, name: str) -> dict[str, Any]:
     for ev in events(stderr):
         if ev.get("event") == name:
             return ev
-    raise AssertionError(f"no {name!r} event in:\n{stderr.decode(errors='replace')}")
+    text = stderr if isinstance(stderr, str) else stderr.decode(errors="replace")
+    raise AssertionError(f"no {name!r} event in:\n{text}")
 
 
 def helper(name: str) -> list[str]:
