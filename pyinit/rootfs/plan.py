@@ -29,9 +29,26 @@ class Step:
 
 
 def _propagation(cfg: Config) -> int:
-    name = cfg.rootfs_propagation or "rslave"
-    value = flags.PROPAGATION.get(name) or flags.PROPAGATION["r" + name]
-    return value | flags.MS_REC
+    """How / is made before any mount: never shared, whatever the config says.
+
+    After unshare(CLONE_NEWNS) a shared mount stays in the host's peer group,
+    so anything mounted under it would appear on the host. Only private
+    (when asked) or slave (the default, as runc: host mounts still arrive).
+    """
+    name = (cfg.rootfs_propagation or "slave").lstrip("r")
+    return flags.MS_REC | (flags.MS_PRIVATE if name == "private" else flags.MS_SLAVE)
+
+
+def _final_propagation(cfg: Config) -> int | None:
+    """rootfsPropagation applied to / after the pivot, shared included.
+
+    As written: ``shared`` and ``unbindable`` touch / itself, the ``r``
+    forms the whole tree (a recursively unbindable /proc could no longer be
+    bound for readonlyPaths).
+    """
+    if cfg.rootfs_propagation is None:
+        return None
+    return flags.PROPAGATION[cfg.rootfs_propagation]
 
 
 def _mount_summary(m: Mount) -> str:
@@ -75,6 +92,10 @@ def build(cfg: Config) -> list[Step]:
     steps.append(Step("cwd", f"create {cfg.process.cwd} inside the root",
                       {"path": cfg.process.cwd}))
     steps.append(Step("pivot", "pivot_root into the rootfs, detach the old root"))
+    final = _final_propagation(cfg)
+    if final is not None:
+        steps.append(Step("propagation", f"/ {flags.names(final)} (rootfsPropagation)",
+                          {"flags": final}))
     steps.append(Step("devnull", "stdio on the host's /dev/null -> the container's (char 1:3)"))
     if cfg.root_readonly:
         steps.append(Step("readonly", "/ read-only (keeping locked flags)", {"path": "/"}))

@@ -133,10 +133,11 @@ def test_process_user_env_cwd_rlimits_umask(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("readonly", [True, False])
-@pytest.mark.parametrize("propagation", [None, "private", "slave"])
+@pytest.mark.parametrize("propagation", [None, "private", "slave", "shared", "unbindable"])
 def test_root_readonly_and_propagation(tmp_path: Path, readonly: bool,
                                        propagation: str | None) -> None:
-    bundle = make_bundle(tmp_path, "touch /probe 2>/dev/null && echo writable || echo readonly")
+    bundle = make_bundle(tmp_path, "touch /probe 2>/dev/null && echo writable || echo readonly;"
+                         " awk '$5 == \"/\"' /proc/self/mountinfo")
 
     def change(cfg: dict[str, Any]) -> None:
         cfg["root"]["readonly"] = readonly
@@ -145,7 +146,30 @@ def test_root_readonly_and_propagation(tmp_path: Path, readonly: bool,
     edit(bundle, change)
     res = run_bundle(bundle)
     assert res.returncode == 0, res.stderr
-    assert res.stdout.strip() == ("readonly" if readonly else "writable")
+    first, root_line = res.stdout.splitlines()
+    assert first == ("readonly" if readonly else "writable")
+    optional = root_line.split(" - ")[0].split()[6:]  # mountinfo's optional fields
+    if propagation == "shared":
+        assert any(f.startswith("shared:") for f in optional), root_line
+    elif propagation == "unbindable":
+        assert "unbindable" in optional, root_line
+    elif propagation == "private":
+        assert optional == [], root_line
+    else:  # slave, the default: receives the host's mounts (if / is shared), sends none
+        assert not any(f.startswith("shared:") for f in optional), root_line
+        if _host_root_is_shared():
+            assert any(f.startswith("master:") for f in optional), root_line
+        else:  # a slave of a private mount is just private (this VM has no systemd)
+            assert optional == [], root_line
+
+
+def _host_root_is_shared() -> bool:
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            fields = line.split(" - ")[0].split()
+            if fields[4] == "/":
+                return any(f.startswith("shared:") for f in fields[6:])
+    return False
 
 
 def test_bind_mounts_with_flags(tmp_path: Path) -> None:
@@ -354,3 +378,30 @@ def test_failure_is_logged_with_its_context(tmp_path: Path) -> None:
     assert failed["where"] == "mounts[7]" and failed["fstype"] == "nosuchfs"
     assert failed["errno"] == "ENODEV" and failed["flags"] == "MS_NOSUID"
     assert stat.S_ISDIR(os.stat(bundle / "rootfs").st_mode)
+
+
+@pytest.mark.parametrize("propagation", [None, "shared", "rshared"])
+def test_mounts_in_the_container_never_reach_a_shared_host(tmp_path: Path,
+                                                           propagation: str | None) -> None:
+    """A host (here a throw-away mount namespace) whose / is shared, as under systemd."""
+    bundle = make_bundle(tmp_path, "mkdir -p /mnt && mount -t tmpfs leak-probe /mnt;"
+                         " echo mounted=$?; touch /ready; i=0;"
+                         " while [ ! -e /go ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done")
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["root"]["readonly"] = False
+        for kind in ("bounding", "effective", "permitted"):
+            cfg["process"]["capabilities"][kind].append("CAP_SYS_ADMIN")
+        if propagation:
+            cfg["linux"]["rootfsPropagation"] = propagation
+    edit(bundle, change)
+    rootfs = bundle / "rootfs"
+    script = (f"mount --make-rshared / && ({PYINIT} run --bundle {bundle} & "
+              f"i=0; while [ ! -e {rootfs}/ready ] && [ $i -lt 300 ]; do sleep 0.05; i=$((i+1));"
+              " done; "
+              f"echo seen=$(grep -c leak-probe /proc/self/mountinfo); touch {rootfs}/go; wait)")
+    res = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "mounted=0" in res.stdout, res.stdout  # the probe was really mounted inside
+    assert "seen=0" in res.stdout, res.stdout
