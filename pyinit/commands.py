@@ -58,7 +58,7 @@ def main(argv: list[str], start_ns: int) -> int:
     opts.grace = args.grace
     opts.log_format = args.log_format
     opts.log_level = args.log_level
-    container.run(args.bundle, opts, start_ns)
+    container.run(args.bundle, opts, start_ns, args.id)
 
 
 def spec(bundle: str) -> int:

@@ -127,11 +127,16 @@ def _grantable_ambient(proc: Process, log: Any) -> None:
 
 
 def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any, sink: Sink,
-               to_unshare: int, start_ns: int) -> NoReturn:
+               to_unshare: int, start_ns: int, sync: tuple[int, int], name: str) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
+    to_parent, from_parent = sync
     try:
         syscalls.unshare(to_unshare & ~syscalls.CLONE_NEWPID)
-        trio.run(Executor(cfg.root_path, log).run, steps)
+        # The namespaces exist: the parent runs createRuntime hooks now.
+        os.write(to_parent, b"N")
+        if os.read(from_parent, 1) != b"G":
+            os._exit(EXIT_SETUP_FAILED)  # the parent has said why
+        trio.run(Executor(cfg.root_path, log, name, cfg.bundle).run, steps)
         env = dict(item.split("=", 1) for item in cfg.process.env)
         last = caps.last_cap()
         child = spawn.spawn(
@@ -149,6 +154,9 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     if child.exec_errno:
         _, status = os.waitpid(child.pid, 0)
         os._exit(exit_code(status))
+    os.write(to_parent, b"S")  # started: the parent runs poststart hooks
+    os.close(to_parent)
+    os.close(from_parent)
     from pyinit import supervisor
 
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
@@ -159,15 +167,109 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     supervisor.run(opts, child, startup, logging=(log, sink))
 
 
-def _relay(pid: int) -> int:
-    """The parent: pass every signal on to the container's init, return its status."""
+def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log: Any) -> bool:
+    """Hooks that run in the runtime's namespaces; False if one failed."""
+    from pyinit import hooks
+
+    state = hooks.state_json(name, status, pid, cfg.bundle)
+    for cmd in cfg.hooks.get(kind, []):
+        log.debug("hook.started", kind=kind, argv=cmd.argv)
+        try:
+            result = trio.run(hooks.run, cmd, log, state)
+        except SetupError as exc:
+            log.error("hook.failed", kind=kind, **exc.log_fields())
+            _say(exc.line())
+            return False
+        except Exception as exc:  # never a bare traceback
+            log.error("hook.failed", kind=kind, where=cmd.where,
+                      error=f"{type(exc).__name__}: {exc}")
+            _say(f"{cmd.where}: {kind} hook could not run: {exc}")
+            return False
+        if result.code != 0:
+            reason = hooks.describe_failure(cmd, result)
+            log.error("hook.failed", kind=kind, where=cmd.where, reason=reason)
+            _say(f"{cmd.where}: {kind} hook {reason}")
+            return False
+        log.debug("hook.done", kind=kind, argv=cmd.argv)
+    return True
+
+
+def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
+                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int]) -> int | None:
+    """Fork the container's PID 1 through a short-lived middle process.
+
+    unshare(CLONE_NEWPID) and setns into a PID namespace only affect children,
+    and afterwards the process that made them can no longer start threads
+    (the kernel refuses CLONE_THREAD once pid_for_children differs) -- but
+    the parent must, to run hooks as trio subprocesses. So a middle process
+    joins or creates the namespaces, forks PID 1, reports its PID and exits;
+    the parent, a child subreaper, adopts PID 1. The parent stays in the
+    runtime's namespaces, where createRuntime, poststart and poststop run.
+    """
+    syscalls.set_child_subreaper()
+    report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    middle = os.fork()
+    if middle == 0:
+        code = EXIT_SETUP_FAILED
+        try:
+            os.close(report_r)
+            to_unshare = _join_namespaces(cfg)
+            if to_unshare & syscalls.CLONE_NEWPID:
+                syscalls.unshare(syscalls.CLONE_NEWPID)
+            init = os.fork()
+            if init == 0:
+                os.close(report_w)
+                _container(cfg, steps, opts, log, sink, to_unshare, start_ns, sync, name)
+            os.write(report_w, str(init).encode())
+            code = 0
+        except SetupError as exc:
+            log.error("namespace.failed", **exc.log_fields())
+            _say(exc.line())
+        except OSError as exc:
+            log.error("namespace.failed", error=str(exc))
+            _say(f"namespaces: {exc}")
+        finally:
+            os._exit(code)
+    os.close(report_w)
+    data = b""
+    while chunk := os.read(report_r, 32):
+        data += chunk
+    os.close(report_r)
+    os.waitpid(middle, 0)
+    return int(data) if data else None
+
+
+def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) -> int:
+    """The parent: hooks at their moments, every signal passed on; the child's status."""
+    from_child, to_child = sync
+    os.set_blocking(from_child, False)
     watched = set(signals.FORWARDED) | {signal.SIGCHLD}
     me = os.getpid()
+
+    def handle_news() -> None:
+        try:
+            news = os.read(from_child, 16)
+        except (BlockingIOError, OSError):
+            return
+        for event in news.decode():
+            if event == "N":
+                ok = (_parent_hooks(cfg, "prestart", name, pid, "creating", log)
+                      and _parent_hooks(cfg, "createRuntime", name, pid, "creating", log))
+                try:
+                    os.write(to_child, b"G" if ok else b"F")
+                except BrokenPipeError:
+                    pass
+            elif event == "S" and not _parent_hooks(cfg, "poststart", name, pid, "running",
+                                                     log):
+                log.warning("hook.poststart_failed", detail="the spec says to warn and go on")
+
     while True:
-        info = _signal.sigtimedwait(watched, 1.0)
+        handle_news()
+        info = _signal.sigtimedwait(watched, 0.05)
         if info is None or info.si_signo == signal.SIGCHLD:
             done, status = os.waitpid(pid, os.WNOHANG)
             if done:
+                handle_news()  # a quick workload: "started" may still be unread
                 return exit_code(status)
             continue
         if info.si_signo == signal.SIGPIPE and info.si_pid == me:
@@ -178,7 +280,8 @@ def _relay(pid: int) -> int:
             pass
 
 
-def run(bundle: str, opts: cli.Options, start_ns: int) -> NoReturn:
+def run(bundle: str, opts: cli.Options, start_ns: int,
+        container_id: str | None = None) -> NoReturn:
     from pyinit.oci import config
 
     try:
@@ -195,18 +298,18 @@ def run(bundle: str, opts: cli.Options, start_ns: int) -> NoReturn:
     _grantable_ambient(cfg.process, log)
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
              namespaces=[ns.type for ns in cfg.namespaces], steps=len(steps))
-    try:
-        to_unshare = _join_namespaces(cfg)
-        if to_unshare & syscalls.CLONE_NEWPID:
-            syscalls.unshare(syscalls.CLONE_NEWPID)  # for the child only
-    except SetupError as exc:
-        log.error("namespace.failed", **exc.log_fields())
-        _say(exc.line())
-        os._exit(EXIT_SETUP_FAILED)
-    pid = os.fork()
-    if pid == 0:
-        _container(cfg, steps, opts, log, sink, to_unshare, start_ns)
-    code = _relay(pid)
+    name = container_id or os.path.basename(cfg.bundle) or "pyinit"
+    from_child, to_parent = os.pipe2(os.O_CLOEXEC)
+    from_parent, to_child = os.pipe2(os.O_CLOEXEC)
+    pid = _fork_container(cfg, steps, opts, log, sink, start_ns, name,
+                          (to_parent, from_parent))
+    os.close(to_parent)
+    os.close(from_parent)
+    if pid is None:
+        os._exit(EXIT_SETUP_FAILED)  # the middle process has said why
+    code = _relay(pid, cfg, name, (from_child, to_child), log)
+    if not _parent_hooks(cfg, "poststop", name, pid, "stopped", log):
+        log.warning("hook.poststop_failed", detail="the spec says to warn and go on")
     try:
         sys.stdout.flush()
     except Exception:

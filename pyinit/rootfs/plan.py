@@ -72,7 +72,13 @@ def build(cfg: Config) -> list[Step]:
         Step("rootfs", f"bind {cfg.root_path} onto itself", {"path": cfg.root_path}),
     ]
     for m in cfg.mounts:
+        for cmd in m.before:
+            steps.append(Step("command", f"before {m.destination}: {' '.join(cmd.argv)}",
+                              {"command": cmd, "mount": m, "phase": "before"}))
         steps.append(Step("mount", _mount_summary(m), {"mount": m}))
+        for cmd in m.after:
+            steps.append(Step("command", f"after {m.destination}: {' '.join(cmd.argv)}",
+                              {"command": cmd, "mount": m, "phase": "after"}))
     if not _dev_is_bound(cfg):
         for name, (major, minor) in DEFAULT_DEVICES.items():
             dev = Device("c", f"/dev/{name}", major, minor, 0o666, 0, 0)
@@ -91,6 +97,7 @@ def build(cfg: Config) -> list[Step]:
         steps.append(Step("domainname", cfg.domainname, {"name": cfg.domainname}))
     steps.append(Step("cwd", f"create {cfg.process.cwd} inside the root",
                       {"path": cfg.process.cwd}))
+    steps += _hooks(cfg, "createContainer")
     steps.append(Step("pivot", "pivot_root into the rootfs, detach the old root"))
     final = _final_propagation(cfg)
     if final is not None:
@@ -103,4 +110,10 @@ def build(cfg: Config) -> list[Step]:
         steps.append(Step("readonly", f"{path} read-only", {"path": path}))
     for path in cfg.masked_paths:
         steps.append(Step("mask", f"mask {path}", {"path": path}))
+    steps += _hooks(cfg, "startContainer")
     return steps
+
+
+def _hooks(cfg: Config, kind: str) -> list[Step]:
+    return [Step("hook", f"{kind}: {' '.join(cmd.argv)}", {"hook": cmd, "kind": kind})
+            for cmd in cfg.hooks.get(kind, [])]

@@ -17,7 +17,9 @@ from typing import Any
 
 import trio
 
+from pyinit import hooks
 from pyinit.errors import SetupError
+from pyinit.hooks import Command
 from pyinit.linux import flags, syscalls
 from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir
 from pyinit.oci.config import Device, Mount
@@ -38,10 +40,19 @@ def _normal(path: str) -> str:
 
 
 class Executor:
-    def __init__(self, root_path: str, log: Any) -> None:
+    def __init__(self, root_path: str, log: Any, container_id: str = "pyinit",
+                 bundle: str = "") -> None:
         self.root_path = root_path
         self.root: Root | None = None
         self.log = log
+        self.container_id = container_id
+        self.bundle = bundle
+        # Hooks get the container's PID as the runtime sees it: before the
+        # pivot, /proc is still the host's, so /proc/self says exactly that.
+        try:
+            self.host_pid = int(os.readlink("/proc/self"))
+        except (OSError, ValueError):
+            self.host_pid = os.getpid()
         self.host_devnull = os.stat("/dev/null").st_rdev
         self.has_kcore = os.path.exists("/proc/kcore")
 
@@ -88,6 +99,15 @@ class Executor:
         if "path" in step.params:
             return {"destination": step.params["path"]}
         return {}
+
+    # ----- commands and hooks ----------------------------------------------
+    async def do_command(self, command: Command, mount: Mount, phase: str) -> None:
+        await hooks.run_checked(command, self.log, "command", destination=mount.destination,
+                                phase=phase)
+
+    async def do_hook(self, hook: Command, kind: str) -> None:
+        state = hooks.state_json(self.container_id, "created", self.host_pid, self.bundle)
+        await hooks.run_checked(hook, self.log, "hook", stdin=state, kind=kind)
 
     # ----- before the mounts ----------------------------------------------
     async def do_propagation(self, flags: int) -> None:

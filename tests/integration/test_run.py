@@ -405,3 +405,106 @@ def test_mounts_in_the_container_never_reach_a_shared_host(tmp_path: Path,
     assert res.returncode == 0, res.stderr
     assert "mounted=0" in res.stdout, res.stdout  # the probe was really mounted inside
     assert "seen=0" in res.stdout, res.stdout
+
+
+# ------------------------------------------------------------------ pre/post commands, hooks
+
+def _sh(script: str, **extra: Any) -> dict[str, Any]:
+    return {"path": "/bin/sh", "args": ["sh", "-c", script], **extra}
+
+
+def test_mount_commands_run_around_their_mount(tmp_path: Path) -> None:
+    order = tmp_path / "order"
+    bundle = make_bundle(tmp_path, "cat /data/made-after")
+    rootfs = bundle / "rootfs"
+    edit(bundle, lambda c: c["mounts"].append({
+        "destination": "/data", "type": "tmpfs", "source": "tmpfs",
+        "io.pyinit.premount": [
+            _sh(f"echo pre1 >> {order}; echo to-stdout; echo to-stderr >&2", timeout=10),
+            _sh(f"echo pre2 >> {order}; [ ! -e {rootfs}/data/made-after ]"),
+        ],
+        "io.pyinit.postmount": [_sh(f"echo post >> {order}; echo hi > {rootfs}/data/made-after",
+                                    env=["ONLY=this"], cwd="/")],
+    }))
+    res = run_bundle(bundle, "--log-format", "json")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "hi\n"  # the post command wrote into the new tmpfs
+    assert order.read_text().split() == ["pre1", "pre2", "post"]
+    outputs = [json.loads(x) for x in res.stderr.splitlines()
+               if x.startswith("{") and '"command.output"' in x]
+    assert {(o["stream"], o["line"], o["destination"], o["phase"]) for o in outputs} == {
+        ("stdout", "to-stdout", "/data", "before"), ("stderr", "to-stderr", "/data", "before")}
+
+
+def test_failing_command_aborts_with_its_status_and_output(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    edit(bundle, lambda c: c["mounts"].append({
+        "destination": "/data", "type": "tmpfs", "source": "tmpfs",
+        "io.pyinit.premount": [_sh("echo first; echo 'it broke' >&2; exit 3")]}))
+    res = run_bundle(bundle)
+    line = _one_line(res)
+    assert "mounts[7].io.pyinit.premount[0]" in line and "exited 3" in line
+    assert "it broke" in line and "first" in line
+    assert "should-not-run" not in res.stdout
+
+
+def test_command_timeout_aborts(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    edit(bundle, lambda c: c["mounts"].append({
+        "destination": "/data", "type": "tmpfs", "source": "tmpfs",
+        "io.pyinit.postmount": [_sh("echo started; exec sleep 600", timeout=0.5)]}))
+    res = run_bundle(bundle)  # its own 60 s timeout would fire if the 0.5 s one did not
+    assert "was killed after its timeout of 0.5s" in _one_line(res)
+
+
+@pytest.mark.parametrize("bad", [{"args": ["x"]}, {"path": "relative"},
+                                 {"path": "/bin/sh", "timeout": 0}])
+def test_malformed_command_is_a_config_error(tmp_path: Path, bad: dict[str, Any]) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    edit(bundle, lambda c: c["mounts"][0].update({"io.pyinit.premount": [bad]}))
+    assert "mounts[0].io.pyinit.premount[0]" in _one_line(run_bundle(bundle))
+
+
+def test_oci_hooks_run_in_order_with_the_state(tmp_path: Path) -> None:
+    log = tmp_path / "hooks"
+    bundle = make_bundle(tmp_path, "echo workload >> /hooks-in-container")
+
+    def hooks(cfg: dict[str, Any]) -> None:
+        cfg["root"]["readonly"] = False
+        cfg["hooks"] = {kind: [_sh(f"read -r state; echo \"{kind} $state\" >> {log}")]
+                        for kind in ("createRuntime", "createContainer", "poststart",
+                                     "poststop")}
+        # startContainer runs inside the container: its path is the container's.
+        cfg["hooks"]["startContainer"] = [_sh("echo startContainer >> /hooks-in-container")]
+    edit(bundle, hooks)
+    res = run_bundle(bundle, "--id", "box1")
+    assert res.returncode == 0, res.stderr
+    lines = log.read_text().splitlines()
+    assert [x.split()[0] for x in lines] == ["createRuntime", "createContainer", "poststart",
+                                             "poststop"]
+    states = [json.loads(x.split(" ", 1)[1]) for x in lines]
+    assert [s["status"] for s in states] == ["creating", "created", "running", "stopped"]
+    assert {s["id"] for s in states} == {"box1"} and {s["bundle"] for s in states} == {
+        str(bundle)}
+    assert len({s["pid"] for s in states}) == 1 and states[0]["pid"] > 1
+    inside = (bundle / "rootfs" / "hooks-in-container").read_text().split()
+    assert inside == ["startContainer", "workload"]
+
+
+@pytest.mark.parametrize("kind", ["createRuntime", "createContainer", "startContainer"])
+def test_failing_setup_hook_stops_everything(tmp_path: Path, kind: str) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    edit(bundle, lambda c: c.update(hooks={kind: [_sh("echo nope >&2; exit 4")]}))
+    res = run_bundle(bundle)
+    line = _one_line(res)
+    assert f"hooks.{kind}[0]" in line and "exited 4" in line and "nope" in line
+    assert "should-not-run" not in res.stdout
+
+
+@pytest.mark.parametrize("kind", ["poststart", "poststop"])
+def test_failing_late_hook_only_warns(tmp_path: Path, kind: str) -> None:
+    bundle = make_bundle(tmp_path, "exit 6")
+    edit(bundle, lambda c: c.update(hooks={kind: [_sh("exit 1")]}))
+    res = run_bundle(bundle, "--log-format", "json")
+    assert res.returncode == 6
+    assert event(res.stderr, "hook.failed")["kind"] == kind

@@ -1,0 +1,158 @@
+"""Commands pyinit runs for the setup: per-mount pre/post commands and OCI hooks.
+
+Each one is a trio subprocess whose stdout and stderr are logged line by line
+(tagged with what it belongs to), with a timeout, and with an exact exit
+status: these run before the supervisor's reaper exists, so nothing else
+waits for them (trap 1).
+
+trio starts processes from a worker thread, and the child inherits that
+thread's signal mask: in pyinit everything is blocked, so the child unblocks
+all signals itself before exec (``preexec_fn``).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import os
+import signal
+import subprocess
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from pyinit.errors import SetupError
+
+LAST_LINES = 5
+
+
+@dataclass
+class Command:
+    path: str
+    args: list[str]
+    env: list[str] | None = None  # None: pyinit's own environment
+    cwd: str | None = None
+    timeout: float | None = None
+    where: str = ""  # its JSON path, for messages
+
+    @property
+    def argv(self) -> list[str]:
+        return self.args or [self.path]
+
+
+@dataclass
+class Result:
+    code: int | None  # None: killed at the timeout
+    tail: list[str] = field(default_factory=list)
+
+
+def _unblock_signals() -> None:
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+async def _pump(stream: Any, name: str, log: Any, tail: collections.deque[str],
+                tags: dict[str, Any]) -> None:
+    buffer = b""
+    async for chunk in stream:
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace")
+            tail.append(f"{name}: {line}")
+            log.info("command.output", stream=name, line=line, **tags)
+    if buffer:
+        line = buffer.decode("utf-8", "replace")
+        tail.append(f"{name}: {line}")
+        log.info("command.output", stream=name, line=line, **tags)
+
+
+async def run(cmd: Command, log: Any, stdin: bytes | None = None, **tags: Any) -> Result:
+    """Run ``cmd`` to completion (or its timeout); its output goes to the log."""
+    env = None if cmd.env is None else dict(item.split("=", 1) for item in cmd.env)
+    tail: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
+    try:
+        proc = await trio.lowlevel.open_process(
+            cmd.argv, executable=cmd.path, env=env, cwd=cmd.cwd,
+            stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_unblock_signals,
+        )
+    except OSError as exc:
+        raise SetupError.from_os("command", f"cannot start {cmd.path}", exc, where=cmd.where,
+                                 **tags) from None
+    timed_out = False
+    try:
+        with trio.move_on_after(cmd.timeout if cmd.timeout else math.inf) as scope:
+            async with trio.open_nursery() as nursery:
+                assert proc.stdout is not None and proc.stderr is not None
+                nursery.start_soon(_pump, proc.stdout, "stdout", log, tail, tags)
+                nursery.start_soon(_pump, proc.stderr, "stderr", log, tail, tags)
+                if stdin is not None and proc.stdin is not None:
+                    try:
+                        await proc.stdin.send_all(stdin)
+                    except trio.BrokenResourceError:
+                        pass
+                    await proc.stdin.aclose()
+                await proc.wait()
+        if scope.cancelled_caught:
+            timed_out = True
+            proc.kill()
+    finally:
+        with trio.CancelScope(shield=True):
+            await proc.wait()
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                if stream is not None:
+                    await stream.aclose()
+    return Result(None if timed_out else proc.returncode, list(tail))
+
+
+def describe_failure(cmd: Command, result: Result) -> str:
+    what = f"{' '.join(cmd.argv)!r}"
+    if result.code is None:
+        status = f"was killed after its timeout of {cmd.timeout:g}s"
+    elif result.code < 0:
+        status = f"was killed by signal {-result.code}"
+    else:
+        status = f"exited {result.code}"
+    last = "; last output: " + " | ".join(result.tail) if result.tail else "; no output"
+    return f"{what} {status}{last}"
+
+
+async def run_checked(cmd: Command, log: Any, step: str, stdin: bytes | None = None,
+                      **tags: Any) -> None:
+    """Run ``cmd``; a non-zero exit or a timeout becomes a SetupError."""
+    log.debug("command.started", argv=cmd.argv, timeout_s=cmd.timeout, **tags)
+    result = await run(cmd, log, stdin=stdin, **tags)
+    if result.code != 0:
+        tags.setdefault("where", cmd.where)
+        raise SetupError(step, describe_failure(cmd, result), **tags)
+    log.debug("command.done", argv=cmd.argv, **tags)
+
+
+def state_json(container_id: str, status: str, pid: int, bundle: str) -> bytes:
+    """The OCI state a hook reads on its stdin (runtime.md "State")."""
+    return json.dumps({"ociVersion": "1.0.2", "id": container_id, "status": status,
+                       "pid": pid, "bundle": bundle, "annotations": {}}).encode()
+
+
+def parse_command(r: Any, item: Any, where: str) -> Command | None:
+    """One command object of config.json ({path, args, env, cwd, timeout})."""
+    if not isinstance(item, dict):
+        r.problem(where, "must be an object")
+        return None
+    path = r.get(item, "path", where, str, "", required=True)
+    if path and not os.path.isabs(path):
+        r.problem(f"{where}.path", f"must be an absolute path, not {path!r}")
+    args = r.strings(item, "args", where)
+    env = r.strings(item, "env", where) if "env" in item else None
+    for i, entry in enumerate(env or []):
+        if "=" not in entry:
+            r.problem(f"{where}.env[{i}]", f"{entry!r} is not KEY=VALUE")
+    cwd = r.get(item, "cwd", where, str, None)
+    if cwd is not None and not os.path.isabs(cwd):
+        r.problem(f"{where}.cwd", f"must be an absolute path, not {cwd!r}")
+    timeout = r.get(item, "timeout", where, (int, float), None)
+    if timeout is not None and timeout <= 0:
+        r.problem(f"{where}.timeout", "must be a positive number of seconds")
+    return Command(path, args, env, cwd, timeout, where)
