@@ -244,3 +244,14 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
         data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
         data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
     _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+# ----- statfs -------------------------------------------------------------
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def fstatfs_type(fd: int) -> int:
+    """The filesystem magic (``f_type``) of the file behind ``fd``."""
+    buf = (ctypes.c_long * 15)()  # struct statfs: 120 bytes on x86_64; f_type first
+    _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs")
+    return int(buf[0])

@@ -318,8 +318,36 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
         r.problem("linux.rootfsPropagation", f"must be one of {', '.join(PROPAGATIONS)}")
     cfg.rootfs_propagation = prop
     sysctl = r.get(linux, "sysctl", "linux", dict, {})
-    if sysctl:
-        r.problem("linux.sysctl", "sysctls are not supported by pyinit yet")
+    own = {ns.type for ns in cfg.namespaces if ns.path is None}
+    for key, value in sysctl.items():
+        where = f"linux.sysctl.{key}"
+        if not isinstance(value, str):
+            r.problem(where, f"must be a string, not {type(value).__name__}")
+            continue
+        need = sysctl_namespace(key)
+        if need is None:
+            r.problem(where, "is not a namespaced sysctl; setting it would change the host")
+        elif need not in own:
+            r.problem(where, f"needs a new {need} namespace in linux.namespaces")
+        elif ".." in key.split(".") or "/" in key:
+            r.problem(where, "is not a sysctl name")
+        else:
+            cfg.sysctl[key] = value
+
+
+_IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
+                "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
+
+
+def sysctl_namespace(key: str) -> str | None:
+    """The namespace a sysctl belongs to, or None if it is global (runc's rules)."""
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return "ipc"
+    if key.startswith("net."):
+        return "network"
+    if key == "kernel.domainname":
+        return "uts"
+    return None
 
 
 def parse(doc: Any, bundle: str) -> Config:

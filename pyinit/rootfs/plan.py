@@ -104,6 +104,8 @@ def build(cfg: Config) -> list[Step]:
         steps.append(Step("propagation", f"/ {flags.names(final)} (rootfsPropagation)",
                           {"flags": final}))
     steps.append(Step("devnull", "stdio on the host's /dev/null -> the container's (char 1:3)"))
+    for key, value in cfg.sysctl.items():  # before readonlyPaths makes /proc/sys read-only
+        steps.append(Step("sysctl", f"{key} = {value}", {"key": key, "value": value}))
     if cfg.root_readonly:
         steps.append(Step("readonly", "/ read-only (keeping locked flags)", {"path": "/"}))
     for path in cfg.readonly_paths:

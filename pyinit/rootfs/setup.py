@@ -328,6 +328,18 @@ class Executor:
         finally:
             os.close(null)
 
+    async def do_sysctl(self, key: str, value: str) -> None:
+        path = "/proc/sys/" + key.replace(".", "/")
+        fd = self.r.open(path, os.O_WRONLY | os.O_NOCTTY, nofollow=True)
+        try:
+            if syscalls.fstatfs_type(fd) != syscalls.PROC_SUPER_MAGIC:
+                raise SetupError("sysctl", f"{path} is not on a procfs", destination=path,
+                                 hint="something is mounted over /proc/sys; refusing to "
+                                 "write there (CVE-2025-52881)")
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
     # ----- finishing --------------------------------------------------------
     async def do_readonly(self, path: str) -> None:
         if path == "/":

@@ -508,3 +508,72 @@ def test_failing_late_hook_only_warns(tmp_path: Path, kind: str) -> None:
     res = run_bundle(bundle, "--log-format", "json")
     assert res.returncode == 6
     assert event(res.stderr, "hook.failed")["kind"] == kind
+
+
+# ------------------------------------------------------------------ sysctl, devices, stdio
+
+def test_sysctls_are_set_inside_only(tmp_path: Path) -> None:
+    before = Path("/proc/sys/kernel/shmmni").read_text()
+    bundle = make_bundle(tmp_path, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/kernel/shmmni")
+    edit(bundle, lambda c: c["linux"].update(sysctl={"net.ipv4.ip_forward": "1",
+                                                     "kernel.shmmni": "1234"}))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.split() == ["1", "1234"]
+    assert Path("/proc/sys/kernel/shmmni").read_text() == before
+
+
+@pytest.mark.parametrize(("sysctl", "namespaces", "needle"), [
+    ({"kernel.pid_max": "100"}, None, "is not a namespaced sysctl"),
+    ({"net.ipv4.ip_forward": "1"}, ["pid", "mount"], "needs a new network namespace"),
+])
+def test_sysctl_validation(tmp_path: Path, sysctl: dict[str, str], namespaces: list[str] | None,
+                           needle: str) -> None:
+    bundle = make_bundle(tmp_path, "true")
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["sysctl"] = sysctl
+        if namespaces:
+            cfg["linux"]["namespaces"] = [{"type": t} for t in namespaces]
+    edit(bundle, change)
+    assert needle in _one_line(run_bundle(bundle))
+
+
+def test_sysctl_is_not_written_through_something_mounted_over_proc(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    rootfs = bundle / "rootfs"
+    # After /proc is mounted, a command lays a tmpfs with a look-alike file over it.
+    fake = f"mount -t tmpfs fake {rootfs}/proc/sys/net/ipv4 && echo 0 > {rootfs}" \
+           "/proc/sys/net/ipv4/ip_forward"
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["mounts"][0]["io.pyinit.postmount"] = [_sh(fake)]
+        cfg["linux"]["sysctl"] = {"net.ipv4.ip_forward": "1"}
+    edit(bundle, change)
+    assert "is not on a procfs" in _one_line(run_bundle(bundle))
+
+
+def test_configured_device_is_created_and_verified(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "ls -ln /dev/fuse /dev/sub/mine")
+    edit(bundle, lambda c: c["linux"].update(devices=[
+        {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229, "fileMode": 0o600,
+         "uid": 0, "gid": 0},
+        {"type": "c", "path": "/dev/sub/mine", "major": 1, "minor": 3, "fileMode": 0o640,
+         "uid": 1000, "gid": 1000}]))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    fuse, mine = res.stdout.splitlines()
+    assert fuse.startswith("crw-------") and "10, 229" in fuse
+    assert mine.startswith("crw-r-----") and " 1000 " in mine and "1,   3" in mine
+
+
+def test_stdin_on_dev_null_is_reopened_on_the_containers(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "stat -L -c %d:%t:%T /proc/self/fd/0;"
+                         " stat -c %d:%t:%T /dev/null")
+    res = run_bundle(bundle)  # stdin is the host's /dev/null
+    assert res.returncode == 0, res.stderr
+    fd0, container_null = res.stdout.split()
+    assert fd0 == container_null  # the container's node (its /dev tmpfs), char 1:3
+    assert container_null.endswith(":1:3")
+    host = os.stat("/dev/null")
+    assert fd0.split(":")[0] != str(host.st_dev)
