@@ -1,4 +1,4 @@
-"""``pyinit run``, ``pyinit spec`` and ``pyinit check``.
+"""``pyinit run``, ``pyinit spec``, ``pyinit check`` and ``pyinit sandbox``.
 
 Imported only when the first argument names one of them, so the init's
 start-up path (``pyinit -- PROGRAM``) never pays for argparse.
@@ -43,10 +43,16 @@ def _parser() -> argparse.ArgumentParser:
                            description="Validate without touching anything: every problem "
                            "with its JSON path, then the setup plan.")
     check.add_argument("--bundle", "-b", default=".")
+    sub.add_parser("sandbox", help="run a program in a bubblewrap-style sandbox "
+                   "(pyinit sandbox --help)", add_help=False)
     return top
 
 
 def main(argv: list[str], start_ns: int) -> int:
+    if argv[:1] == ["sandbox"]:
+        from pyinit import sandbox
+
+        return sandbox.main(argv[1:], start_ns, _Parser)
     args = _parser().parse_args(argv)
     if args.command == "spec":
         return spec(args.bundle)

@@ -22,6 +22,7 @@ import resource
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 import trio
@@ -147,9 +148,9 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     except SetupError as exc:
         _say(exc.line())
         os._exit(EXIT_SETUP_FAILED)
-    except OSError as exc:
-        log.error("setup.failed", error=str(exc))
-        _say(f"setup failed: {exc}")
+    except Exception as exc:  # never a bare traceback, never a half-set-up container
+        log.error("setup.failed", error=f"{type(exc).__name__}: {exc}")
+        _say(f"setup failed: {type(exc).__name__}: {exc}")
         os._exit(EXIT_SETUP_FAILED)
     if child.exec_errno:
         _, status = os.waitpid(child.pid, 0)
@@ -292,13 +293,40 @@ def run(bundle: str, opts: cli.Options, start_ns: int,
     except config.ConfigError as exc:
         _say(f"config.json: {exc.first_line()}")
         os._exit(EXIT_SETUP_FAILED)
+    run_config(cfg, opts, start_ns, container_id or os.path.basename(cfg.bundle) or "pyinit")
+
+
+def run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
+               cleanup: Callable[[], None] | None = None,
+               extra_steps: list[plan.Step] | None = None) -> NoReturn:
+    """Run a validated config (from a bundle, or built by ``pyinit sandbox``).
+
+    ``extra_steps`` go right after the mounts (the sandbox's symlinks).
+    """
+    code = EXIT_SETUP_FAILED
+    try:
+        code = _run_config(cfg, opts, start_ns, name, extra_steps or [])
+    finally:
+        if cleanup is not None:
+            cleanup()
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        os._exit(code)
+
+
+def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
+                extra_steps: list[plan.Step]) -> int:
     early.load_runtime()  # everything the container will need, before the fork
     log, sink = configure(opts.log_format, opts.log_level)
     steps = plan.build(cfg)
+    after_mounts = max((i for i, s in enumerate(steps) if s.kind in ("mount", "command")),
+                       default=1) + 1
+    steps[after_mounts:after_mounts] = extra_steps
     _grantable_ambient(cfg.process, log)
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
              namespaces=[ns.type for ns in cfg.namespaces], steps=len(steps))
-    name = container_id or os.path.basename(cfg.bundle) or "pyinit"
     from_child, to_parent = os.pipe2(os.O_CLOEXEC)
     from_parent, to_child = os.pipe2(os.O_CLOEXEC)
     pid = _fork_container(cfg, steps, opts, log, sink, start_ns, name,
@@ -306,12 +334,8 @@ def run(bundle: str, opts: cli.Options, start_ns: int,
     os.close(to_parent)
     os.close(from_parent)
     if pid is None:
-        os._exit(EXIT_SETUP_FAILED)  # the middle process has said why
+        return EXIT_SETUP_FAILED  # the middle process has said why
     code = _relay(pid, cfg, name, (from_child, to_child), log)
     if not _parent_hooks(cfg, "poststop", name, pid, "stopped", log):
         log.warning("hook.poststop_failed", detail="the spec says to warn and go on")
-    try:
-        sys.stdout.flush()
-    except Exception:
-        pass
-    os._exit(code)
+    return code

@@ -24,8 +24,23 @@ def _quick_start() -> list[str]:
 def test_quick_start_is_install_run_test() -> None:
     install, demo, test = _quick_start()
     assert install == "tools/install.sh"
-    assert demo.startswith(".venv/bin/pyinit ")
+    assert demo == ".venv/bin/pyinit sandbox -- sh -c 'ps; mount'"
     assert test == ".venv/bin/python -m pytest"
+
+
+def _init_demo() -> str:
+    block = README.split("As an init, in an image or on its own:", 1)[1]
+    return block.split("```sh", 1)[1].split("```", 1)[0].strip()
+
+
+@pytest.mark.root
+def test_quick_start_sandbox_does_what_readme_says() -> None:
+    demo = _quick_start()[1].replace(".venv/bin/pyinit", str(BIN / "pyinit"), 1)
+    res = subprocess.run(["sh", "-c", demo], capture_output=True, text=True, timeout=60,
+                         check=False, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^\s*1 .*pyinit", res.stdout, re.M), res.stdout  # ps: PID 1
+    assert "tmpfs on / type tmpfs" in res.stdout and "proc on /proc" in res.stdout
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
@@ -36,8 +51,8 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     assert "tools/install.sh" in commands
 
 
-def test_quick_start_demo_does_what_readme_says() -> None:
-    demo = _quick_start()[1].replace(".venv/bin/pyinit", str(BIN / "pyinit"), 1)
+def test_init_demo_does_what_readme_says() -> None:
+    demo = _init_demo().replace(".venv/bin/pyinit", str(BIN / "pyinit"), 1)
     res = subprocess.run(["sh", "-c", demo], capture_output=True, timeout=60, check=False)
     assert res.returncode == 3
     err = res.stderr.decode()

@@ -115,6 +115,8 @@ class Config:
     rootfs_propagation: str | None = None
     sysctl: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, list[Command]] = field(default_factory=dict)
+    root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
+    dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
 
     def has_namespace(self, kind: str) -> bool:
         return any(ns.type == kind for ns in self.namespaces)

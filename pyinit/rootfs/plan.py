@@ -69,7 +69,9 @@ def build(cfg: Config) -> list[Step]:
     steps = [
         Step("propagation", f"/ {flags.names(prop)} (no mount reaches the host)",
              {"flags": prop}),
-        Step("rootfs", f"bind {cfg.root_path} onto itself", {"path": cfg.root_path}),
+        Step("rootfs", f"a fresh tmpfs on {cfg.root_path}" if cfg.root_tmpfs
+             else f"bind {cfg.root_path} onto itself",
+             {"path": cfg.root_path, "tmpfs": cfg.root_tmpfs}),
     ]
     for m in cfg.mounts:
         for cmd in m.before:
@@ -79,7 +81,7 @@ def build(cfg: Config) -> list[Step]:
         for cmd in m.after:
             steps.append(Step("command", f"after {m.destination}: {' '.join(cmd.argv)}",
                               {"command": cmd, "mount": m, "phase": "after"}))
-    if not _dev_is_bound(cfg):
+    if cfg.dev_setup and not _dev_is_bound(cfg):
         for name, (major, minor) in DEFAULT_DEVICES.items():
             dev = Device("c", f"/dev/{name}", major, minor, 0o666, 0, 0)
             steps.append(Step("device", f"/dev/{name} c {major}:{minor}", {"device": dev}))

@@ -113,10 +113,13 @@ class Executor:
     async def do_propagation(self, flags: int) -> None:
         syscalls.mount(None, "/", None, flags)
 
-    async def do_rootfs(self, path: str) -> None:
-        # The bind makes the rootfs a mount point (pivot_root needs one) in
-        # this namespace; the fd is taken after it, so it sees the bind.
-        syscalls.mount(path, path, None, flags.MS_BIND | flags.MS_REC)
+    async def do_rootfs(self, path: str, tmpfs: bool = False) -> None:
+        # The bind (or the tmpfs) makes the root a mount point, as pivot_root
+        # needs, in this namespace only; the fd is taken after it.
+        if tmpfs:
+            syscalls.mount("tmpfs", path, "tmpfs", flags.MS_NOSUID | flags.MS_NODEV, "mode=0755")
+        else:
+            syscalls.mount(path, path, None, flags.MS_BIND | flags.MS_REC)
         self.root = Root(path)
 
     # ----- mounts ---------------------------------------------------------
@@ -317,7 +320,13 @@ class Executor:
                    and os.fstat(fd).st_rdev == self.host_devnull]
         if not targets:
             return
-        null = self.r.open("/dev/null", os.O_RDWR, nofollow=True)
+        try:
+            null = self.r.open("/dev/null", os.O_RDWR, nofollow=True)
+        except FileNotFoundError:
+            # No /dev in there (pyinit sandbox without --dev): the open fds
+            # stay as they are; they expose no path.
+            self.log.debug("devnull.skipped", reason="the container has no /dev/null")
+            return
         try:
             st = os.fstat(null)
             if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):

@@ -1,0 +1,166 @@
+"""``pyinit sandbox``: a bubblewrap-style command line for the same machinery.
+
+The options become the same config objects ``pyinit run`` reads from
+config.json, in memory, in the order given; then the same plan and executor
+run. The root is always a fresh tmpfs (on an empty directory that is removed
+afterwards); the host sees neither it nor anything mounted in it.
+
+With no mount option at all, the embedded default applies: the host's
+``/usr``, ``/bin``, ``/sbin``, ``/lib*`` and ``/etc`` read-only (a host
+symlink such as ``/bin -> usr/bin`` is recreated as a symlink), a fresh
+``/proc``, a minimal ``/dev`` and a ``/tmp``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from typing import Any, NoReturn
+
+from pyinit import cli
+from pyinit.linux import flags
+from pyinit.oci.config import Config, Mount, Namespace, Process, User
+
+DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+
+
+class _Ops(argparse.Action):
+    """Collect mount options in the order given, as bubblewrap does."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        ops = getattr(namespace, "ops", None) or []
+        ops.append((self.dest, values if isinstance(values, list) else [values]))
+        namespace.ops = ops
+
+
+def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    p = parser_class(
+        prog="pyinit sandbox",
+        description="Run PROGRAM in new namespaces on a fresh tmpfs root, with pyinit as "
+        "PID 1. Without mount options: the host's /usr, /bin, /sbin, /lib* and /etc "
+        "read-only, a fresh /proc, a minimal /dev and a /tmp.")
+    p.add_argument("--ro-bind", nargs=2, metavar=("SRC", "DEST"), action=_Ops,
+                   help="bind SRC on DEST, recursively read-only")
+    p.add_argument("--bind", nargs=2, metavar=("SRC", "DEST"), action=_Ops,
+                   help="bind SRC on DEST, read-write")
+    p.add_argument("--tmpfs", metavar="DEST", action=_Ops, help="a fresh tmpfs on DEST")
+    p.add_argument("--proc", metavar="DEST", action=_Ops, help="a fresh procfs on DEST")
+    p.add_argument("--dev", metavar="DEST", action=_Ops,
+                   help="a minimal /dev on DEST (tmpfs, devices, devpts, shm)")
+    p.add_argument("--symlink", nargs=2, metavar=("TARGET", "DEST"), action=_Ops,
+                   help="create the symlink DEST -> TARGET")
+    p.add_argument("--hostname", help="the sandbox's hostname")
+    p.add_argument("--unshare-net", action="store_true", help="a new, empty network namespace")
+    p.add_argument("--chdir", default="/", metavar="DIR", help="working directory (default /)")
+    p.add_argument("--setenv", nargs=2, metavar=("VAR", "VALUE"), action="append", default=[],
+                   help="set an environment variable")
+    p.add_argument("--grace", type=float, default=5.0)
+    p.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
+    p.add_argument("--log-level", choices=cli.LOG_LEVELS, default="warning")
+    p.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
+    return p
+
+
+def _mount(index: int, dest: str, kind: str, source: str, options: list[str]) -> Mount:
+    return Mount(index, dest, kind, source, options, flags.parse_options(options))
+
+
+def _default_ops() -> list[tuple[str, list[str]]]:
+    ops: list[tuple[str, list[str]]] = []
+    for path in DEFAULT_RO:
+        if os.path.islink(path):
+            ops.append(("symlink", [os.readlink(path), path]))
+        elif os.path.isdir(path):
+            ops.append(("ro_bind", [path, path]))
+    ops += [("proc", ["/proc"]), ("dev", ["/dev"]), ("tmpfs", ["/tmp"])]
+    return ops
+
+
+def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, str]]]:
+    """The Config for these options, and the symlinks to create after the mounts."""
+    ops = getattr(args, "ops", None) or _default_ops()
+    mounts: list[Mount] = []
+    links: list[tuple[str, str]] = []
+    for kind, values in ops:
+        n = len(mounts)
+        if kind == "ro_bind":
+            mounts.append(_mount(n, values[1], "bind", os.path.abspath(values[0]),
+                                 ["rbind", "ro", "nosuid", "nodev", "rro"]))
+        elif kind == "bind":
+            mounts.append(_mount(n, values[1], "bind", os.path.abspath(values[0]),
+                                 ["rbind", "nosuid", "nodev"]))
+        elif kind == "tmpfs":
+            mounts.append(_mount(n, values[0], "tmpfs", "tmpfs",
+                                 ["nosuid", "nodev", "mode=1777"]))
+        elif kind == "proc":
+            mounts.append(_mount(n, values[0], "proc", "proc", ["nosuid", "nodev", "noexec"]))
+        elif kind == "dev":
+            dest = values[0].rstrip("/") or "/dev"
+            mounts.append(_mount(n, dest, "tmpfs", "tmpfs", ["nosuid", "mode=755"]))
+            mounts.append(_mount(n + 1, f"{dest}/pts", "devpts", "devpts",
+                                 ["nosuid", "noexec", "newinstance", "ptmxmode=0666",
+                                  "mode=0620"]))
+            mounts.append(_mount(n + 2, f"{dest}/shm", "tmpfs", "shm",
+                                 ["nosuid", "nodev", "noexec", "mode=1777"]))
+        elif kind == "symlink":
+            links.append((values[0], values[1]))
+    for dest in [m.destination for m in mounts] + [link for _, link in links]:
+        if not dest.startswith("/"):
+            raise ValueError(f"{dest!r}: destinations must be absolute paths")
+    env = [f"{k}={v}" for k, v in os.environ.items() if not k.startswith("PYINIT_")]
+    env += [f"{k}={v}" for k, v in args.setenv]
+    namespaces = [Namespace(t) for t in ("mount", "pid", "ipc", "uts")]
+    if args.unshare_net:
+        namespaces.append(Namespace("network"))
+    cfg = Config(
+        bundle=root, root_path=root, root_readonly=False, root_tmpfs=True,
+        process=Process(args=args.program, cwd=args.chdir, env=env,
+                        user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True),
+        hostname=args.hostname, mounts=mounts, namespaces=namespaces,
+        dev_setup=any(kind == "dev" for kind, _ in ops),
+    )
+    return cfg, links
+
+
+def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentParser]) -> int:
+    args = parser(parser_class).parse_args(argv)
+    program = args.program[1:] if args.program[:1] == ["--"] else args.program
+    if not program:
+        sys.stderr.write("pyinit sandbox: error: no PROGRAM given (pyinit sandbox [OPTIONS] "
+                         "-- PROGRAM [ARGS...])\n")
+        return cli.EXIT_USAGE
+    args.program = program
+    root = tempfile.mkdtemp(prefix="pyinit-sandbox-")
+    try:
+        cfg, links = build(args, root)
+    except ValueError as exc:
+        os.rmdir(root)
+        sys.stderr.write(f"pyinit sandbox: error: {exc}\n")
+        return cli.EXIT_USAGE
+    return _run(cfg, links, args, start_ns, root)
+
+
+def _run(cfg: Config, links: list[tuple[str, str]], args: argparse.Namespace, start_ns: int,
+         root: str) -> NoReturn:
+    from pyinit import container
+    from pyinit.rootfs import plan
+
+    opts = cli.Options()
+    opts.grace = args.grace
+    opts.log_format = args.log_format
+    opts.log_level = args.log_level
+    extra = [plan.Step("symlink", f"{dest} -> {target}", {"path": dest, "target": target})
+             for target, dest in links]
+
+    def cleanup() -> None:
+        # The tmpfs lived in the sandbox's mount namespace: on the host there
+        # is only the empty directory. rmdir, never anything recursive.
+        try:
+            os.rmdir(root)
+        except OSError:
+            pass
+
+    container.run_config(cfg, opts, start_ns, "sandbox", cleanup=cleanup, extra_steps=extra)

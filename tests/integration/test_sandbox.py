@@ -1,0 +1,73 @@
+"""``pyinit sandbox``: the bubblewrap-style command line on the same machinery."""
+
+from __future__ import annotations
+
+import glob
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYINIT
+
+pytestmark = pytest.mark.root
+
+
+def sandbox(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYINIT, "sandbox", *args], capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)
+
+
+def _mounts(out: str) -> dict[str, str]:
+    return {line.split()[2]: line for line in out.splitlines() if " on " in line}
+
+
+def test_default_sandbox() -> None:
+    before = set(glob.glob("/tmp/pyinit-sandbox-*"))
+    res = sandbox("--", "sh", "-c", "ps -o pid=,comm=; mount; touch /usr/x 2>/dev/null"
+                  " || echo usr-ro; touch /tmp/x && echo tmp-rw; cat /proc/net/dev | wc -l")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split() == ["1", "pyinit"]
+    mounts = _mounts(res.stdout)
+    assert mounts["/"].startswith("tmpfs on / type tmpfs")
+    assert "(ro," in mounts["/usr"] and "(ro," in mounts["/etc"]
+    for path in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/tmp"):
+        assert path in mounts, path
+    assert "usr-ro" in lines and "tmp-rw" in lines
+    assert set(glob.glob("/tmp/pyinit-sandbox-*")) == before  # its mount point is gone
+
+
+def test_options_in_order() -> None:
+    src = Path("/tmp") / "pyinit-sandbox-test-src"
+    src.mkdir(exist_ok=True)
+    (src / "f").write_text("from host\n")
+    try:
+        res = sandbox("--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+                      "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                      "--bind", str(src), "/work", "--tmpfs", "/scratch", "--proc", "/proc",
+                      "--hostname", "boxy", "--unshare-net", "--chdir", "/work",
+                      "--setenv", "GREETING", "hi there", "--",
+                      "sh", "-c", "cat f; pwd; echo \"$GREETING\"; hostname; echo w > new;"
+                      " ls /; grep -c : /proc/net/dev")
+        assert res.returncode == 0, res.stderr
+        out = res.stdout.splitlines()
+        assert out[:4] == ["from host", "/work", "hi there", "boxy"]
+        assert (src / "new").read_text() == "w\n"  # --bind is read-write
+        assert "etc" not in out  # with options given, no default mounts
+        assert out[-1] == "1"  # only lo in the new network namespace
+    finally:
+        for p in src.iterdir():
+            p.unlink()
+        src.rmdir()
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    ([], "no PROGRAM given"),
+    (["--tmpfs", "relative", "--", "true"], "destinations must be absolute"),
+    (["--bogus", "--", "true"], "unrecognized arguments"),
+])
+def test_usage_errors(args: list[str], needle: str) -> None:
+    res = sandbox(*args)
+    assert res.returncode == 2
+    assert needle in res.stderr and res.stderr.count("\n") == 1, res.stderr
