@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pyinit.linux import syscalls
 
-_NAMES = (  # noqa: SIM905  (the kernel's order: the index is the number)
+_NAMES = (  # the kernel's order: the index is the number
     "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
     "LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER "
     "SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE "

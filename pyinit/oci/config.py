@@ -171,7 +171,7 @@ def _absolute(r: _Reader, value: str, where: str) -> None:
 def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
     proc = r.get(doc, "process", "", dict, {}, required=True)
     args = r.strings(proc, "args", "process", required=bool(proc))
-    if proc and not args and "args" in proc:
+    if proc and not args and isinstance(proc.get("args"), list):
         r.problem("process.args", "must name a program (at least one entry)")
     cwd = r.get(proc, "cwd", "process", str, "/", required=bool(proc))
     _absolute(r, cwd, "process.cwd")

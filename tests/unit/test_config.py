@@ -1,0 +1,79 @@
+"""config.json validation and the plan, without root."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyinit.linux import flags
+from pyinit.oci.config import ConfigError, parse
+from pyinit.oci.spec import default_config
+from pyinit.rootfs import plan
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> Path:
+    (tmp_path / "rootfs").mkdir()
+    return tmp_path
+
+
+def problems(doc: Any, bundle: Path) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as info:
+        parse(doc, str(bundle))
+    return info.value.problems
+
+
+def test_the_default_spec_is_valid(bundle: Path) -> None:
+    cfg = parse(default_config(), str(bundle))
+    assert cfg.root_path == str(bundle / "rootfs") and cfg.root_readonly
+    assert [m.destination for m in cfg.mounts][:2] == ["/proc", "/dev"]
+    assert cfg.process.capabilities is not None
+    assert cfg.process.capabilities["bounding"] == [29, 5, 10]
+
+
+def test_all_problems_are_collected_with_their_paths(bundle: Path) -> None:
+    doc = copy.deepcopy(default_config())
+    doc["process"]["cwd"] = "relative"
+    doc["mounts"][1]["destination"] = "dev"
+    doc["mounts"][2]["options"] = ["nosuid", 7]
+    doc["linux"]["namespaces"].append({"type": "pid"})
+    doc["linux"]["devices"] = [{"type": "x", "path": "/dev/x"}]
+    found = dict(problems(doc, bundle))
+    assert found["process.cwd"] == "must be an absolute path, not 'relative'"
+    assert found["mounts[1].destination"] == "must be an absolute path, not 'dev'"
+    assert found["mounts[2].options[1]"] == "must be a string, not int"
+    assert found["linux.namespaces[6].type"] == "the pid namespace is listed twice"
+    assert found["linux.devices[0].type"] == "must be one of c, b, u, p, not 'x'"
+    assert "linux.devices[0].major" in found
+
+
+def test_types_and_required_fields(bundle: Path) -> None:
+    assert problems([], bundle) == [("(top level)", "must be a JSON object")]
+    found = dict(problems({"root": {"path": 3}, "process": {"args": "sh"}}, bundle))
+    assert found["ociVersion"] == "is required"
+    assert found["root.path"] == "must be a string, not int"
+    assert found["process.args"] == "must be an array, not str"
+
+
+def test_plan_order_and_summaries(bundle: Path) -> None:
+    steps = plan.build(parse(default_config(), str(bundle)))
+    kinds = [s.kind for s in steps]
+    assert kinds[:2] == ["propagation", "rootfs"]
+    assert kinds.index("pivot") > max(i for i, k in enumerate(kinds) if k == "mount")
+    assert kinds.index("pivot") < kinds.index("readonly") < kinds.index("mask")
+    assert steps[0].params["flags"] == flags.MS_REC | flags.MS_SLAVE
+    sys_step = next(s for s in steps if s.kind == "mount" and "/sys " in s.summary + " ")
+    assert "MS_RDONLY" in sys_step.summary
+
+
+def test_shared_propagation_is_never_applied_before_the_pivot(bundle: Path) -> None:
+    doc = copy.deepcopy(default_config())
+    doc["linux"]["rootfsPropagation"] = "shared"
+    steps = plan.build(parse(doc, str(bundle)))
+    props = [(i, s.params["flags"]) for i, s in enumerate(steps) if s.kind == "propagation"]
+    pivot = next(i for i, s in enumerate(steps) if s.kind == "pivot")
+    assert props[0] == (0, flags.MS_REC | flags.MS_SLAVE)
+    assert props[1][0] > pivot and props[1][1] == flags.MS_SHARED
