@@ -137,7 +137,9 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
         os.write(to_parent, b"N")
         if os.read(from_parent, 1) != b"G":
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
-        trio.run(Executor(cfg.root_path, log, name, cfg.bundle).run, steps)
+        executor = Executor(cfg.root_path, log, name, cfg.bundle,
+                            cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP))
+        trio.run(executor.run, steps)
         env = dict(item.split("=", 1) for item in cfg.process.env)
         last = caps.last_cap()
         child = spawn.spawn(

@@ -23,6 +23,7 @@ from pyinit.hooks import Command
 from pyinit.linux import flags, syscalls
 from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir
 from pyinit.oci.config import Device, Mount
+from pyinit.rootfs import cgroups
 from pyinit.rootfs.plan import Step
 
 # runc's allowlist for binds under /proc (what lxcfs provides).
@@ -41,8 +42,9 @@ def _normal(path: str) -> str:
 
 class Executor:
     def __init__(self, root_path: str, log: Any, container_id: str = "pyinit",
-                 bundle: str = "") -> None:
+                 bundle: str = "", cgroup_ns: bool = False) -> None:
         self.root_path = root_path
+        self.cgroup_ns = cgroup_ns
         self.root: Root | None = None
         self.log = log
         self.container_id = container_id
@@ -194,20 +196,7 @@ class Executor:
             os.close(fd)
 
     def _mount_cgroup(self, m: Mount, fd: int) -> None:
-        # pyinit does not manage cgroups yet: it shows the host's hierarchy
-        # (recursively read-only when asked), like crun's fallback.
-        syscalls.mount("/sys/fs/cgroup", fd_path(fd), None, flags.MS_BIND | flags.MS_REC)
-        self.log.info("cgroup.bind", where=m.where, destination=m.destination,
-                      detail="the host's /sys/fs/cgroup is bound; per-hierarchy cgroup "
-                      "mounts are not implemented yet")
-        if m.parsed.flags & flags.MS_RDONLY:
-            new = self.r.open(m.destination)
-            try:
-                syscalls.mount_setattr(new, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
-                                       flags.MOUNT_ATTR_RDONLY | flags.MOUNT_ATTR_NOSUID
-                                       | flags.MOUNT_ATTR_NODEV | flags.MOUNT_ATTR_NOEXEC, 0)
-            finally:
-                os.close(new)
+        cgroups.mount_cgroups(self.r, m.destination, m.parsed.flags, self.cgroup_ns, self.log)
 
     async def _remount(self, path: str, wanted: int, where: str | None = None) -> None:
         """Bind-remount with ``wanted`` flags, keeping the locked ones; retry on EBUSY."""

@@ -577,3 +577,43 @@ def test_stdin_on_dev_null_is_reopened_on_the_containers(tmp_path: Path) -> None
     assert container_null.endswith(":1:3")
     host = os.stat("/dev/null")
     assert fd0.split(":")[0] != str(host.st_dev)
+
+
+# ------------------------------------------------------------------ cgroups (hybrid here)
+
+def _own_cgroup(controller: str) -> str:
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _id, names, path = line.split(":", 2)
+        if controller in names.split(","):
+            return path
+    raise AssertionError(f"no {controller} hierarchy here")
+
+
+def _host_v1_hierarchies() -> set[str]:
+    return {line.split(" - ")[0].split()[4].rsplit("/", 1)[1]
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if " - cgroup " in line and " /sys/fs/cgroup/" in line}
+
+
+@pytest.mark.parametrize("cgroupns", [True, False])
+def test_cgroup_mount(tmp_path: Path, cgroupns: bool) -> None:
+    bundle = make_bundle(tmp_path, "grep -E ' /sys/fs/cgroup' /proc/self/mountinfo;"
+                         " mkdir /sys/fs/cgroup/x 2>/dev/null || echo cgroup-ro")
+    if not cgroupns:
+        edit(bundle, lambda c: c["linux"].update(
+            namespaces=[n for n in c["linux"]["namespaces"] if n["type"] != "cgroup"]))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    table = {line.split(" - ")[0].split()[4]: line for line in res.stdout.splitlines()
+             if " - " in line}
+    assert " - tmpfs " in table["/sys/fs/cgroup"] and "cgroup-ro" in res.stdout
+    for name in _host_v1_hierarchies():
+        line = table[f"/sys/fs/cgroup/{name}"]
+        assert " - cgroup " in line and line.split()[5].startswith("ro,"), line
+    memory_root = table["/sys/fs/cgroup/memory"].split()[3]
+    # With a cgroup namespace the hierarchy's root is the namespace's; without
+    # one it is a bind of our own cgroup, never the host's whole tree.
+    assert memory_root == ("/" if cgroupns else _own_cgroup("memory"))
+    unified = table.get("/sys/fs/cgroup/unified")
+    if unified is not None:  # hybrid
+        assert " - cgroup2 " in unified
