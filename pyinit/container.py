@@ -43,6 +43,7 @@ NAMESPACE_FLAGS = {
     "network": syscalls.CLONE_NEWNET,
     "cgroup": syscalls.CLONE_NEWCGROUP,
     "pid": syscalls.CLONE_NEWPID,
+    "user": syscalls.CLONE_NEWUSER,
 }
 
 
@@ -54,9 +55,13 @@ def _say(line: str) -> None:
 
 
 def _join_namespaces(cfg: Config) -> int:
-    """setns into every namespace given by path; the flags still to unshare."""
+    """setns into every namespace given by path; the flags still to unshare.
+
+    A user namespace comes first, so that the others are joined with its
+    privileges.
+    """
     to_unshare = 0
-    for ns in cfg.namespaces:
+    for ns in sorted(cfg.namespaces, key=lambda n: n.type != "user"):
         if ns.path is None:
             to_unshare |= NAMESPACE_FLAGS[ns.type]
             continue
@@ -132,13 +137,14 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent = sync
     try:
-        syscalls.unshare(to_unshare & ~syscalls.CLONE_NEWPID)
+        syscalls.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
         os.write(to_parent, b"N")
         if os.read(from_parent, 1) != b"G":
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
-                            cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP))
+                            cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP),
+                            user_ns=cfg.has_namespace("user"))
         trio.run(executor.run, steps)
         env = dict(item.split("=", 1) for item in cfg.process.env)
         last = caps.last_cap()
@@ -211,12 +217,24 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
     """
     syscalls.set_child_subreaper()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
+    mapped_r, mapped_w = os.pipe2(os.O_CLOEXEC)
     middle = os.fork()
     if middle == 0:
         code = EXIT_SETUP_FAILED
         try:
             os.close(report_r)
+            os.close(mapped_w)
             to_unshare = _join_namespaces(cfg)
+            if to_unshare & syscalls.CLONE_NEWUSER:
+                # First, so every namespace created after it is owned by it
+                # (proc needs its PID namespace, sysfs its network one, ...).
+                syscalls.unshare(syscalls.CLONE_NEWUSER)
+                os.write(report_w, b"U")  # the parent writes our maps
+                if os.read(mapped_r, 1) != b"M":
+                    os._exit(EXIT_SETUP_FAILED)  # the parent has said why
+            if cfg.has_namespace("user"):
+                os.setresgid(0, 0, 0)
+                os.setresuid(0, 0, 0)
             if to_unshare & syscalls.CLONE_NEWPID:
                 syscalls.unshare(syscalls.CLONE_NEWPID)
             init = os.fork()
@@ -234,12 +252,34 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
         finally:
             os._exit(code)
     os.close(report_w)
+    os.close(mapped_r)
     data = b""
     while chunk := os.read(report_r, 32):
         data += chunk
+        if data == b"U":
+            data = b""
+            os.write(mapped_w, b"M" if _write_maps(cfg, middle, log) else b"F")
     os.close(report_r)
+    os.close(mapped_w)
     os.waitpid(middle, 0)
     return int(data) if data else None
+
+
+def _write_maps(cfg: Config, pid: int, log: Any) -> bool:
+    """Write the middle process's uid_map and gid_map (as real root, full ranges)."""
+    for key, name, maps in (("uidMappings", "uid_map", cfg.uid_mappings),
+                            ("gidMappings", "gid_map", cfg.gid_mappings)):
+        try:
+            with open(f"/proc/{pid}/{name}", "w") as fh:
+                fh.write("".join(m.line() for m in maps))
+        except OSError as exc:
+            error = SetupError.from_os("namespace", f"write {name}", exc,
+                                       where=f"linux.{key}",
+                                       hint="host IDs must exist and ranges must not overlap")
+            log.error("namespace.failed", **error.log_fields())
+            _say(error.line())
+            return False
+    return True
 
 
 def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) -> int:

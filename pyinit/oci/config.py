@@ -20,7 +20,7 @@ from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
-SUPPORTED_NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup")
+SUPPORTED_NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user")
 PROPAGATIONS = ("shared", "slave", "private", "unbindable")
 DEVICE_TYPES = ("c", "b", "u", "p")
 # pyinit's extension of a mount entry (docs/config.md): commands run before
@@ -89,6 +89,16 @@ class Namespace:
 
 
 @dataclass
+class IDMap:
+    container_id: int
+    host_id: int
+    size: int
+
+    def line(self) -> str:
+        return f"{self.container_id} {self.host_id} {self.size}\n"
+
+
+@dataclass
 class Device:
     type: str
     path: str
@@ -115,6 +125,8 @@ class Config:
     rootfs_propagation: str | None = None
     sysctl: dict[str, str] = field(default_factory=dict)
     hooks: dict[str, list[Command]] = field(default_factory=dict)
+    uid_mappings: list[IDMap] = field(default_factory=list)
+    gid_mappings: list[IDMap] = field(default_factory=list)
     root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
 
@@ -291,9 +303,23 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
             if path is not None:
                 _absolute(r, path, f"{where}.path")
             cfg.namespaces.append(Namespace(kind, path))
-    for key in ("uidMappings", "gidMappings"):
-        if linux.get(key):
-            r.problem(f"linux.{key}", "user namespaces are not supported by pyinit yet")
+    for key, id_maps in (("uidMappings", cfg.uid_mappings), ("gidMappings", cfg.gid_mappings)):
+        for i, item in enumerate(r.get(linux, key, "linux", list, [])):
+            where = f"linux.{key}[{i}]"
+            if not isinstance(item, dict):
+                r.problem(where, "must be an object")
+                continue
+            values = [r.get(item, k, where, int, 0, required=True)
+                      for k in ("containerID", "hostID", "size")]
+            if any(v < 0 for v in values) or values[2] == 0:
+                r.problem(where, "IDs must be >= 0 and size > 0")
+            else:
+                id_maps.append(IDMap(*values))
+    new_user = any(ns.type == "user" and ns.path is None for ns in cfg.namespaces)
+    if new_user and not (cfg.uid_mappings and cfg.gid_mappings):
+        r.problem("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings")
+    if not new_user and (cfg.uid_mappings or cfg.gid_mappings):
+        r.problem("linux.uidMappings", "mappings need a new user namespace in linux.namespaces")
     for i, item in enumerate(r.get(linux, "devices", "linux", list, [])):
         where = f"linux.devices[{i}]"
         if not isinstance(item, dict):

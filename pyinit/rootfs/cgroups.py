@@ -86,10 +86,14 @@ def mount_cgroups(root: Root, dest: str, mflags: int, own_ns: bool, log: Any) ->
         else:
             target = root.mkdir_all(sub)
             try:
-                if own_ns:
-                    syscalls.mount("cgroup", fd_path(target), "cgroup", base,
-                                   ",".join(h.controllers))
-                else:
+                fresh = own_ns
+                if fresh:
+                    try:
+                        syscalls.mount("cgroup", fd_path(target), "cgroup", base,
+                                       ",".join(h.controllers))
+                    except PermissionError:
+                        fresh = False  # v1 in a user namespace: bind our own instead
+                if not fresh:
                     source = h.host_path + (h.own_cgroup if h.own_cgroup != "/" else "")
                     syscalls.mount(source, fd_path(target), None, flags.MS_BIND | flags.MS_REC)
             finally:

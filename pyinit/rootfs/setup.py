@@ -42,9 +42,10 @@ def _normal(path: str) -> str:
 
 class Executor:
     def __init__(self, root_path: str, log: Any, container_id: str = "pyinit",
-                 bundle: str = "", cgroup_ns: bool = False) -> None:
+                 bundle: str = "", cgroup_ns: bool = False, user_ns: bool = False) -> None:
         self.root_path = root_path
         self.cgroup_ns = cgroup_ns
+        self.user_ns = user_ns
         self.root: Root | None = None
         self.log = log
         self.container_id = container_id
@@ -118,11 +119,20 @@ class Executor:
     async def do_rootfs(self, path: str, tmpfs: bool = False) -> None:
         # The bind (or the tmpfs) makes the root a mount point, as pivot_root
         # needs, in this namespace only; the fd is taken after it.
-        if tmpfs:
-            syscalls.mount("tmpfs", path, "tmpfs", flags.MS_NOSUID | flags.MS_NODEV, "mode=0755")
-        else:
-            syscalls.mount(path, path, None, flags.MS_BIND | flags.MS_REC)
-        self.root = Root(path)
+        try:
+            if tmpfs:
+                syscalls.mount("tmpfs", path, "tmpfs", flags.MS_NOSUID | flags.MS_NODEV,
+                               "mode=0755")
+            else:
+                syscalls.mount(path, path, None, flags.MS_BIND | flags.MS_REC)
+            self.root = Root(path)
+        except PermissionError as exc:
+            hint = None
+            if self.user_ns:
+                hint = ("in a user namespace the container's root is a host user: it must be "
+                        "able to reach the rootfs (check the parent directories' permissions)")
+            raise SetupError.from_os("rootfs", f"mount the rootfs at {path}", exc,
+                                     hint=hint, destination=path) from None
 
     # ----- mounts ---------------------------------------------------------
     def _destination(self, m: Mount) -> int:
@@ -234,11 +244,16 @@ class Executor:
         rdev = os.makedev(device.major, device.minor) if device.type != "p" else 0
         parts = device.path.rstrip("/").rsplit("/", 1)
         parent = self.r.mkdir_all(parts[0] or "/")
+        bound = False
         try:
             try:
                 os.mknod(parts[1], kind | (device.file_mode & 0o7777), rdev, dir_fd=parent)
             except FileExistsError:
                 pass  # checked below: the same device is fine, anything else is not
+            except PermissionError:
+                # A user namespace may not mknod: bind the host's node instead.
+                bound = True
+                self._bind_host_device(device, kind, rdev)
         finally:
             os.close(parent)
         fd = self.r.open(device.path, nofollow=True)
@@ -248,10 +263,29 @@ class Executor:
                 raise SetupError("device", f"{device.path} exists and is not the device "
                                  f"{device.type} {device.major}:{device.minor}",
                                  destination=device.path)
-            os.chmod(fd_path(fd), device.file_mode & 0o7777)
-            os.chown(fd_path(fd), device.uid, device.gid)
+            if not bound:  # a bound host node keeps its owner and mode
+                os.chmod(fd_path(fd), device.file_mode & 0o7777)
+                os.chown(fd_path(fd), device.uid, device.gid)
         finally:
             os.close(fd)
+
+    def _bind_host_device(self, device: Device, kind: int, rdev: int) -> None:
+        try:
+            st = os.stat(device.path)
+        except FileNotFoundError:
+            raise SetupError("device", f"mknod is not allowed here and the host has no "
+                             f"{device.path} to bind", destination=device.path) from None
+        if stat.S_IFMT(st.st_mode) != kind or st.st_rdev != rdev:
+            raise SetupError("device", f"mknod is not allowed here and the host's "
+                             f"{device.path} is another device", destination=device.path)
+        target = self.r.create_file(device.path, 0)
+        try:
+            syscalls.mount(device.path, fd_path(target), None, flags.MS_BIND)
+        finally:
+            os.close(target)
+        self.log.debug("device.bound", destination=device.path,
+                       detail="mknod is not allowed in a user namespace; the host's node "
+                       "is bound instead")
 
     async def do_ptmx(self) -> None:
         try:

@@ -236,7 +236,7 @@ def test_malformed_json(tmp_path: Path) -> None:
         (lambda c: c["process"].update(args=[]), "process.args"),
         (lambda c: c["mounts"][0].update(options=["tmpcopyup"]), "mounts[0].options[0]"),
         (lambda c: c["linux"]["namespaces"].append({"type": "user"}),
-         "user namespaces are not supported"),
+         "a new user namespace needs uidMappings and gidMappings"),
         (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]),
          "process.rlimits[0].type: unknown resource limit"),
         (lambda c: c["process"]["capabilities"]["bounding"].append("CAP_NOPE"),
@@ -617,3 +617,85 @@ def test_cgroup_mount(tmp_path: Path, cgroupns: bool) -> None:
     unified = table.get("/sys/fs/cgroup/unified")
     if unified is not None:  # hybrid
         assert " - cgroup2 " in unified
+
+
+# ------------------------------------------------------------------ user namespaces
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    for p in [path, *path.rglob("*")]:
+        os.lchown(p, uid, gid)
+
+
+@pytest.fixture
+def reachable(tmp_path: Path) -> Any:
+    """A bundle directory the mapped root can reach (pytest's tmp_path is 0700)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="pyinit-userns-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_user_namespace_with_mappings(reachable: Path, readonly: bool) -> None:
+    bundle = make_bundle(reachable, "id; cat /proc/self/uid_map /proc/self/gid_map;"
+                         " touch /made-inside 2>/dev/null || echo root-ro;"
+                         " ls -ln /dev/null; grep -E ' /(proc|sys|dev/pts) ' /proc/self/mountinfo")
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["root"]["readonly"] = readonly
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    edit(bundle, change)
+    _chown_tree(bundle / "rootfs", 100000, 100000)  # the rootfs belongs to the mapped root
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("uid=0 gid=0")
+    assert lines[1].split() == ["0", "100000", "65536"] == lines[2].split()
+    if readonly:
+        assert "root-ro" in lines
+    else:
+        assert (bundle / "rootfs" / "made-inside").stat().st_uid == 100000
+    null = next(x for x in lines if x.endswith("/dev/null"))
+    assert null.startswith("crw-rw-rw-") and "1,   3" in null  # the host's node, bound
+    for fs in (" - proc ", " - sysfs ", " - devpts "):
+        assert fs in res.stdout, fs
+
+
+def test_mappings_without_a_user_namespace_are_refused(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    edit(bundle, lambda c: c["linux"].update(
+        uidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}],
+        gidMappings=[{"containerID": 0, "hostID": 1000, "size": 1}]))
+    assert "mappings need a new user namespace" in _one_line(run_bundle(bundle))
+
+
+def test_unreachable_rootfs_in_a_user_namespace_says_why(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")  # under pytest's 0700 directory
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    edit(bundle, change)
+    line = _one_line(run_bundle(bundle))
+    assert "Permission denied" in line and "parent directories' permissions" in line
+
+
+def test_bad_mapping_fails_cleanly(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"].append({"type": "user"})
+        # Overlapping ranges: the kernel refuses the map.
+        cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 10},
+                                       {"containerID": 5, "hostID": 200000, "size": 10}]
+        cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 10}]
+    edit(bundle, change)
+    res = run_bundle(bundle)
+    line = _one_line(res)
+    assert "linux.uidMappings" in line and "write uid_map" in line
+    assert "should-not-run" not in res.stdout
