@@ -125,7 +125,6 @@ RECURSIVE: dict[str, tuple[int, int]] = {
 # Options the spec defines that pyinit does not implement yet: refused with a
 # clear error rather than passed to the filesystem as data.
 UNSUPPORTED = {
-    "tmpcopyup": "tmpcopyup is not supported by pyinit yet",
     "idmap": "idmapped mounts are not supported by pyinit yet",
     "ridmap": "idmapped mounts are not supported by pyinit yet",
 }
@@ -139,6 +138,7 @@ class MountOptions:
     rec_set: int = 0
     rec_clr: int = 0
     data: list[str] = field(default_factory=list)
+    tmpcopyup: bool = False
 
     @property
     def is_bind(self) -> bool:
@@ -166,6 +166,8 @@ def parse_options(options: list[str]) -> MountOptions:
             attr_set, attr_clr = RECURSIVE[opt]
             out.rec_set = (out.rec_set & ~attr_clr) | attr_set
             out.rec_clr = (out.rec_clr & ~attr_set) | attr_clr
+        elif opt == "tmpcopyup":
+            out.tmpcopyup = True
         elif opt in UNSUPPORTED:
             raise ValueError(UNSUPPORTED[opt])
         else:

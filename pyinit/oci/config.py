@@ -268,6 +268,9 @@ def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
             parsed.flags |= flags.MS_BIND  # accepted for compatibility, as youki does
         if parsed.is_bind and not source:
             r.problem(f"{where}.source", "a bind mount needs a source")
+        if parsed.tmpcopyup and kind != "tmpfs":
+            r.problem(f"{where}.options[{options.index('tmpcopyup')}]",
+                      "tmpcopyup only applies to tmpfs mounts")
         for key in ("uidMappings", "gidMappings"):
             if item.get(key):
                 r.problem(f"{where}.{key}", "idmapped mounts are not supported by pyinit yet")

@@ -23,7 +23,7 @@ from pyinit.hooks import Command
 from pyinit.linux import flags, syscalls
 from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir
 from pyinit.oci.config import Device, Mount
-from pyinit.rootfs import cgroups
+from pyinit.rootfs import cgroups, copyup
 from pyinit.rootfs.plan import Step
 
 # runc's allowlist for binds under /proc (what lxcfs provides).
@@ -185,12 +185,31 @@ class Executor:
                 extra = base & ~(flags.MS_BIND | flags.MS_REC)
                 if extra or opts.cleared:
                     await self._remount(m.destination, extra, m.where)
+            elif opts.tmpcopyup:
+                await self._tmpcopyup(m, fd, base, ",".join(data) or None)
             else:
                 syscalls.mount(m.source or m.type, fd_path(fd), m.type, base,
                                ",".join(data) or None)
         finally:
             os.close(fd)
         self._after_mount(m)
+
+    async def _tmpcopyup(self, m: Mount, fd: int, mflags: int, data: str | None) -> None:
+        # Opened before the mount, this fd keeps showing what the tmpfs covers.
+        below = os.open(fd_path(fd), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            syscalls.mount("tmpfs", fd_path(fd), "tmpfs", mflags & ~flags.MS_RDONLY, data)
+            above = self.r.open(m.destination, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                copied = copyup.copy_tree(below, above)
+            finally:
+                os.close(above)
+        finally:
+            os.close(below)
+        self.log.debug("mount.tmpcopyup", where=m.where, destination=m.destination,
+                       entries=copied)
+        if mflags & flags.MS_RDONLY:
+            await self._remount(m.destination, mflags & ~flags.MS_BIND, m.where)
 
     def _after_mount(self, m: Mount) -> None:
         if not m.parsed.propagation and not (m.parsed.rec_set or m.parsed.rec_clr):

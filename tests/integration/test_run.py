@@ -234,7 +234,9 @@ def test_malformed_json(tmp_path: Path) -> None:
         (lambda c: c["mounts"].append({"destination": "/", "type": "tmpfs", "source": "x"}),
          "nothing may be mounted on top of /"),
         (lambda c: c["process"].update(args=[]), "process.args"),
-        (lambda c: c["mounts"][0].update(options=["tmpcopyup"]), "mounts[0].options[0]"),
+        (lambda c: c["mounts"][0].update(options=["tmpcopyup"]),
+         "mounts[0].options[0]: tmpcopyup only applies to tmpfs mounts"),
+        (lambda c: c["mounts"][0].update(options=["ridmap"]), "mounts[0].options[0]"),
         (lambda c: c["linux"]["namespaces"].append({"type": "user"}),
          "a new user namespace needs uidMappings and gidMappings"),
         (lambda c: c["process"].update(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]),
@@ -699,3 +701,28 @@ def test_bad_mapping_fails_cleanly(tmp_path: Path) -> None:
     line = _one_line(res)
     assert "linux.uidMappings" in line and "write uid_map" in line
     assert "should-not-run" not in res.stdout
+
+
+def test_tmpcopyup_starts_with_a_copy_of_what_it_covers(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "ls -ln /etc/app; cat /etc/app/conf /etc/app/sub/deep;"
+                         " readlink /etc/app/link; echo new > /etc/app/fresh && cat /etc/app/fresh;"
+                         " grep ' /etc/app ' /proc/self/mountinfo")
+    app = bundle / "rootfs" / "etc" / "app"
+    (app / "sub").mkdir(parents=True)
+    (app / "conf").write_text("from image\n")
+    (app / "conf").chmod(0o604)  # readable without CAP_DAC_OVERRIDE, and distinctive
+    os.chown(app / "conf", 1234, 5678)
+    (app / "sub" / "deep").write_text("deep\n")
+    (app / "link").symlink_to("conf")
+    edit(bundle, lambda c: c["mounts"].append(
+        {"destination": "/etc/app", "type": "tmpfs", "source": "tmpfs",
+         "options": ["tmpcopyup", "nosuid"]}))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.splitlines()
+    conf = next(x for x in out if x.endswith(" conf"))
+    assert conf.startswith("-rw----r--") and " 1234 " in conf and " 5678 " in conf
+    assert "from image" in out and "deep" in out and "conf" in out and "new" in out
+    assert " - tmpfs " in out[-1]
+    assert (app / "conf").read_text() == "from image\n"  # the image itself is untouched
+    assert not (app / "fresh").exists()  # the write went to the tmpfs

@@ -34,7 +34,12 @@ def test_every_option_of_the_spec_is_known() -> None:
         assert f.parse_options([opt]).data == [], opt  # never passed on as fs data
 
 
-@pytest.mark.parametrize("opt", ["tmpcopyup", "idmap", "ridmap"])
+def test_tmpcopyup_is_an_extension_flag() -> None:
+    o = f.parse_options(["tmpcopyup", "mode=755"])
+    assert o.tmpcopyup and o.data == ["mode=755"]
+
+
+@pytest.mark.parametrize("opt", ["idmap", "ridmap"])
 def test_unsupported_options_are_refused(opt: str) -> None:
     with pytest.raises(ValueError, match="not supported"):
         f.parse_options([opt])
