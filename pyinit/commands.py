@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                          "from config.json, and supervise process.args as PID 1.")
     run.add_argument("--bundle", "-b", default=".", help="bundle directory (default: .)")
     run.add_argument("--id", default=None, help="a name for the container, for the logs")
+    run.add_argument("--no-pivot", action="store_true",
+                     help="MS_MOVE and chroot instead of pivot_root (for roots pivot_root "
+                     "refuses); the host's /proc and /sys are hidden first")
     run.add_argument("--grace", type=float, default=5.0,
                      help="seconds between SIGTERM and SIGKILL at shutdown (default 5)")
     run.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
@@ -64,7 +67,7 @@ def main(argv: list[str], start_ns: int) -> int:
     opts.grace = args.grace
     opts.log_format = args.log_format
     opts.log_level = args.log_level
-    container.run(args.bundle, opts, start_ns, args.id)
+    container.run(args.bundle, opts, start_ns, args.id, no_pivot=args.no_pivot)
 
 
 def spec(bundle: str) -> int:

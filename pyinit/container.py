@@ -324,11 +324,12 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) ->
 
 
 def run(bundle: str, opts: cli.Options, start_ns: int,
-        container_id: str | None = None) -> NoReturn:
+        container_id: str | None = None, no_pivot: bool = False) -> NoReturn:
     from pyinit.oci import config
 
     try:
         cfg = config.load(bundle)
+        cfg.no_pivot = no_pivot
         if not cfg.has_namespace("mount"):
             raise config.ConfigError([("linux.namespaces", "pyinit run needs a mount "
                                        "namespace (add {\"type\": \"mount\"})")])

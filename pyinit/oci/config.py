@@ -127,6 +127,7 @@ class Config:
     hooks: dict[str, list[Command]] = field(default_factory=dict)
     uid_mappings: list[IDMap] = field(default_factory=list)
     gid_mappings: list[IDMap] = field(default_factory=list)
+    no_pivot: bool = False  # pyinit run --no-pivot: MS_MOVE + chroot
     root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
 

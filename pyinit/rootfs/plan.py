@@ -100,7 +100,11 @@ def build(cfg: Config) -> list[Step]:
     steps.append(Step("cwd", f"create {cfg.process.cwd} inside the root",
                       {"path": cfg.process.cwd}))
     steps += _hooks(cfg, "createContainer")
-    steps.append(Step("pivot", "pivot_root into the rootfs, detach the old root"))
+    if cfg.no_pivot:
+        steps.append(Step("nopivot", "hide the host's /proc and /sys, then MS_MOVE the rootfs "
+                          "onto / and chroot", {"path": cfg.root_path}))
+    else:
+        steps.append(Step("pivot", "pivot_root into the rootfs, detach the old root"))
     final = _final_propagation(cfg)
     if final is not None:
         steps.append(Step("propagation", f"/ {flags.names(final)} (rootfsPropagation)",

@@ -20,7 +20,7 @@ import trio
 from pyinit import hooks
 from pyinit.errors import SetupError
 from pyinit.hooks import Command
-from pyinit.linux import flags, syscalls
+from pyinit.linux import flags, mountinfo, syscalls
 from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir
 from pyinit.oci.config import Device, Mount
 from pyinit.rootfs import cgroups, copyup
@@ -352,6 +352,37 @@ class Executor:
         # host unmounts must still reach it) and detach it.
         syscalls.mount(None, ".", None, flags.MS_SLAVE | flags.MS_REC)
         syscalls.umount2(".", syscalls.MNT_DETACH)
+        os.chdir("/")
+        self.r.close()
+        self.root = Root("/")
+
+    async def do_nopivot(self, path: str) -> None:
+        """MS_MOVE + chroot, for roots pivot_root cannot handle (e.g. an initramfs).
+
+        The host's procfs and sysfs stay in this mount namespace, just out of
+        sight: a process with CAP_SYS_ADMIN in a nested user namespace could
+        then mount a fresh procfs, because the kernel finds a fully visible
+        one. So every host proc and sysfs mount outside the new root is
+        detached first, or covered by an empty read-only tmpfs (runc
+        f5c345c30).
+        """
+        hidden = []
+        inside = path.rstrip("/") + "/"
+        for entry in sorted(mountinfo.read(), key=lambda e: -len(e.mount_point)):
+            if entry.fstype not in ("proc", "sysfs"):
+                continue
+            if entry.mount_point == path or entry.mount_point.startswith(inside):
+                continue
+            try:
+                syscalls.umount2(entry.mount_point, syscalls.MNT_DETACH)
+            except OSError:
+                syscalls.mount("tmpfs", entry.mount_point, "tmpfs", flags.MS_RDONLY,
+                               "size=0,nr_inodes=1")
+            hidden.append(entry.mount_point)
+        self.log.debug("nopivot.hidden", mounts=hidden)
+        os.fchdir(self.r.fd)
+        syscalls.mount(".", "/", None, flags.MS_MOVE)
+        os.chroot(".")
         os.chdir("/")
         self.r.close()
         self.root = Root("/")

@@ -726,3 +726,20 @@ def test_tmpcopyup_starts_with_a_copy_of_what_it_covers(tmp_path: Path) -> None:
     assert " - tmpfs " in out[-1]
     assert (app / "conf").read_text() == "from image\n"  # the image itself is untouched
     assert not (app / "fresh").exists()  # the write went to the tmpfs
+
+
+def test_no_pivot_hides_the_hosts_proc_and_sys(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "awk '$5 == \"/\" {print $4}' /proc/self/mountinfo; ls /;"
+                         " cat /proc/1/cmdline | tr '\\0' ' '")
+    res = run_bundle(bundle, "--no-pivot", "--log-level", "debug", "--log-format", "json")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == str(bundle / "rootfs")  # / is the rootfs, moved there
+    assert "bin" in lines and "proc" in lines
+    hidden = event(res.stderr, "nopivot.hidden")["mounts"]
+    host = [line.split(" - ")[0].split()[4]
+            for line in Path("/proc/self/mountinfo").read_text().splitlines()
+            if line.split(" - ")[1].split()[0] in ("proc", "sysfs")]
+    assert "/proc" in hidden and "/sys" in hidden
+    assert set(host) <= set(hidden)  # every host proc and sysfs, not just the obvious two
+    assert event(res.stderr, "nopivot.done")
