@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     spec = sub.add_parser("spec", help="write a default config.json",
                           description="Write a default config.json, like `runc spec`.")
     spec.add_argument("--bundle", "-b", default=".", help="where to write it (default: .)")
+    spec.add_argument("--rootless", action="store_true",
+                      help="a user namespace mapping your uid and gid to root, as "
+                      "`runc spec --rootless` writes")
     check = sub.add_parser("check", help="validate config.json and print the setup plan",
                            description="Validate without touching anything: every problem "
                            "with its JSON path, then the setup plan.")
@@ -58,7 +61,7 @@ def main(argv: list[str], start_ns: int) -> int:
         return sandbox.main(argv[1:], start_ns, _Parser)
     args = _parser().parse_args(argv)
     if args.command == "spec":
-        return spec(args.bundle)
+        return spec(args.bundle, args.rootless)
     if args.command == "check":
         return check(args.bundle)
     from pyinit import container
@@ -70,13 +73,15 @@ def main(argv: list[str], start_ns: int) -> int:
     container.run(args.bundle, opts, start_ns, args.id, no_pivot=args.no_pivot)
 
 
-def spec(bundle: str) -> int:
+def spec(bundle: str, rootless: bool = False) -> int:
     from pyinit.oci.spec import default_config
+    from pyinit.oci.spec import rootless as make_rootless
 
     path = os.path.join(bundle, "config.json")
+    doc = make_rootless(default_config()) if rootless else default_config()
     try:
         with open(path, "x", encoding="utf-8") as fh:
-            json.dump(default_config(), fh, indent="\t")
+            json.dump(doc, fh, indent="\t")
             fh.write("\n")
     except FileExistsError:
         sys.stderr.write(f"pyinit spec: {path} exists; remove it first\n")

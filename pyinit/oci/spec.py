@@ -6,6 +6,7 @@ through), and ``args`` is ``["sh"]`` for a busybox root.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
@@ -64,3 +65,33 @@ def default_config() -> dict[str, Any]:
             ],
         },
     }
+
+
+def rootless(cfg: dict[str, Any], uid: int | None = None, gid: int | None = None) -> dict[str, Any]:
+    """What ``runc spec --rootless`` changes: the caller's IDs mapped to root.
+
+    A user namespace mapping the caller's uid and gid to 0; /sys bound
+    read-only (sysfs cannot be mounted without owning the network namespace
+    the host keeps); no gid= on devpts (gid 5 is not mapped); no cgroup mount
+    and no device resource rules (an unprivileged user manages neither).
+    """
+    linux = cfg["linux"]
+    linux["namespaces"] = [n for n in linux["namespaces"] if n["type"] not in ("network",
+                                                                                 "cgroup")]
+    linux["namespaces"].append({"type": "user"})
+    linux["uidMappings"] = [{"containerID": 0, "hostID": os.getuid() if uid is None else uid,
+                             "size": 1}]
+    linux["gidMappings"] = [{"containerID": 0, "hostID": os.getgid() if gid is None else gid,
+                             "size": 1}]
+    linux.pop("resources", None)
+    mounts = []
+    for m in cfg["mounts"]:
+        if m["destination"] == "/sys/fs/cgroup":
+            continue
+        if m["destination"] == "/sys":
+            m = {"destination": "/sys", "type": "none", "source": "/sys",
+                 "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]}
+        m["options"] = [o for o in m.get("options", []) if not o.startswith(("gid=", "uid="))]
+        mounts.append(m)
+    cfg["mounts"] = mounts
+    return cfg

@@ -80,7 +80,7 @@ class Executor:
         self.log.debug(f"{step.kind}.started", step=step.summary, **fields)
         t0 = time.monotonic_ns()
         try:
-            await getattr(self, f"do_{step.kind}")(**step.params)
+            extra = await getattr(self, f"do_{step.kind}")(**step.params)
         except SetupError as exc:
             self.log.error(f"{step.kind}.failed", step=step.summary,
                            **{**fields, **exc.log_fields()})
@@ -90,7 +90,8 @@ class Executor:
             self.log.error(f"{step.kind}.failed", step=step.summary, **error.log_fields())
             raise error from None
         self.log.debug(f"{step.kind}.done", step=step.summary,
-                       duration_ms=round((time.monotonic_ns() - t0) / 1e6, 3), **fields)
+                       duration_ms=round((time.monotonic_ns() - t0) / 1e6, 3),
+                       **{**fields, **(extra or {})})
 
     @staticmethod
     def _fields(step: Step) -> dict[str, Any]:
@@ -162,7 +163,7 @@ class Executor:
             return self.r.create_file(dest)
         return self.r.mkdir_all(dest)
 
-    async def do_mount(self, mount: Mount) -> None:
+    async def do_mount(self, mount: Mount) -> dict[str, Any]:
         m = mount
         opts = m.parsed
         if m.parsed.is_bind and not os.path.exists(m.source):
@@ -170,6 +171,8 @@ class Executor:
                              err=errno.ENOENT, where=m.where, destination=m.destination)
         existed = self.r.exists(m.destination)
         fd = self._destination(m)
+        # Where the destination really is, on the host: inside the root.
+        resolved = os.readlink(fd_path(fd))
         try:
             data = list(opts.data)
             if m.type == "tmpfs" and existed and not any(d.startswith("mode=") for d in data):
@@ -177,7 +180,7 @@ class Executor:
                 data.insert(0, f"mode={stat.S_IMODE(os.fstat(fd).st_mode):o}")
             if m.type == "cgroup":
                 self._mount_cgroup(m, fd)
-                return
+                return {"resolved": resolved}
             base = opts.flags & ~(flags.MS_REMOUNT | flags.MS_PROPAGATION)
             if opts.is_bind:
                 syscalls.mount(m.source, fd_path(fd), None,
@@ -193,6 +196,7 @@ class Executor:
         finally:
             os.close(fd)
         self._after_mount(m)
+        return {"resolved": resolved}
 
     async def _tmpcopyup(self, m: Mount, fd: int, mflags: int, data: str | None) -> None:
         # Opened before the mount, this fd keeps showing what the tmpfs covers.

@@ -368,6 +368,7 @@ def test_every_step_is_logged(tmp_path: Path) -> None:
     mount = next(json.loads(x) for x in res.stderr.splitlines()
                  if x.startswith("{") and '"mount.done"' in x and '"/sys"' in x)
     assert mount["flags"] == "MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC" and mount["fstype"] == "sysfs"
+    assert mount["resolved"] == str(bundle / "rootfs" / "sys")
 
 
 def test_failure_is_logged_with_its_context(tmp_path: Path) -> None:
@@ -743,3 +744,19 @@ def test_no_pivot_hides_the_hosts_proc_and_sys(tmp_path: Path) -> None:
     assert "/proc" in hidden and "/sys" in hidden
     assert set(host) <= set(hidden)  # every host proc and sysfs, not just the obvious two
     assert event(res.stderr, "nopivot.done")
+
+
+def test_rootless_spec_runs(reachable: Path) -> None:
+    # Run as root here, the "rootless" bundle maps host root to root in a new
+    # user namespace: it exercises the bound /sys and the one-ID mappings.
+    bundle = reachable
+    rootfs = make_bundle(bundle, "true") / "rootfs"
+    (bundle / "config.json").unlink()
+    subprocess.run([PYINIT, "spec", "--rootless", "--bundle", str(bundle)], check=True)
+    edit(bundle, lambda c: c["process"].update(args=["sh", "-c", "cat /proc/self/uid_map;"
+                                                     " grep ' /sys ' /proc/self/mountinfo"]))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0].split() == ["0", "0", "1"]
+    assert " /sys ro," in res.stdout
+    assert rootfs.is_dir()

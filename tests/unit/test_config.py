@@ -77,3 +77,18 @@ def test_shared_propagation_is_never_applied_before_the_pivot(bundle: Path) -> N
     pivot = next(i for i, s in enumerate(steps) if s.kind == "pivot")
     assert props[0] == (0, flags.MS_REC | flags.MS_SLAVE)
     assert props[1][0] > pivot and props[1][1] == flags.MS_SHARED
+
+
+def test_rootless_spec(bundle: Path) -> None:
+    from pyinit.oci.spec import rootless
+
+    doc = rootless(default_config(), uid=1000, gid=1001)
+    cfg = parse(doc, str(bundle))
+    assert [n.type for n in cfg.namespaces][-1] == "user"
+    assert not cfg.has_namespace("network") and not cfg.has_namespace("cgroup")
+    assert [(m.container_id, m.host_id, m.size) for m in cfg.uid_mappings] == [(0, 1000, 1)]
+    assert [(m.container_id, m.host_id, m.size) for m in cfg.gid_mappings] == [(0, 1001, 1)]
+    sys_mount = next(m for m in cfg.mounts if m.destination == "/sys")
+    assert sys_mount.parsed.is_bind and sys_mount.parsed.flags & flags.MS_RDONLY
+    assert all(not o.startswith("gid=") for m in cfg.mounts for o in m.options)
+    assert "/sys/fs/cgroup" not in [m.destination for m in cfg.mounts]
