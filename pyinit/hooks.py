@@ -136,11 +136,8 @@ def state_json(container_id: str, status: str, pid: int, bundle: str) -> bytes:
                        "pid": pid, "bundle": bundle, "annotations": {}}).encode()
 
 
-def parse_command(r: Any, item: Any, where: str) -> Command | None:
+def parse_command(r: Any, item: dict[str, Any], where: str) -> Command:
     """One command object of config.json ({path, args, env, cwd, timeout})."""
-    if not isinstance(item, dict):
-        r.problem(where, "must be an object")
-        return None
     path = r.get(item, "path", where, str, "", required=True)
     if path and not os.path.isabs(path):
         r.problem(f"{where}.path", f"must be an absolute path, not {path!r}")

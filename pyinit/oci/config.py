@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,16 @@ class _Reader:
             return default
         return value
 
+    def objects(self, obj: dict[str, Any], key: str,
+                path: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Each object of the array ``obj[key]``, with its JSON path; others are problems."""
+        for i, item in enumerate(self.get(obj, key, path, list, [])):
+            where = f"{path}.{key}[{i}]" if path else f"{key}[{i}]"
+            if isinstance(item, dict):
+                yield where, item
+            else:
+                self.problem(where, "must be an object")
+
     def strings(self, obj: dict[str, Any], key: str, path: str,
                 required: bool = False) -> list[str]:
         values = self.get(obj, key, path, list, [], required)
@@ -205,14 +216,10 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
     )
     rlimits = []
     seen = set()
-    for i, item in enumerate(r.get(proc, "rlimits", "process", list, [])):
-        where = f"process.rlimits[{i}]"
-        if not isinstance(item, dict):
-            r.problem(where, "must be an object")
-            continue
-        name = r.get(item, "type", where, str, "", required=True)
-        soft = r.get(item, "soft", where, int, 0, required=True)
-        hard = r.get(item, "hard", where, int, 0, required=True)
+    for where, limit in r.objects(proc, "rlimits", "process"):
+        name = r.get(limit, "type", where, str, "", required=True)
+        soft = r.get(limit, "soft", where, int, 0, required=True)
+        hard = r.get(limit, "hard", where, int, 0, required=True)
         res = getattr(resource, name, None) if name.startswith("RLIMIT_") else None
         if name and res is None:
             r.problem(f"{where}.type", f"unknown resource limit {name!r}")
@@ -244,11 +251,7 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
 
 def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
     mounts = []
-    for i, item in enumerate(r.get(doc, "mounts", "", list, [])):
-        where = f"mounts[{i}]"
-        if not isinstance(item, dict):
-            r.problem(where, "must be an object")
-            continue
+    for i, (where, item) in enumerate(r.objects(doc, "mounts", "")):
         dest = r.get(item, "destination", where, str, "", required=True)
         if dest:
             _absolute(r, dest, f"{where}.destination")
@@ -277,10 +280,7 @@ def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
                 r.problem(f"{where}.{key}", "idmapped mounts are not supported by pyinit yet")
         commands: dict[str, list[Command]] = {PREMOUNT: [], POSTMOUNT: []}
         for key, found in commands.items():
-            for j, entry in enumerate(r.get(item, key, where, list, [])):
-                cmd = parse_command(r, entry, f"{where}.{key}[{j}]")
-                if cmd is not None:
-                    found.append(cmd)
+            found += [parse_command(r, entry, at) for at, entry in r.objects(item, key, where)]
         mounts.append(Mount(i, dest, kind or "bind", source, options, parsed,
                             commands[PREMOUNT], commands[POSTMOUNT]))
     return mounts
@@ -289,11 +289,7 @@ def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
 def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
     linux = r.get(doc, "linux", "", dict, {})
     seen: set[str] = set()
-    for i, item in enumerate(r.get(linux, "namespaces", "linux", list, [])):
-        where = f"linux.namespaces[{i}]"
-        if not isinstance(item, dict):
-            r.problem(where, "must be an object")
-            continue
+    for where, item in r.objects(linux, "namespaces", "linux"):
         kind = r.get(item, "type", where, str, "", required=True)
         path = r.get(item, "path", where, str, None)
         if kind and kind not in NAMESPACE_TYPES:
@@ -308,11 +304,7 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
                 _absolute(r, path, f"{where}.path")
             cfg.namespaces.append(Namespace(kind, path))
     for key, id_maps in (("uidMappings", cfg.uid_mappings), ("gidMappings", cfg.gid_mappings)):
-        for i, item in enumerate(r.get(linux, key, "linux", list, [])):
-            where = f"linux.{key}[{i}]"
-            if not isinstance(item, dict):
-                r.problem(where, "must be an object")
-                continue
+        for where, item in r.objects(linux, key, "linux"):
             values = [r.get(item, k, where, int, 0, required=True)
                       for k in ("containerID", "hostID", "size")]
             if any(v < 0 for v in values) or values[2] == 0:
@@ -324,11 +316,7 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
         r.problem("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings")
     if not new_user and (cfg.uid_mappings or cfg.gid_mappings):
         r.problem("linux.uidMappings", "mappings need a new user namespace in linux.namespaces")
-    for i, item in enumerate(r.get(linux, "devices", "linux", list, [])):
-        where = f"linux.devices[{i}]"
-        if not isinstance(item, dict):
-            r.problem(where, "must be an object")
-            continue
+    for where, item in r.objects(linux, "devices", "linux"):
         kind = r.get(item, "type", where, str, "", required=True)
         path = r.get(item, "path", where, str, "", required=True)
         if kind and kind not in DEVICE_TYPES:
@@ -403,12 +391,8 @@ def parse(doc: Any, bundle: str) -> Config:
     _parse_linux(r, doc, cfg)
     hooks = r.get(doc, "hooks", "", dict, {})
     for kind in HOOK_KINDS:
-        found = []
-        for j, entry in enumerate(r.get(hooks, kind, "hooks", list, [])):
-            cmd = parse_command(r, entry, f"hooks.{kind}[{j}]")
-            if cmd is not None:
-                found.append(cmd)
-        cfg.hooks[kind] = found
+        cfg.hooks[kind] = [parse_command(r, entry, at)
+                           for at, entry in r.objects(hooks, kind, "hooks")]
     if cfg.root_path and not os.path.isdir(cfg.root_path):
         r.problem("root.path", f"{cfg.root_path} is not a directory")
     if cfg.hostname is not None and not cfg.has_namespace("uts"):
