@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-pivot", action="store_true",
                      help="MS_MOVE and chroot instead of pivot_root (for roots pivot_root "
                      "refuses); the host's /proc and /sys are hidden first")
+    run.add_argument("--sysfs-fallback", action="store_true",
+                     help="when a user namespace may not mount sysfs, bind the host's /sys "
+                     "read-only instead (as crun does)")
     run.add_argument("--grace", type=float, default=5.0,
                      help="seconds between SIGTERM and SIGKILL at shutdown (default 5)")
     run.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
@@ -70,7 +73,8 @@ def main(argv: list[str], start_ns: int) -> int:
     opts.grace = args.grace
     opts.log_format = args.log_format
     opts.log_level = args.log_level
-    container.run(args.bundle, opts, start_ns, args.id, no_pivot=args.no_pivot)
+    container.run(args.bundle, opts, start_ns, args.id, no_pivot=args.no_pivot,
+                  sysfs_fallback=args.sysfs_fallback)
 
 
 def spec(bundle: str, rootless: bool = False) -> int:

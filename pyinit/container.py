@@ -17,6 +17,7 @@ that has returned before the workload is forked.
 from __future__ import annotations
 
 import _signal
+import errno
 import os
 import resource
 import signal
@@ -27,7 +28,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from pyinit import cli, early, signals, spawn
+from pyinit import cli, diagnose, early, signals, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, syscalls
 from pyinit.log import Sink, configure
@@ -52,6 +53,16 @@ def _say(line: str) -> None:
         os.write(2, f"pyinit: {line}\n".encode(errors="replace"))
     except OSError:
         pass
+
+
+def _unshare(flags: int) -> None:
+    names = [n for n, bit in NAMESPACE_FLAGS.items() if flags & bit]
+    try:
+        syscalls.unshare(flags)
+    except OSError as exc:
+        hint = diagnose.no_capability() if exc.errno == errno.EPERM else None
+        raise SetupError.from_os("namespace", f"unshare {', '.join(names)}", exc,
+                                 hint=hint) from None
 
 
 def _join_namespaces(cfg: Config) -> int:
@@ -137,14 +148,14 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent = sync
     try:
-        syscalls.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
+        _unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
         os.write(to_parent, b"N")
         if os.read(from_parent, 1) != b"G":
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP),
-                            user_ns=cfg.has_namespace("user"))
+                            user_ns=cfg.has_namespace("user"), sysfs_fallback=cfg.sysfs_fallback)
         trio.run(executor.run, steps)
         env = dict(item.split("=", 1) for item in cfg.process.env)
         last = caps.last_cap()
@@ -154,6 +165,8 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
             prepare=lambda: _become(cfg.process, last),
         )
     except SetupError as exc:
+        if exc.step == "namespace":
+            log.error("namespace.failed", **exc.log_fields())
         _say(exc.line())
         os._exit(EXIT_SETUP_FAILED)
     except Exception as exc:  # never a bare traceback, never a half-set-up container
@@ -228,7 +241,7 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             if to_unshare & syscalls.CLONE_NEWUSER:
                 # First, so every namespace created after it is owned by it
                 # (proc needs its PID namespace, sysfs its network one, ...).
-                syscalls.unshare(syscalls.CLONE_NEWUSER)
+                _unshare(syscalls.CLONE_NEWUSER)
                 os.write(report_w, b"U")  # the parent writes our maps
                 if os.read(mapped_r, 1) != b"M":
                     os._exit(EXIT_SETUP_FAILED)  # the parent has said why
@@ -236,7 +249,7 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
             if to_unshare & syscalls.CLONE_NEWPID:
-                syscalls.unshare(syscalls.CLONE_NEWPID)
+                _unshare(syscalls.CLONE_NEWPID)
             init = os.fork()
             if init == 0:
                 os.close(report_w)
@@ -323,13 +336,14 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) ->
             pass
 
 
-def run(bundle: str, opts: cli.Options, start_ns: int,
-        container_id: str | None = None, no_pivot: bool = False) -> NoReturn:
+def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None = None,
+        no_pivot: bool = False, sysfs_fallback: bool = False) -> NoReturn:
     from pyinit.oci import config
 
     try:
         cfg = config.load(bundle)
         cfg.no_pivot = no_pivot
+        cfg.sysfs_fallback = sysfs_fallback
         if not cfg.has_namespace("mount"):
             raise config.ConfigError([("linux.namespaces", "pyinit run needs a mount "
                                        "namespace (add {\"type\": \"mount\"})")])

@@ -134,5 +134,14 @@ class Root:
             os.close(parent)
 
 
+def readlink(fd: int) -> str:
+    """The content of the symlink behind an O_PATH|O_NOFOLLOW fd.
+
+    Not ``readlink(fd_path(fd))``: that reads the magic link and gives the
+    symlink's own path.
+    """
+    return os.readlink("", dir_fd=fd)
+
+
 def is_dir(fd: int) -> bool:
     return stat.S_ISDIR(os.fstat(fd).st_mode)

@@ -129,6 +129,7 @@ class Config:
     uid_mappings: list[IDMap] = field(default_factory=list)
     gid_mappings: list[IDMap] = field(default_factory=list)
     no_pivot: bool = False  # pyinit run --no-pivot: MS_MOVE + chroot
+    sysfs_fallback: bool = False  # pyinit run --sysfs-fallback
     root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import trio
 
-from pyinit import hooks
+from pyinit import diagnose, hooks
 from pyinit.errors import SetupError
 from pyinit.hooks import Command
 from pyinit.linux import flags, mountinfo, syscalls
-from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir
+from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir, readlink
 from pyinit.oci.config import Device, Mount
 from pyinit.rootfs import cgroups, copyup
 from pyinit.rootfs.plan import Step
@@ -42,8 +42,10 @@ def _normal(path: str) -> str:
 
 class Executor:
     def __init__(self, root_path: str, log: Any, container_id: str = "pyinit",
-                 bundle: str = "", cgroup_ns: bool = False, user_ns: bool = False) -> None:
+                 bundle: str = "", cgroup_ns: bool = False, user_ns: bool = False,
+                 sysfs_fallback: bool = False) -> None:
         self.root_path = root_path
+        self.sysfs_fallback = sysfs_fallback
         self.cgroup_ns = cgroup_ns
         self.user_ns = user_ns
         self.root: Root | None = None
@@ -82,16 +84,23 @@ class Executor:
         try:
             extra = await getattr(self, f"do_{step.kind}")(**step.params)
         except SetupError as exc:
+            if exc.hint is None and exc.errno:
+                exc.hint = diagnose.explain(step.kind, exc.errno, self._context(fields))
             self.log.error(f"{step.kind}.failed", step=step.summary,
                            **{**fields, **exc.log_fields()})
             raise
         except OSError as exc:
-            error = SetupError.from_os(step.kind, step.summary, exc, **fields)
+            hint = diagnose.explain(step.kind, exc.errno or 0, self._context(fields))
+            error = SetupError.from_os(step.kind, step.summary, exc, hint=hint, **fields)
             self.log.error(f"{step.kind}.failed", step=step.summary, **error.log_fields())
             raise error from None
         self.log.debug(f"{step.kind}.done", step=step.summary,
                        duration_ms=round((time.monotonic_ns() - t0) / 1e6, 3),
                        **{**fields, **(extra or {})})
+
+    def _context(self, fields: dict[str, Any]) -> dict[str, Any]:
+        # Before the pivot, destinations are under the rootfs on the host.
+        return {**fields, "root_path": self.root_path if self.root_path != "/" else ""}
 
     @staticmethod
     def _fields(step: Step) -> dict[str, Any]:
@@ -128,8 +137,8 @@ class Executor:
                 syscalls.mount(path, path, None, flags.MS_BIND | flags.MS_REC)
             self.root = Root(path)
         except PermissionError as exc:
-            hint = None
-            if self.user_ns:
+            hint = diagnose.explain("rootfs", exc.errno or 0, {"source": path})
+            if hint is None and self.user_ns:
                 hint = ("in a user namespace the container's root is a host user: it must be "
                         "able to reach the rootfs (check the parent directories' permissions)")
             raise SetupError.from_os("rootfs", f"mount the rootfs at {path}", exc,
@@ -152,9 +161,16 @@ class Executor:
             except FileNotFoundError:
                 return self.r.mkdir_all(dest)
             if not stat.S_ISDIR(st.st_mode):
+                what = "file"
+                if stat.S_ISLNK(st.st_mode):
+                    link = self.r.open(dest, nofollow=True)
+                    try:
+                        what = f"symlink that points to {readlink(link)}"
+                    finally:
+                        os.close(link)
                 raise SetupError(
                     "mount", f"{kind} must be mounted on an ordinary directory, and {dest} "
-                    f"is a {'symlink' if stat.S_ISLNK(st.st_mode) else 'file'} in the image",
+                    f"is a {what} in the image",
                     where=m.where, destination=m.destination,
                     hint="a symlinked /proc or /sys could send the mount outside the "
                     "container (CVE-2019-19921); fix the image")
@@ -187,16 +203,35 @@ class Executor:
                                base & (flags.MS_BIND | flags.MS_REC))
                 extra = base & ~(flags.MS_BIND | flags.MS_REC)
                 if extra or opts.cleared:
-                    await self._remount(m.destination, extra, m.where)
+                    await self._remount(m.destination, extra, m.where, cleared=opts.cleared)
             elif opts.tmpcopyup:
                 await self._tmpcopyup(m, fd, base, ",".join(data) or None)
             else:
-                syscalls.mount(m.source or m.type, fd_path(fd), m.type, base,
-                               ",".join(data) or None)
+                try:
+                    syscalls.mount(m.source or m.type, fd_path(fd), m.type, base,
+                                   ",".join(data) or None)
+                except PermissionError:
+                    if not (m.type == "sysfs" and self.sysfs_fallback and self.user_ns):
+                        raise
+                    self._sysfs_fallback(m, fd, base)
         finally:
             os.close(fd)
         self._after_mount(m)
         return {"resolved": resolved}
+
+    def _sysfs_fallback(self, m: Mount, fd: int, mflags: int) -> None:
+        """sysfs refused in a user namespace without its own network one: bind /sys ro."""
+        syscalls.mount("/sys", fd_path(fd), None, flags.MS_BIND | flags.MS_REC)
+        new = self.r.open(m.destination)
+        try:
+            syscalls.mount_setattr(new, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
+                                   flags.MOUNT_ATTR_RDONLY | flags.MOUNT_ATTR_NOSUID
+                                   | flags.MOUNT_ATTR_NODEV | flags.MOUNT_ATTR_NOEXEC, 0)
+        finally:
+            os.close(new)
+        self.log.warning("mount.sysfs_fallback", where=m.where, destination=m.destination,
+                         detail="sysfs is refused in this user namespace (it does not own the "
+                         "network namespace); the host's /sys is bound read-only instead")
 
     async def _tmpcopyup(self, m: Mount, fd: int, mflags: int, data: str | None) -> None:
         # Opened before the mount, this fd keeps showing what the tmpfs covers.
@@ -231,8 +266,14 @@ class Executor:
     def _mount_cgroup(self, m: Mount, fd: int) -> None:
         cgroups.mount_cgroups(self.r, m.destination, m.parsed.flags, self.cgroup_ns, self.log)
 
-    async def _remount(self, path: str, wanted: int, where: str | None = None) -> None:
-        """Bind-remount with ``wanted`` flags, keeping the locked ones; retry on EBUSY."""
+    async def _remount(self, path: str, wanted: int, where: str | None = None,
+                       cleared: int = 0) -> None:
+        """Bind-remount with ``wanted`` flags, keeping the locked ones; retry on EBUSY.
+
+        ``cleared`` are the flags the config explicitly turns off (rw, suid,
+        dev, exec): if the kernel refuses because one of them is locked, say
+        so rather than quietly keeping it.
+        """
         for attempt in range(1, EBUSY_TRIES + 1):
             fd = self.r.open(path)
             try:
@@ -242,6 +283,17 @@ class Executor:
                                    flags.MS_REMOUNT | flags.MS_BIND | wanted)
                     return
                 except PermissionError:
+                    conflict = locked & cleared
+                    if conflict and self.user_ns:
+                        raise SetupError(
+                            "remount", f"remount {path}: {os.strerror(errno.EPERM)}",
+                            err=errno.EPERM, where=where, destination=path,
+                            locked=flags.names(conflict),
+                            hint=f"the source is mounted {flags.names(conflict)} outside this "
+                            "user namespace, and such flags are locked here: the config's "
+                            f"options clear {flags.names(conflict)}, which the kernel refuses; "
+                            "drop those options (suid, dev, exec, ...) or remount the source "
+                            "on the host") from None
                     # Locked flags (a mount inherited into a user namespace):
                     # keep nosuid, nodev, noexec and atime as they are.
                     syscalls.mount(None, fd_path(fd), None,
@@ -325,7 +377,7 @@ class Executor:
         except FileExistsError:
             fd = self.r.open(path, nofollow=True)
             try:
-                ok = stat.S_ISLNK(os.fstat(fd).st_mode) and os.readlink(fd_path(fd)) == target
+                ok = stat.S_ISLNK(os.fstat(fd).st_mode) and readlink(fd) == target
             finally:
                 os.close(fd)
             if not ok:
@@ -351,7 +403,12 @@ class Executor:
     # ----- switching root ---------------------------------------------------
     async def do_pivot(self) -> None:
         os.fchdir(self.r.fd)
-        syscalls.pivot_root(".", ".")
+        try:
+            syscalls.pivot_root(".", ".")
+        except OSError as exc:
+            hint = diagnose.pivot_einval(self.root_path) if exc.errno == errno.EINVAL else None
+            raise SetupError.from_os("pivot", f"pivot_root into {self.root_path}", exc,
+                                     hint=hint, destination=self.root_path) from None
         # The old root is now stacked on top: make it a slave (not private:
         # host unmounts must still reach it) and detach it.
         syscalls.mount(None, ".", None, flags.MS_SLAVE | flags.MS_REC)

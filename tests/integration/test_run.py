@@ -685,7 +685,7 @@ def test_unreachable_rootfs_in_a_user_namespace_says_why(tmp_path: Path) -> None
         cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
     edit(bundle, change)
     line = _one_line(run_bundle(bundle))
-    assert "Permission denied" in line and "parent directories' permissions" in line
+    assert "Permission denied" in line and "cannot search" in line
 
 
 def test_bad_mapping_fails_cleanly(tmp_path: Path) -> None:
@@ -760,3 +760,154 @@ def test_rootless_spec_runs(reachable: Path) -> None:
     assert res.stdout.splitlines()[0].split() == ["0", "0", "1"]
     assert " /sys ro," in res.stdout
     assert rootfs.is_dir()
+
+
+# ------------------------------------------------------------------ hints (issue 4)
+
+def _hint(res: subprocess.CompletedProcess[str], step: str) -> tuple[str, dict[str, Any]]:
+    """The one line on stderr and the failed event, which both carry the hint."""
+    line = _one_line(res)
+    failed = next(json.loads(x) for x in res.stderr.splitlines()
+                  if x.startswith("{") and f'"{step}.failed"' in x)
+    assert failed.get("hint") and failed["hint"] in line, (line, failed)
+    return line, failed
+
+
+def test_hint_unknown_filesystem_lists_the_known_ones(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    edit(bundle, lambda c: c["mounts"].append({"destination": "/x", "type": "nosuchfs",
+                                              "source": "none"}))
+    line, failed = _hint(run_bundle(bundle, "--log-format", "json"), "mount")
+    assert "does not know the filesystem type 'nosuchfs'" in line and "tmpfs" in line
+    assert failed["errno"] == "ENODEV" and failed["resolved"] if "resolved" in failed else True
+
+
+def test_hint_a_file_where_a_directory_is_needed(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    (bundle / "rootfs" / "etc").mkdir()
+    (bundle / "rootfs" / "etc" / "conf").write_text("a file\n")
+    edit(bundle, lambda c: c["mounts"].append({"destination": "/etc/conf/sub", "type": "tmpfs",
+                                              "source": "tmpfs"}))
+    line, _ = _hint(run_bundle(bundle, "--log-format", "json"), "mount")
+    assert "/etc/conf is a file where the path needs a directory" in line
+
+
+def test_hint_file_onto_directory_and_back(tmp_path: Path) -> None:
+    src_file = tmp_path / "file"
+    src_file.write_text("x")
+    src_dir = tmp_path / "dir"
+    src_dir.mkdir()
+    bundle = make_bundle(tmp_path, "true")
+    (bundle / "rootfs" / "adir").mkdir()
+    (bundle / "rootfs" / "afile").write_text("y")
+    edit(bundle, lambda c: c["mounts"].append({"destination": "/adir", "source": str(src_file),
+                                              "options": ["bind"]}))
+    line, _ = _hint(run_bundle(bundle, "--log-format", "json"), "mount")
+    assert f"the source {src_file} is a file and the destination /adir a directory" in line
+    edit(bundle, lambda c: c["mounts"][-1].update(destination="/afile", source=str(src_dir)))
+    line, _ = _hint(run_bundle(bundle, "--log-format", "json"), "mount")
+    assert f"the source {src_dir} is a directory and the destination /afile is a file" in line
+
+
+def test_hint_symlink_refusal_says_where_it_points(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    (bundle / "rootfs" / "proc").symlink_to("/etc/fake-proc")
+    line = _one_line(run_bundle(bundle))
+    assert "is a symlink that points to /etc/fake-proc" in line, repr(line)
+
+
+def test_hint_pivot_einval_on_a_shared_mount(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    # After the last mount, something makes the tree shared again: pivot_root refuses.
+    edit(bundle, lambda c: c["mounts"][-1].update(
+        {"io.pyinit.postmount": [_sh("mount --make-rshared /")]}))
+    line, failed = _hint(run_bundle(bundle, "--log-format", "json"), "pivot")
+    assert failed["errno"] == "EINVAL" and "is a shared mount" in line and "--no-pivot" in line
+
+
+def _userns(cfg: dict[str, Any], net: bool = True) -> None:
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    if not net:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
+                                      if n["type"] != "network"]
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+
+
+def test_hint_sysfs_in_a_user_namespace_without_its_network_namespace(reachable: Path) -> None:
+    bundle = make_bundle(reachable, "grep ' /sys ' /proc/self/mountinfo")
+    edit(bundle, lambda c: _userns(c, net=False))
+    _chown_tree(bundle / "rootfs", 100000, 100000)
+    line, failed = _hint(run_bundle(bundle, "--log-format", "json"), "mount")
+    assert failed["fstype"] == "sysfs" and failed["errno"] == "EPERM"
+    assert "owns the network namespace" in line and "--sysfs-fallback" in line
+    # The fallback: the host's /sys, bound read-only.
+    res = run_bundle(bundle, "--sysfs-fallback", "--log-format", "json")
+    assert res.returncode == 0, res.stderr
+    assert " /sys ro," in res.stdout
+    assert event(res.stderr, "mount.sysfs_fallback")["destination"] == "/sys"
+
+
+def test_hint_proc_too_revealing_lists_the_covering_mounts(reachable: Path) -> None:
+    bundle = make_bundle(reachable, "true")
+    edit(bundle, lambda c: _userns(c))
+    _chown_tree(bundle / "rootfs", 100000, 100000)
+    # Part of the host's /proc is covered, outside the container's user
+    # namespace (so the cover is locked there), as in a nested container.
+    script = ("mount --make-rprivate / && mount -t tmpfs cover /proc/sys && "
+              f"exec {PYINIT} run --bundle {bundle} --log-format json")
+    res = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
+                         text=True, timeout=60, check=False)
+    line, failed = _hint(res, "mount")
+    assert failed["fstype"] == "proc" and failed["errno"] == "EPERM"
+    assert "has mounts on top of it" in line and "/proc/sys" in line
+
+
+def test_hint_locked_flags(reachable: Path) -> None:
+    src = reachable / "locked-src"
+    src.mkdir()
+    bundle = make_bundle(reachable, "true")
+
+    def change(cfg: dict[str, Any]) -> None:
+        _userns(cfg)
+        cfg["mounts"].append({"destination": "/data", "source": str(src),
+                              "options": ["rbind", "suid", "ro"]})
+    edit(bundle, change)
+    _chown_tree(bundle / "rootfs", 100000, 100000)
+    # The source is mounted nosuid outside the container's user namespace.
+    script = (f"mount --make-rprivate / && mount -t tmpfs -o nosuid,nodev src {src} && "
+              f"exec {PYINIT} run --bundle {bundle} --log-format json")
+    res = subprocess.run(["unshare", "--mount", "sh", "-c", script], capture_output=True,
+                         text=True, timeout=60, check=False)
+    line, failed = _hint(res, "mount")
+    assert failed["locked"] == "MS_NOSUID" and "locked" in line and "suid" in line
+
+
+def test_hint_eacces_names_the_directory(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")  # under pytest's 0700 directory
+    edit(bundle, lambda c: _userns(c))
+    line = _one_line(run_bundle(bundle))
+    assert "host uid 100000 (the container's root) cannot search" in line
+    assert "pytest-of-root (mode 700" in line
+
+
+def test_hint_no_cap_sys_admin(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    res = subprocess.run(
+        ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", PYINIT, "run",
+         "--bundle", str(bundle)], capture_output=True, text=True, timeout=60, check=False)
+    line = _one_line(res)
+    assert "without CAP_SYS_ADMIN" in line and "--cap-add SYS_ADMIN" in line
+
+
+def test_an_existing_correct_dev_symlink_is_accepted(tmp_path: Path) -> None:
+    # /dev from the image (no tmpfs) already has the right symlinks: fine.
+    bundle = make_bundle(tmp_path, "readlink /dev/fd")
+    dev = bundle / "rootfs" / "dev"
+    dev.mkdir()
+    (dev / "fd").symlink_to("/proc/self/fd")
+    edit(bundle, lambda c: c.update(mounts=[m for m in c["mounts"]
+                                           if m["destination"] != "/dev"]))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "/proc/self/fd"

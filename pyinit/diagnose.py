@@ -1,0 +1,302 @@
+"""Why did that mount fail? Hints with their evidence.
+
+Each function looks at what the kernel said (the errno), at what pyinit was
+doing, and at what it can read about the environment (/proc), and returns a
+sentence with three parts: the likely cause, the evidence, and what to
+change. They only read; they never change anything, so they are safe to call
+on the way out of a failure. Hints are attached to :class:`SetupError` and
+so reach both the ``…failed`` log event and the one-line error.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from typing import Any
+
+from pyinit.linux import mountinfo
+
+CAP_SYS_ADMIN = 21
+RAMFS_MAGIC = 0x858458F6
+TMPFS_MAGIC = 0x01021994
+
+
+# ----- evidence -------------------------------------------------------------
+def filesystems() -> list[str]:
+    """The filesystem types this kernel knows (nodev ones included)."""
+    try:
+        with open("/proc/filesystems") as fh:
+            return sorted({line.split()[-1] for line in fh if line.strip()})
+    except OSError:
+        return []
+
+
+def status_field(name: str, pid: str = "self") -> str | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith(name + ":"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
+
+
+def has_cap(cap: int, which: str = "CapEff") -> bool:
+    value = status_field(which)
+    return value is not None and bool(int(value, 16) & (1 << cap))
+
+
+def seccomp_mode() -> str:
+    return {"0": "off", "1": "strict", "2": "filter"}.get(status_field("Seccomp") or "", "unknown")
+
+
+def in_user_namespace() -> bool:
+    """True unless the uid map is the identity of the whole range (the initial namespace)."""
+    try:
+        with open("/proc/self/uid_map") as fh:
+            lines = fh.read().split()
+    except OSError:
+        return False
+    return lines != ["0", "0", "4294967295"]
+
+
+def mount_limit() -> tuple[int | None, int]:
+    try:
+        with open("/proc/sys/fs/mount-max") as fh:
+            limit: int | None = int(fh.read())
+    except (OSError, ValueError):
+        limit = None
+    try:
+        count = len(mountinfo.read())
+    except OSError:
+        count = 0
+    return limit, count
+
+
+def mounts_on_top_of(base: str) -> list[str]:
+    """Mount points below ``base`` (e.g. /proc): what makes it 'too revealing' to copy."""
+    try:
+        entries = mountinfo.read()
+    except OSError:
+        return []
+    prefix = base.rstrip("/") + "/"
+    return sorted(e.mount_point for e in entries if e.mount_point.startswith(prefix))
+
+
+def first_file_in_path(path: str) -> str | None:
+    """The first element of ``path`` that exists and is not a directory (ENOTDIR's cause)."""
+    current = ""
+    for part in [p for p in path.split("/") if p]:
+        current += "/" + part
+        try:
+            st = os.stat(current)
+        except OSError:
+            return None
+        if not stat.S_ISDIR(st.st_mode):
+            return current
+    return None
+
+
+def first_missing_in_path(path: str) -> str | None:
+    current = ""
+    for part in [p for p in path.split("/") if p]:
+        current += "/" + part
+        if not os.path.lexists(current):
+            return current
+    return None
+
+
+def unreachable_element(path: str, uid: int, gid: int) -> str | None:
+    """The first directory on ``path`` that ``uid``/``gid`` may not search (no x bit)."""
+    current = ""
+    for part in ["", *[p for p in path.split("/") if p][:-1]]:
+        current = (current + "/" + part) if part else "/"
+        try:
+            st = os.stat(current)
+        except OSError:
+            return None
+        if st.st_uid == uid:
+            ok = st.st_mode & stat.S_IXUSR
+        elif st.st_gid == gid:
+            ok = st.st_mode & stat.S_IXGRP
+        else:
+            ok = st.st_mode & stat.S_IXOTH
+        if not ok:
+            return f"{current} (mode {stat.S_IMODE(st.st_mode):o}, owner {st.st_uid}:{st.st_gid})"
+    return None
+
+
+def host_id_of_root() -> tuple[int, int]:
+    """The host uid and gid that are root in our user namespace."""
+    ids = []
+    for name in ("uid_map", "gid_map"):
+        try:
+            with open(f"/proc/self/{name}") as fh:
+                first = fh.read().split()
+            ids.append(int(first[1]) if first and first[0] == "0" else 0)
+        except (OSError, ValueError, IndexError):
+            ids.append(0)
+    return ids[0], ids[1]
+
+
+def mount_entry_for(path: str) -> mountinfo.MountEntry | None:
+    """The mount that contains ``path`` (the longest mount point prefix)."""
+    try:
+        entries = mountinfo.read()
+    except OSError:
+        return None
+    best = None
+    for e in entries:
+        mp = e.mount_point.rstrip("/") + "/"
+        if (path.rstrip("/") + "/").startswith(mp) and (
+                best is None or len(e.mount_point) >= len(best.mount_point)):
+            best = e
+    return best
+
+
+def busy_users(path: str) -> list[str]:
+    """Processes whose cwd, root or an open file is under ``path``."""
+    found = []
+    prefix = path.rstrip("/") + "/"
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        links = [f"/proc/{pid}/cwd", f"/proc/{pid}/root"]
+        try:
+            links += [f"/proc/{pid}/fd/{fd}" for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            pass
+        for link in links:
+            try:
+                target = os.readlink(link)
+            except OSError:
+                continue
+            if target == path or target.startswith(prefix):
+                comm = status_field("Name", pid) or "?"
+                found.append(f"{pid} ({comm}) {link.rsplit('/', 1)[-1]} -> {target}")
+                break
+    return found
+
+
+# ----- hints ------------------------------------------------------------------
+def no_capability() -> str | None:
+    if has_cap(CAP_SYS_ADMIN):
+        return None
+    seccomp = seccomp_mode()
+    extra = f"; a seccomp filter is active too (Seccomp: {seccomp})" if seccomp == "filter" else ""
+    return ("pyinit runs without CAP_SYS_ADMIN (it is not in CapEff of /proc/self/status), "
+            "as in an ordinary unprivileged container" + extra + ": give it the capability "
+            "(podman/docker --cap-add SYS_ADMIN), run it in a user namespace it owns, or "
+            "use a privileged container")
+
+
+def explain(step: str, err: int, ctx: dict[str, Any]) -> str | None:
+    """The hint for ``err`` at ``step``; ``ctx`` holds the step's fields."""
+    fstype = ctx.get("fstype")
+    dest = ctx.get("destination") or ""
+    root = ctx.get("root_path") or ""
+    host_dest = root.rstrip("/") + dest if root and dest.startswith("/") else dest
+    source = ctx.get("source") or ""
+    if err == errno.EPERM:
+        missing = no_capability()
+        if missing:
+            return missing
+        if fstype == "sysfs" and in_user_namespace():
+            return ("sysfs can only be mounted in a user namespace that owns the network "
+                    "namespace, and this one does not: add {\"type\": \"network\"} to "
+                    "linux.namespaces, bind /sys read-only instead, or run with "
+                    "--sysfs-fallback to do that automatically (it keeps ro)")
+        if fstype == "proc" and in_user_namespace():
+            covered = mounts_on_top_of("/proc")
+            if covered:
+                return ("a new proc needs a fully visible /proc in the mount namespace, and "
+                        f"the visible one has mounts on top of it: {', '.join(covered[:8])}"
+                        f"{' …' if len(covered) > 8 else ''}; unmount them, or give the "
+                        "container a PID namespace it owns")
+            return ("proc in a user namespace needs a PID namespace owned by it: add "
+                    "{\"type\": \"pid\"} to linux.namespaces")
+        if fstype in ("mqueue", "cgroup", "cgroup2") and in_user_namespace():
+            need = {"mqueue": "ipc", "cgroup": "cgroup", "cgroup2": "cgroup"}[fstype]
+            return (f"{fstype} in a user namespace needs a {need} namespace owned by it: add "
+                    f"{{\"type\": \"{need}\"}} to linux.namespaces")
+    if err == errno.ENODEV and fstype:
+        known = filesystems()
+        if fstype == "bind":
+            return "type bind needs the bind or rbind option"
+        return (f"the kernel does not know the filesystem type {fstype!r}; it offers: "
+                f"{', '.join(known)}" if known else f"the kernel does not know {fstype!r}")
+    if err == errno.ENOTDIR:
+        element = first_file_in_path(host_dest) if host_dest else None
+        if element:
+            if element.rstrip("/") == host_dest.rstrip("/") and source and os.path.isdir(source):
+                return (f"the source {source} is a directory and the destination {dest} is a "
+                        "file: mount a directory onto a directory")
+            inside = element[len(root.rstrip("/")):] if root and element.startswith(root) \
+                else element
+            return f"{inside} is a file where the path needs a directory"
+        if source and os.path.exists(source) and not os.path.isdir(source):
+            return (f"the source {source} is a file and the destination {dest} a directory: "
+                    "mount a file onto a file, or a directory onto a directory")
+    if err == errno.EISDIR or (err == errno.ENOTDIR and source and os.path.isdir(source)):
+        return (f"the source {source} is a directory and the destination {dest} is not: "
+                "mount a directory onto a directory")
+    if err == errno.ENOENT:
+        if source and source.startswith("/") and not os.path.exists(source):
+            where = first_missing_in_path(source)
+            return f"the source is missing: {where or source} does not exist"
+        where = first_missing_in_path(host_dest) if host_dest else None
+        if where:
+            return f"the destination is missing: {where} does not exist"
+    if err == errno.ENOSPC:
+        limit, count = mount_limit()
+        return (f"the mount table is full: {count} mounts here, and /proc/sys/fs/mount-max "
+                f"is {limit}; raise it (sysctl fs.mount-max) or mount less")
+    if err == errno.EACCES:
+        uid, gid = host_id_of_root()
+        for path in (source, host_dest):
+            if path and path.startswith("/"):
+                element = unreachable_element(path, uid, gid)
+                if element:
+                    return (f"host uid {uid} (the container's root) cannot search {element}: "
+                            "give that directory the x bit for it, or move the files")
+    if err == errno.EBUSY and host_dest:
+        users = busy_users(host_dest)
+        if users:
+            return f"busy because of: {'; '.join(users[:5])}"
+    return None
+
+
+def pivot_einval(root_path: str) -> str:
+    """Which precondition of pivot_root does not hold."""
+    from pyinit.linux import syscalls
+
+    reasons = []
+    try:
+        fd = os.open(root_path, os.O_PATH | os.O_CLOEXEC)
+        try:
+            magic = syscalls.fstatfs_type(fd)
+        finally:
+            os.close(fd)
+        if magic == RAMFS_MAGIC:
+            reasons.append("the root filesystem is on rootfs/ramfs (an initramfs)")
+    except OSError:
+        pass
+    entry = mount_entry_for(root_path)
+    if entry is None or entry.mount_point != root_path.rstrip("/"):
+        reasons.append(f"{root_path} is not a mount point")
+    try:
+        entries = {e.mount_id: e for e in mountinfo.read()}
+    except OSError:
+        entries = {}
+    if entry is not None:
+        parent = entries.get(entry.parent_id)
+        for e in (entry, parent, entries.get(next((x.mount_id for x in entries.values()
+                                                  if x.mount_point == "/"), -1))):
+            if e is not None and any(f.startswith("shared:") for f in e.optional):
+                reasons.append(f"{e.mount_point} is a shared mount (pivot_root refuses shared "
+                               "mounts; something made it shared after pyinit made / rslave)")
+                break
+    if not reasons:
+        return "none of pivot_root's known conditions was found; try --no-pivot"
+    fix = "; use --no-pivot" if any("ramfs" in r or "shared" in r for r in reasons) else ""
+    return "; ".join(reasons) + fix
