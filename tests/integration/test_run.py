@@ -911,3 +911,19 @@ def test_an_existing_correct_dev_symlink_is_accepted(tmp_path: Path) -> None:
     res = run_bundle(bundle)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "/proc/self/fd"
+
+
+def test_hint_enospc_quotes_the_mount_limit(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    edit(bundle, lambda c: c["mounts"].extend(
+        {"destination": f"/m{i}", "type": "tmpfs", "source": "tmpfs"} for i in range(80)))
+    limit = Path("/proc/sys/fs/mount-max")
+    saved = limit.read_text()
+    limit.write_text("60")  # global, so restored at once below
+    try:
+        res = run_bundle(bundle, "--log-format", "json")
+    finally:
+        limit.write_text(saved)
+    line, failed = _hint(res, "mount")
+    assert failed["errno"] == "ENOSPC"
+    assert "/proc/sys/fs/mount-max is 60" in line and "mounts here" in line

@@ -57,3 +57,19 @@ async def test_remount_gives_up_after_five_tries(tmp_path: Path,
     assert info.value.errno_name == "EBUSY" and info.value.fields["attempts"] == 5
     assert "holds the mount busy" in (info.value.hint or "")
     assert info.value.line().startswith("mounts[2]: remount (/data): remount /data MS_RDONLY")
+
+
+def test_ebusy_hint_names_the_process_holding_the_mount(tmp_path: Path) -> None:
+    import subprocess
+
+    from pyinit import diagnose
+
+    held = tmp_path / "held"
+    held.mkdir()
+    proc = subprocess.Popen(["sleep", "30"], cwd=held)
+    try:
+        hint = diagnose.explain("remount", errno.EBUSY, {"destination": str(held)})
+    finally:
+        proc.kill()
+        proc.wait()
+    assert hint is not None and f"{proc.pid} (sleep) cwd -> {held}" in hint
