@@ -46,7 +46,7 @@ def _usage_error(message: str) -> int:
     return EXIT_USAGE
 
 
-SUBCOMMANDS = ("run", "spec", "check", "sandbox")
+SUBCOMMANDS = ("run", "spec", "check", "diagnose", "sandbox")
 
 
 def main(argv: list[str] | None = None) -> int:

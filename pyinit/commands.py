@@ -1,4 +1,4 @@
-"""``pyinit run``, ``pyinit spec``, ``pyinit check`` and ``pyinit sandbox``.
+"""``pyinit run``, ``spec``, ``check``, ``diagnose`` and ``sandbox``.
 
 Imported only when the first argument names one of them, so the init's
 start-up path (``pyinit -- PROGRAM``) never pays for argparse.
@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
                            description="Validate without touching anything: every problem "
                            "with its JSON path, then the setup plan.")
     check.add_argument("--bundle", "-b", default=".")
+    diag = sub.add_parser("diagnose", help="probe this environment (and a bundle) for what "
+                          "will and will not mount",
+                          description="Probe the environment: PID 1, capabilities, user "
+                          "namespace, seccomp, cgroups, propagation, what covers /proc and "
+                          "/sys, the mount limit, and which filesystems really mount here. "
+                          "With --bundle, predict which of its mounts will fail and why.")
+    diag.add_argument("--bundle", "-b", default=None)
+    diag.add_argument("--json", action="store_true", help="JSON instead of a table")
     sub.add_parser("sandbox", help="run a program in a bubblewrap-style sandbox "
                    "(pyinit sandbox --help)", add_help=False)
     return top
@@ -67,6 +75,8 @@ def main(argv: list[str], start_ns: int) -> int:
         return spec(args.bundle, args.rootless)
     if args.command == "check":
         return check(args.bundle)
+    if args.command == "diagnose":
+        return diagnose(args.bundle, args.json)
     from pyinit import container
 
     opts = cli.Options()
@@ -94,6 +104,37 @@ def spec(bundle: str, rootless: bool = False) -> int:
         sys.stderr.write(f"pyinit spec: cannot write {path}: {exc.strerror}\n")
         return EXIT_CHECK_FAILED
     return 0
+
+
+def diagnose(bundle: str | None, as_json: bool) -> int:
+    from pyinit import diagnose as d
+
+    env = d.report()
+    if bundle is not None:
+        env["bundle"] = {"path": os.path.abspath(bundle), "predicted_failures":
+                         d.predict(bundle, env)}
+    if as_json:
+        sys.stdout.write(json.dumps(env, indent=2) + "\n")
+    else:
+        for key, value in env.items():
+            if isinstance(value, dict):
+                sys.stdout.write(f"{key}:\n")
+                for sub, item in value.items():
+                    sys.stdout.write(f"  {sub:<20} {_show(item)}\n")
+            else:
+                sys.stdout.write(f"{key:<22} {_show(value)}\n")
+    failures = env.get("bundle", {}).get("predicted_failures")
+    return EXIT_CHECK_FAILED if failures else 0
+
+
+def _show(value: object) -> str:
+    if isinstance(value, list):
+        if value and isinstance(value[0], dict):
+            return "; ".join(", ".join(f"{k}={v}" for k, v in item.items()) for item in value)
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
 
 
 def check(bundle: str) -> int:

@@ -300,3 +300,167 @@ def pivot_einval(root_path: str) -> str:
         return "none of pivot_root's known conditions was found; try --no-pivot"
     fix = "; use --no-pivot" if any("ramfs" in r or "shared" in r for r in reasons) else ""
     return "; ".join(reasons) + fix
+
+
+# ----- pyinit diagnose ----------------------------------------------------------
+PROBE_TYPES = ("proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup2", "securityfs")
+
+
+def _cap_names(mask_hex: str | None) -> list[str]:
+    from pyinit.linux.caps import CAPS
+
+    if mask_hex is None:
+        return []
+    value = int(mask_hex, 16)
+    return [name for name, n in sorted(CAPS.items(), key=lambda kv: kv[1]) if value & (1 << n)]
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def probe_mountable(types: tuple[str, ...] = PROBE_TYPES) -> dict[str, str]:
+    """Try to mount each type for real, in a throw-away mount namespace.
+
+    A forked child unshares its own mount namespace, makes it private, covers
+    /tmp with a tmpfs of its own and mounts each type below it; everything
+    vanishes with the child. "ok", or the errno name.
+    """
+    import json
+
+    from pyinit.linux import flags, syscalls
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        results: dict[str, str] = {}
+        try:
+            os.close(r)
+            try:
+                syscalls.unshare(syscalls.CLONE_NEWNS)
+                syscalls.mount(None, "/", None, flags.MS_REC | flags.MS_PRIVATE)
+                syscalls.mount("tmpfs", "/tmp", "tmpfs", 0, "size=64k")
+                os.mkdir("/tmp/probe")
+            except OSError as exc:
+                why = errno.errorcode.get(exc.errno or 0, "?")
+                results = {t: f"untested (no mount namespace: {why})" for t in types}
+            else:
+                for fstype in types:
+                    options = "newinstance" if fstype == "devpts" else None
+                    try:
+                        syscalls.mount(fstype, "/tmp/probe", fstype, 0, options)
+                        syscalls.umount2("/tmp/probe", syscalls.MNT_DETACH)
+                        results[fstype] = "ok"
+                    except OSError as exc:
+                        results[fstype] = errno.errorcode.get(exc.errno or 0, "?")
+            os.write(w, json.dumps(results).encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 4096):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    return dict(json.loads(data or b"{}"))
+
+
+def report() -> dict[str, Any]:
+    """The environment, as pyinit sees it (docs/diagnose.schema.json)."""
+    from pyinit.linux import syscalls
+    from pyinit.rootfs import cgroups
+
+    try:
+        subreaper = syscalls.is_child_subreaper()
+    except OSError:
+        subreaper = False
+    hierarchies = []
+    try:
+        hierarchies = [{"name": h.name, "version": h.version, "own_cgroup": h.own_cgroup}
+                       for h in cgroups.host_hierarchies()]
+    except OSError:
+        pass
+    versions = {h["version"] for h in hierarchies}
+    cgroup = ("v2" if cgroups.is_unified() else "hybrid" if versions == {1, 2}
+              else "v1" if versions else "none")
+    root = next((e for e in _mounts() if e.mount_point == "/"), None)
+    propagation = "private"
+    if root is not None:
+        tags = [f.split(":")[0] for f in root.optional]
+        propagation = "shared" if "shared" in tags else "slave" if "master" in tags \
+            else "unbindable" if "unbindable" in tags else "private"
+    limit, count = mount_limit()
+    return {
+        "pid": os.getpid(),
+        "pid1": os.getpid() == 1,
+        "subreaper": subreaper,
+        "capabilities": {"effective": _cap_names(status_field("CapEff")),
+                         "bounding": _cap_names(status_field("CapBnd"))},
+        "user_namespace": {"nested": in_user_namespace(),
+                           "uid_map": (_read("/proc/self/uid_map") or "").split("\n"),
+                           "gid_map": (_read("/proc/self/gid_map") or "").split("\n"),
+                           "setgroups": _read("/proc/self/setgroups")},
+        "seccomp": seccomp_mode(),
+        "no_new_privs": status_field("NoNewPrivs") == "1",
+        "cgroup": {"version": cgroup, "hierarchies": hierarchies},
+        "root_propagation": propagation,
+        "covering_proc": mounts_on_top_of("/proc"),
+        "covering_sys": mounts_on_top_of("/sys"),
+        "mounts": {"count": count, "max": limit},
+        "mountable": probe_mountable(),
+    }
+
+
+def _mounts() -> list[mountinfo.MountEntry]:
+    try:
+        return mountinfo.read()
+    except OSError:
+        return []
+
+
+def predict(bundle: str, env: dict[str, Any]) -> list[dict[str, Any]]:
+    """Which of the bundle's mounts will fail here, and why, without setting anything up."""
+    from pyinit.oci.config import ConfigError, load
+
+    try:
+        cfg = load(bundle)
+    except ConfigError as exc:
+        return [{"where": path, "problem": reason, "hint": "fix config.json"}
+                for path, reason in exc.problems]
+    found = []
+    user_ns = cfg.has_namespace("user")
+    own_net = any(n.type == "network" and n.path is None for n in cfg.namespaces)
+    for m in cfg.mounts:
+        problem = hint = None
+        dest = cfg.root_path.rstrip("/") + m.destination
+        if m.parsed.is_bind and not os.path.exists(m.source):
+            problem = f"the bind source {m.source} does not exist"
+            hint = explain("mount", errno.ENOENT, {"source": m.source})
+        elif not m.parsed.is_bind and m.type not in ("bind", "cgroup") \
+                and m.type not in filesystems():
+            problem = f"unknown filesystem type {m.type!r}"
+            hint = explain("mount", errno.ENODEV, {"fstype": m.type})
+        elif m.type in env["mountable"] and env["mountable"][m.type] != "ok" \
+                and not env["mountable"][m.type].startswith("untested"):
+            problem = f"{m.type} cannot be mounted here ({env['mountable'][m.type]})"
+            hint = explain("mount", errno.EPERM, {"fstype": m.type})
+        elif m.type == "sysfs" and user_ns and not own_net:
+            problem = "sysfs in a user namespace that does not own its network namespace"
+            hint = ("add {\"type\": \"network\"} to linux.namespaces, bind /sys read-only, "
+                    "or run with --sysfs-fallback")
+        elif m.type in ("proc", "sysfs") and os.path.islink(dest):
+            problem = f"{m.destination} is a symlink in the image (-> {os.readlink(dest)})"
+            hint = "proc and sysfs must be mounted on ordinary directories; fix the image"
+        else:
+            element = first_file_in_path(dest)
+            if element:
+                problem = f"{element[len(cfg.root_path.rstrip('/')):]} is a file"
+                hint = "a directory is needed there"
+        if problem:
+            found.append({"where": m.where, "destination": m.destination, "problem": problem,
+                          "hint": hint})
+    return found
