@@ -114,3 +114,26 @@ def test_a_skip_fails_the_run_only_under_ci_as_root(pytester: pytest.Pytester,
         result.assert_outcomes(skipped=2)
         result.stdout.fnmatch_lines(["*needs root*"])
         assert result.ret == pytest.ExitCode.OK
+
+
+def test_every_log_event_is_documented() -> None:
+    """docs/logging.md names every event the code emits, and every setup step."""
+    doc = (ROOT / "docs" / "logging.md").read_text()
+    source = "".join(p.read_text() for p in (ROOT / "pyinit").rglob("*.py"))
+    names = set(re.findall(r'\.(?:debug|info|warning|error)\(\s*"([a-z_]+\.[a-z_]+)"', source))
+    assert len(names) > 30, names
+    missing = sorted(n for n in names if f"`{n}`" not in doc and n not in doc)
+    assert not missing, f"events missing from docs/logging.md: {missing}"
+    from pyinit.rootfs.setup import Executor
+
+    steps = {name[3:] for name in dir(Executor) if name.startswith("do_")}
+    undocumented = sorted(s for s in steps if f"`{s}`" not in doc)
+    assert not undocumented, f"steps missing from docs/logging.md: {undocumented}"
+
+
+def test_troubleshooting_covers_every_failure_class() -> None:
+    doc = (ROOT / "docs" / "troubleshooting.md").read_text()
+    sections = re.findall(r"^## (.+)$", doc, re.M)
+    assert len(sections) >= 11, sections
+    tests = (ROOT / "tests" / "integration" / "test_run.py").read_text()
+    assert len(re.findall(r"^def test_hint_", tests, re.M)) >= 11
