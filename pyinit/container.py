@@ -92,6 +92,14 @@ def _join_namespaces(cfg: Config) -> int:
     return to_unshare
 
 
+def _setgroups_allowed() -> bool:
+    try:
+        with open("/proc/self/setgroups") as fh:
+            return fh.read().strip() != "deny"
+    except OSError:
+        return True
+
+
 def _become(proc: Process, last_cap: int) -> None:
     """In the workload's process, before exec: the OCI process settings."""
     step = "cwd"
@@ -112,7 +120,8 @@ def _become(proc: Process, last_cap: int) -> None:
             caps.drop_bounding(capabilities.get("bounding", []), last_cap)
             syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
         step = "user"
-        os.setgroups(proc.user.additional_gids)
+        if proc.user.additional_gids or _setgroups_allowed():
+            os.setgroups(proc.user.additional_gids)
         os.setresgid(proc.user.gid, proc.user.gid, proc.user.gid)
         os.setresuid(proc.user.uid, proc.user.uid, proc.user.uid)
         if capabilities is not None:
@@ -278,17 +287,52 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
     return int(data) if data else None
 
 
+def _only_self(maps: list[Any], own: int) -> bool:
+    return len(maps) == 1 and maps[0].host_id == own and maps[0].size == 1
+
+
 def _write_maps(cfg: Config, pid: int, log: Any) -> bool:
-    """Write the middle process's uid_map and gid_map (as real root, full ranges)."""
-    for key, name, maps in (("uidMappings", "uid_map", cfg.uid_mappings),
-                            ("gidMappings", "gid_map", cfg.gid_mappings)):
+    """Write the middle process's uid_map and gid_map.
+
+    As root: directly, any ranges. Unprivileged: a map of only our own uid
+    and gid is written directly (setgroups must be denied first, the kernel
+    says), anything larger goes through the setuid newuidmap/newgidmap and
+    the ranges /etc/subuid and /etc/subgid grant us.
+    """
+    import shutil
+    import subprocess
+
+    rootless = os.geteuid() != 0
+    self_only = rootless and _only_self(cfg.uid_mappings, os.getuid()) and \
+        _only_self(cfg.gid_mappings, os.getgid())
+    jobs = (("gidMappings", "gid_map", cfg.gid_mappings, "newgidmap"),
+            ("uidMappings", "uid_map", cfg.uid_mappings, "newuidmap"))
+    for key, name, maps, helper in jobs:
         try:
-            with open(f"/proc/{pid}/{name}", "w") as fh:
-                fh.write("".join(m.line() for m in maps))
+            if self_only and name == "gid_map":
+                with open(f"/proc/{pid}/setgroups", "w") as fh:
+                    fh.write("deny")
+            if rootless and not self_only:
+                tool = shutil.which(helper)
+                if tool is None:
+                    raise OSError(errno.ENOENT, f"{helper} is not installed (package uidmap)")
+                args = [str(v) for m in maps for v in (m.container_id, m.host_id, m.size)]
+                done = subprocess.run([tool, str(pid), *args], capture_output=True, text=True,
+                                      check=False)
+                if done.returncode != 0:
+                    raise OSError(errno.EPERM, done.stderr.strip() or f"{helper} failed")
+            else:
+                with open(f"/proc/{pid}/{name}", "w") as fh:
+                    fh.write("".join(m.line() for m in maps))
         except OSError as exc:
-            error = SetupError.from_os("namespace", f"write {name}", exc,
-                                       where=f"linux.{key}",
-                                       hint="host IDs must exist and ranges must not overlap")
+            hint = "host IDs must exist and ranges must not overlap"
+            if rootless:
+                hint = ("unprivileged, pyinit can map only your own uid and gid itself; "
+                        "larger maps need newuidmap/newgidmap and ranges in /etc/subuid and "
+                        "/etc/subgid")
+            error = SetupError(
+                "namespace", f"write {name}: {exc.strerror or exc}",
+                err=exc.errno, where=f"linux.{key}", hint=hint)
             log.error("namespace.failed", **error.log_fields())
             _say(error.line())
             return False
