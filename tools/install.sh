@@ -12,6 +12,10 @@ packages=(
     procps            # ps, for people reading the tests' output
     busybox-static    # a static shell for root filesystems without Python
     tini dumb-init catatonit hyperfine   # bench/: the inits pyinit is measured against
+    runc                                  # bench/bench_run.py
+    jq                                    # docs/logging.md's recipes
+    uidmap                                # newuidmap/newgidmap for rootless pyinit run
+    podman buildah debootstrap            # tests/integration/test_image.py
 )
 missing=()
 for p in "${packages[@]}"; do

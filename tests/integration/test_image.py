@@ -1,0 +1,149 @@
+"""pyinit as an image's ENTRYPOINT, end to end under podman.
+
+The image is the repository's Dockerfile, built offline (``--network none``)
+from a wheelhouse on the local Debian base (tools/build-base-images.sh, kept
+in podman's store as a cache). podman uses tools/containers.conf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import ROOT, wait_for
+
+pytestmark = pytest.mark.root
+
+IMAGE = "localhost/pyinit:test"
+BASE = "localhost/python-base:bookworm"
+
+
+def podman_env() -> dict[str, str]:
+    env = dict(os.environ)
+    if "CONTAINERS_CONF" not in env and not os.path.exists("/etc/containers/containers.conf"):
+        env["CONTAINERS_CONF"] = str(ROOT / "tools" / "containers.conf")
+    return env
+
+
+def podman(*args: str, timeout: float = 120, check: bool = False
+           ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
+                          check=check, env=podman_env(), stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (tools/install.sh installs it)")
+    env = podman_env()
+    subprocess.run([str(ROOT / "tools" / "build-base-images.sh"), "--only", "python"],
+                   check=True, env=env, timeout=900)
+    wheels = ROOT / "build" / "wheelhouse"
+    shutil.rmtree(wheels, ignore_errors=True)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+                    "-w", str(wheels), str(ROOT)], check=True, timeout=600)
+    res = podman("build", "--pull=never", "--network", "none", "--build-arg", f"BASE={BASE}",
+                 "-t", IMAGE, str(ROOT), timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return IMAGE
+
+
+@pytest.fixture
+def name() -> Iterator[str]:
+    container = f"pyinit-test-{uuid.uuid4().hex[:10]}"
+    yield container
+    podman("rm", "-f", "-t", "0", container)
+
+
+def test_pid1_is_pyinit(image: str) -> None:
+    res = podman("run", "--rm", image, "sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline")
+    assert res.returncode == 0, res.stderr
+    assert "pyinit" in res.stdout and "--" in res.stdout.split()
+
+
+def test_exit_status(image: str) -> None:
+    assert podman("run", "--rm", image, "sh", "-c", "exit 7").returncode == 7
+    assert podman("run", "--rm", image, "sh", "-c", "kill -TERM $$").returncode == 143
+
+
+def test_orphaned_zombies_are_reaped(image: str) -> None:
+    script = ("for i in 1 2 3 4 5; do (sleep 0.1 &) ; done; sleep 1;"
+              " for p in /proc/[0-9]*; do cat $p/stat 2>/dev/null; echo; done"
+              " | awk '$3 == \"Z\"' | wc -l")
+    res = podman("run", "--rm", image, "sh", "-c", script)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "0"
+
+
+def _run_detached(image: str, name: str, script: str, *extra: str) -> None:
+    res = podman("run", "-d", "--name", name, *extra, image, "sh", "-c", script)
+    assert res.returncode == 0, res.stderr
+    wait_for(lambda: "ready" in podman("logs", name).stdout, timeout=60, what="container ready")
+
+
+def _exit_code(name: str) -> int:
+    res = podman("inspect", name, "--format", "{{.State.ExitCode}}")
+    return int(res.stdout.strip())
+
+
+def test_podman_stop_delivers_sigterm_through_pyinit(image: str, name: str) -> None:
+    _run_detached(image, name, "trap 'echo got-term; exit 42' TERM; echo ready;"
+                  " while :; do sleep 0.1; done")
+    assert podman("stop", "-t", "30", name).returncode == 0
+    assert _exit_code(name) == 42
+    assert "got-term" in podman("logs", name).stdout
+
+
+def test_sigterm_ignored_is_killed_after_grace_before_podmans_timeout(image: str,
+                                                                     name: str) -> None:
+    _run_detached(image, name, "trap '' TERM; echo ready; while :; do sleep 0.1; done",
+                  "-e", "PYINIT_GRACE=1")
+    t0 = time.monotonic()
+    assert podman("stop", "-t", "60", name).returncode == 0
+    elapsed = time.monotonic() - t0
+    assert _exit_code(name) == 137  # pyinit's SIGKILL after --grace, not podman's
+    assert elapsed < 60  # podman's own timeout would be 60 s
+    logs = podman("logs", name)
+    assert any(json.loads(x)["event"] == "shutdown.killed"
+               for x in logs.stderr.splitlines() if x.startswith("{"))
+
+
+def test_podman_kill_usr1_reaches_the_workload(image: str, name: str) -> None:
+    _run_detached(image, name, "trap 'echo got-usr1; exit 3' USR1; echo ready;"
+                  " while :; do sleep 0.1; done")
+    assert podman("kill", "-s", "USR1", name).returncode == 0
+    assert podman("wait", name).stdout.strip() == "3"
+    assert "got-usr1" in podman("logs", name).stdout
+
+
+def test_json_logs_in_podman_logs(image: str, name: str) -> None:
+    res = podman("run", "--name", name, image, "sh", "-c", "exit 0")
+    assert res.returncode == 0
+    events = [json.loads(x)["event"] for x in podman("logs", name).stderr.splitlines()
+              if x.startswith("{")]
+    assert events[0] == "workload.spawned" and events[-1] == "pyinit.exit"
+
+
+def test_unprivileged_container_explains_why_mounts_fail(image: str) -> None:
+    # An ordinary container: no CAP_SYS_ADMIN, a seccomp filter.
+    res = podman("run", "--rm", "--entrypoint", "pyinit", image, "sandbox", "--", "true")
+    assert res.returncode == 125, res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.startswith("pyinit:")]
+    assert len(lines) == 1 and "Traceback" not in res.stderr
+    assert "without CAP_SYS_ADMIN" in lines[0] and "--cap-add SYS_ADMIN" in lines[0]
+    assert "seccomp filter is active" in lines[0]
+
+
+def test_nested_sandbox_in_a_privileged_container(image: str) -> None:
+    res = podman("run", "--rm", "--privileged", "--entrypoint", "pyinit", image, "sandbox",
+                 "--", "sh", "-c", "ps -o pid,comm 2>/dev/null || cat /proc/1/comm; mount")
+    assert res.returncode == 0, res.stderr
+    assert "tmpfs on / type tmpfs" in res.stdout and "proc on /proc" in res.stdout
