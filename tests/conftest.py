@@ -49,6 +49,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 _skipped: list[str] = []
+_session_mounts: list[str] = []
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    _session_mounts[:] = _mountinfo()
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -57,6 +62,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Per-test checks cannot see what session fixtures (podman) leave behind.
+    if _session_mounts and _mountinfo() != _session_mounts:
+        added = sorted(set(_mountinfo()) - set(_session_mounts))
+        sys.stderr.write("\nthe host's mount table changed during the test session:\n"
+                         + "".join(f"  + {line}\n" for line in added))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if IN_CI and IS_ROOT and _skipped:
         sys.stderr.write(
             f"\nCI=true as root: {len(_skipped)} test(s) skipped, which is a failure here:\n"

@@ -35,6 +35,10 @@ def podman_env() -> dict[str, str]:
 
 def podman(*args: str, timeout: float = 120, check: bool = False
            ) -> subprocess.CompletedProcess[str]:
+    if args and args[0] == "run":
+        # No network: none is needed, and podman's network backend would leave
+        # a /run/netns mount on the host the first time it makes one.
+        args = ("run", "--network", "none", *args[1:])
     return subprocess.run(["podman", *args], capture_output=True, text=True, timeout=timeout,
                           check=check, env=podman_env(), stdin=subprocess.DEVNULL)
 
