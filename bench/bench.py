@@ -236,9 +236,10 @@ def main() -> int:
     report = "\n".join(lines)
     print(report)
     if args.write:
-        args.write.write_text(args.write.read_text().split("<!-- bench -->")[0]
-                              + "<!-- bench -->\n" + report + "\n"
-                              if args.write.exists() else report + "\n")
+        sys.path.insert(0, str(HERE))
+        from report import replace_block
+
+        replace_block(args.write, "bench", report)
     return 0
 
 

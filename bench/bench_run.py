@@ -156,9 +156,10 @@ def main() -> int:
     report = "\n".join(lines)
     print(report)
     if args.write:
-        text = args.write.read_text() if args.write.exists() else ""
-        head = text.split("<!-- bench_run -->")[0]
-        args.write.write_text(head + "<!-- bench_run -->\n" + report + "\n")
+        sys.path.insert(0, str(HERE))
+        from report import replace_block
+
+        replace_block(args.write, "bench_run", report)
     return 0
 
 
