@@ -38,12 +38,21 @@ mkdir -p "$work" build/dropin/opt
     --collect-submodules pyinit --collect-submodules trio --collect-submodules structlog \
     --distpath "$work/dist" --workpath "$work/tmp" --specpath "$work" images/dropin/entry.py
 cp -a "$work/dist/pyinit" build/dropin/opt/pyinit
-# The C libraries it links (glibc, libz, ...), so it runs on any x86_64 root.
-find build/dropin/opt/pyinit -type f \( -name pyinit -o -name '*.so*' \) -print0 |
+# The C libraries it links (glibc, libz, ...) go into /opt/pyinit/lib, and the
+# bootloader's interpreter and rpath point there: the directory needs nothing
+# from the image it is copied into (busybox, scratch), as long as it sits at
+# /opt/pyinit.
+dropin=build/dropin/opt/pyinit
+find "$dropin" -type f \( -name pyinit -o -name '*.so*' \) -print0 |
     xargs -0 ldd 2>/dev/null | awk '/=> \// {print $3} /^\t\/lib64\// {print $1}' |
     sort -u | while read -r lib; do
-        install -D -m 0755 "$(readlink -f "$lib")" "build/dropin$lib"
+        install -D -m 0755 "$(readlink -f "$lib")" "$dropin/lib/$(basename "$lib")"
     done
+command -v patchelf >/dev/null || { echo "patchelf is needed (tools/install.sh)" >&2; exit 1; }
+patchelf --set-interpreter /opt/pyinit/lib/ld-linux-x86-64.so.2 --force-rpath \
+    --set-rpath /opt/pyinit/lib "$dropin/pyinit"
+# The one file podman run --init-path needs (see images/dropin/init-shim.c).
+gcc -static -Os -o build/dropin/pyinit-init images/dropin/init-shim.c
 
 log "localhost/pyinit:minimal"
 podman build -q --pull=never --network none -t localhost/pyinit:minimal \

@@ -16,6 +16,7 @@ packages=(
     jq                                    # docs/logging.md's recipes
     uidmap                                # newuidmap/newgidmap for rootless pyinit run
     podman buildah debootstrap            # tests/integration/test_image.py
+    patchelf                              # images/build.sh: the self-contained drop-in
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -152,3 +152,19 @@ def test_nested_sandbox_in_a_privileged_container(image: str) -> None:
                  "--", "sh", "-c", "ps -o pid,comm 2>/dev/null || cat /proc/1/comm; mount")
     assert res.returncode == 0, res.stderr
     assert "tmpfs on / type tmpfs" in res.stdout and "proc on /proc" in res.stdout
+
+
+def test_dropin_as_podman_init_path_in_an_image_without_python(built: dict[str, str]) -> None:
+    dropin = ROOT / "build" / "dropin"
+    script = ("tr '\\0' ' ' < /proc/1/cmdline; echo; command -v python3 >/dev/null && echo HAS-PY;"
+              " (sleep 0.1 &); sleep 0.5;"
+              " for p in /proc/[0-9]*; do cat $p/stat 2>/dev/null; echo; done"
+              " | awk '$3 == \"Z\"' | wc -l; exit 7")
+    res = podman("run", "--rm", "--init", f"--init-path={dropin / 'pyinit-init'}",
+                 "-v", f"{dropin / 'opt' / 'pyinit'}:/opt/pyinit:ro",
+                 "localhost/busybox-base:latest", "sh", "-c", script)
+    assert res.returncode == 7, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].split()[:2] == ["/opt/pyinit/pyinit", "--"]  # the drop-in is PID 1
+    assert lines[-1].strip() == "0"  # no zombie
+    assert "HAS-PY" not in lines  # no Python in that image
