@@ -17,6 +17,7 @@ packages=(
     uidmap                                # newuidmap/newgidmap for rootless pyinit run
     podman buildah debootstrap            # tests/integration/test_image.py
     patchelf                              # images/build.sh: the self-contained drop-in
+    libpython3.11 binutils gcc libc6-dev  # PyInstaller (drop-in) and bench/clock.c
 )
 missing=()
 for p in "${packages[@]}"; do
