@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
+from tests.integration.test_run import edit
 
 pytestmark = pytest.mark.root
 
@@ -81,12 +82,6 @@ def rootless_bundle(runtime: tuple[str, int, int], script: str) -> Path:
     cfg["process"]["args"] = ["sh", "-c", script]
     (top / "config.json").write_text(json.dumps(cfg))
     return top
-
-
-def edit(bundle: Path, fn: Any) -> None:
-    cfg = json.loads((bundle / "config.json").read_text())
-    fn(cfg)
-    (bundle / "config.json").write_text(json.dumps(cfg))
 
 
 @pytest.fixture

@@ -323,14 +323,19 @@ def test_dev_symlink_to_a_host_directory_touches_nothing_there(tmp_path: Path) -
     assert (host_dir / "ptmx").read_text() == "marker"
 
 
-def test_masking_with_a_symlinked_dev_null_is_refused(tmp_path: Path) -> None:
-    # /dev comes from the image (no tmpfs), and its null points at a procfs file.
-    bundle = make_bundle(tmp_path, "true")
+def _dev_from_the_image(bundle: Path) -> Path:
+    """No tmpfs on /dev: the image's own /dev is used; returns it."""
     dev = bundle / "rootfs" / "dev"
     dev.mkdir()
-    (dev / "null").symlink_to("/proc/sysrq-trigger")
     edit(bundle, lambda c: c.update(mounts=[m for m in c["mounts"]
                                            if m["destination"] != "/dev"]))
+    return dev
+
+
+def test_masking_with_a_symlinked_dev_null_is_refused(tmp_path: Path) -> None:
+    # The image's /dev/null points at a procfs file.
+    bundle = make_bundle(tmp_path, "true")
+    (_dev_from_the_image(bundle) / "null").symlink_to("/proc/sysrq-trigger")
     line = _one_line(run_bundle(bundle))
     assert "/dev/null exists and is not the device c 1:3" in line
 
@@ -903,11 +908,7 @@ def test_hint_no_cap_sys_admin(tmp_path: Path) -> None:
 def test_an_existing_correct_dev_symlink_is_accepted(tmp_path: Path) -> None:
     # /dev from the image (no tmpfs) already has the right symlinks: fine.
     bundle = make_bundle(tmp_path, "readlink /dev/fd")
-    dev = bundle / "rootfs" / "dev"
-    dev.mkdir()
-    (dev / "fd").symlink_to("/proc/self/fd")
-    edit(bundle, lambda c: c.update(mounts=[m for m in c["mounts"]
-                                           if m["destination"] != "/dev"]))
+    (_dev_from_the_image(bundle) / "fd").symlink_to("/proc/self/fd")
     res = run_bundle(bundle)
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "/proc/self/fd"
