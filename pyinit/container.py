@@ -24,6 +24,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NoReturn
 
 import trio
@@ -204,11 +205,10 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
     state = hooks.state_json(name, status, pid, cfg.bundle)
     for cmd in cfg.hooks.get(kind, []):
-        log.debug("hook.started", kind=kind, argv=cmd.argv)
         try:
-            result = trio.run(hooks.run, cmd, log, state)
+            trio.run(partial(hooks.run_checked, cmd, log, "hook", stdin=state, kind=kind))
         except SetupError as exc:
-            log.error("hook.failed", kind=kind, **exc.log_fields())
+            log.error("hook.failed", **exc.log_fields())
             _say(exc.line())
             return False
         except Exception as exc:  # never a bare traceback
@@ -216,12 +216,6 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
                       error=f"{type(exc).__name__}: {exc}")
             _say(f"{cmd.where}: {kind} hook could not run: {exc}")
             return False
-        if result.code != 0:
-            reason = hooks.describe_failure(cmd, result)
-            log.error("hook.failed", kind=kind, where=cmd.where, reason=reason)
-            _say(f"{cmd.where}: {kind} hook {reason}")
-            return False
-        log.debug("hook.done", kind=kind, argv=cmd.argv)
     return True
 
 

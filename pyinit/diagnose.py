@@ -23,6 +23,13 @@ TMPFS_MAGIC = 0x01021994
 
 
 # ----- evidence -------------------------------------------------------------
+def _mounts() -> list[mountinfo.MountEntry]:
+    try:
+        return mountinfo.read()
+    except OSError:
+        return []
+
+
 def filesystems() -> list[str]:
     """The filesystem types this kernel knows (nodev ones included)."""
     try:
@@ -68,21 +75,13 @@ def mount_limit() -> tuple[int | None, int]:
             limit: int | None = int(fh.read())
     except (OSError, ValueError):
         limit = None
-    try:
-        count = len(mountinfo.read())
-    except OSError:
-        count = 0
-    return limit, count
+    return limit, len(_mounts())
 
 
 def mounts_on_top_of(base: str) -> list[str]:
     """Mount points below ``base`` (e.g. /proc): what makes it 'too revealing' to copy."""
-    try:
-        entries = mountinfo.read()
-    except OSError:
-        return []
     prefix = base.rstrip("/") + "/"
-    return sorted(e.mount_point for e in entries if e.mount_point.startswith(prefix))
+    return sorted(e.mount_point for e in _mounts() if e.mount_point.startswith(prefix))
 
 
 def first_file_in_path(path: str) -> str | None:
@@ -143,12 +142,8 @@ def host_id_of_root() -> tuple[int, int]:
 
 def mount_entry_for(path: str) -> mountinfo.MountEntry | None:
     """The mount that contains ``path`` (the longest mount point prefix)."""
-    try:
-        entries = mountinfo.read()
-    except OSError:
-        return None
     best = None
-    for e in entries:
+    for e in _mounts():
         mp = e.mount_point.rstrip("/") + "/"
         if (path.rstrip("/") + "/").startswith(mp) and (
                 best is None or len(e.mount_point) >= len(best.mount_point)):
@@ -284,10 +279,7 @@ def pivot_einval(root_path: str) -> str:
     entry = mount_entry_for(root_path)
     if entry is None or entry.mount_point != root_path.rstrip("/"):
         reasons.append(f"{root_path} is not a mount point")
-    try:
-        entries = {e.mount_id: e for e in mountinfo.read()}
-    except OSError:
-        entries = {}
+    entries = {e.mount_id: e for e in _mounts()}
     if entry is not None:
         parent = entries.get(entry.parent_id)
         for e in (entry, parent, entries.get(next((x.mount_id for x in entries.values()
@@ -413,13 +405,6 @@ def report() -> dict[str, Any]:
         "mounts": {"count": count, "max": limit},
         "mountable": probe_mountable(),
     }
-
-
-def _mounts() -> list[mountinfo.MountEntry]:
-    try:
-        return mountinfo.read()
-    except OSError:
-        return []
 
 
 def predict(bundle: str, env: dict[str, Any]) -> list[dict[str, Any]]:

@@ -49,6 +49,9 @@ MOUNT_ATTR_NOATIME = 0x10
 MOUNT_ATTR_STRICTATIME = 0x20
 MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+# What "read-only" means for the host trees pyinit shows inside (cgroup, /sys).
+MOUNT_ATTR_LOCKED_DOWN = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | \
+    MOUNT_ATTR_NOEXEC
 
 # option -> (clears the flag?, flag): config.md's "Linux mount options" table.
 OPTIONS: dict[str, tuple[bool, int]] = {

@@ -116,6 +116,15 @@ class Root:
             os.close(parent)
         return self.open(path)
 
+    def set_attr_recursive(self, path: str, attr_set: int, attr_clr: int = 0) -> None:
+        """mount_setattr(AT_RECURSIVE) on the mount at ``path`` and everything below it."""
+        fd = self.open(path)
+        try:
+            syscalls.mount_setattr(fd, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
+                                   attr_set, attr_clr)
+        finally:
+            os.close(fd)
+
     def symlink(self, target: str, path: str) -> None:
         """Create the symlink ``path`` -> ``target`` in its (in-root) parent directory."""
         parts = _components(path)
@@ -141,6 +150,11 @@ def readlink(fd: int) -> str:
     symlink's own path.
     """
     return os.readlink("", dir_fd=fd)
+
+
+def is_char_device(fd: int, major: int, minor: int) -> bool:
+    st = os.fstat(fd)
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(major, minor)
 
 
 def is_dir(fd: int) -> bool:

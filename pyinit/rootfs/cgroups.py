@@ -106,14 +106,7 @@ def mount_cgroups(root: Root, dest: str, mflags: int, own_ns: bool, log: Any) ->
         if not root.exists(path):
             root.symlink(target_name, path)
     if readonly:
-        attr = (flags.MOUNT_ATTR_RDONLY | flags.MOUNT_ATTR_NOSUID | flags.MOUNT_ATTR_NODEV
-                | flags.MOUNT_ATTR_NOEXEC)
-        top = root.open(dest)
-        try:
-            syscalls.mount_setattr(top, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
-                                   attr, 0)
-        finally:
-            os.close(top)
+        root.set_attr_recursive(dest, flags.MOUNT_ATTR_LOCKED_DOWN)
 
 
 def _mount_v2(root: Root, dest: str, mflags: int, own_ns: bool, log: Any) -> None:
@@ -131,9 +124,4 @@ def _mount_v2(root: Root, dest: str, mflags: int, own_ns: bool, log: Any) -> Non
     finally:
         os.close(fd)
     if mflags & flags.MS_RDONLY:
-        top = root.open(dest)
-        try:
-            syscalls.mount_setattr(top, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
-                                   flags.MOUNT_ATTR_RDONLY, 0)
-        finally:
-            os.close(top)
+        root.set_attr_recursive(dest, flags.MOUNT_ATTR_RDONLY)

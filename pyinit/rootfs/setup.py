@@ -21,7 +21,7 @@ from pyinit import diagnose, hooks
 from pyinit.errors import SetupError
 from pyinit.hooks import Command
 from pyinit.linux import flags, mountinfo, syscalls
-from pyinit.linux.paths import O_PATH, Root, fd_path, is_dir, readlink
+from pyinit.linux.paths import O_PATH, Root, fd_path, is_char_device, is_dir, readlink
 from pyinit.oci.config import Device, Mount
 from pyinit.rootfs import cgroups, copyup
 from pyinit.rootfs.plan import Step
@@ -222,13 +222,7 @@ class Executor:
     def _sysfs_fallback(self, m: Mount, fd: int, mflags: int) -> None:
         """sysfs refused in a user namespace without its own network one: bind /sys ro."""
         syscalls.mount("/sys", fd_path(fd), None, flags.MS_BIND | flags.MS_REC)
-        new = self.r.open(m.destination)
-        try:
-            syscalls.mount_setattr(new, "", syscalls.AT_EMPTY_PATH | syscalls.AT_RECURSIVE,
-                                   flags.MOUNT_ATTR_RDONLY | flags.MOUNT_ATTR_NOSUID
-                                   | flags.MOUNT_ATTR_NODEV | flags.MOUNT_ATTR_NOEXEC, 0)
-        finally:
-            os.close(new)
+        self.r.set_attr_recursive(m.destination, flags.MOUNT_ATTR_LOCKED_DOWN)
         self.log.warning("mount.sysfs_fallback", where=m.where, destination=m.destination,
                          detail="sysfs is refused in this user namespace (it does not own the "
                          "network namespace); the host's /sys is bound read-only instead")
@@ -462,8 +456,7 @@ class Executor:
             self.log.debug("devnull.skipped", reason="the container has no /dev/null")
             return
         try:
-            st = os.fstat(null)
-            if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+            if not is_char_device(null, 1, 3):
                 raise SetupError("devnull", "the container's /dev/null is not the char "
                                  "device 1:3", destination="/dev/null")
             for fd in targets:
@@ -511,8 +504,7 @@ class Executor:
                 return
             null = self.r.open("/dev/null", nofollow=True)
             try:
-                st = os.fstat(null)
-                if not stat.S_ISCHR(st.st_mode) or st.st_rdev != os.makedev(1, 3):
+                if not is_char_device(null, 1, 3):
                     raise SetupError("mask", "/dev/null is not the char device 1:3, so it "
                                      "cannot mask files", destination=path,
                                      hint="a /dev/null replaced by a symlink would expose "
