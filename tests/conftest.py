@@ -63,10 +63,10 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # Per-test checks cannot see what session fixtures (podman) leave behind.
-    if _session_mounts and _mountinfo() != _session_mounts:
-        added = sorted(set(_mountinfo()) - set(_session_mounts))
+    now = _mountinfo()
+    if _session_mounts and now != _session_mounts:
         sys.stderr.write("\nthe host's mount table changed during the test session:\n"
-                         + "".join(f"  + {line}\n" for line in added))
+                         + mount_diff(_session_mounts, now))
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if IN_CI and IS_ROOT and _skipped:
         sys.stderr.write(
@@ -92,11 +92,36 @@ def _processes_with(token: str) -> list[int]:
     return found
 
 
+# What counts as a leak: any mount in the host's table that appears or
+# disappears, anywhere (/, /run, /sys, /proc, /dev, /tmp, the tests' own
+# directories), *except* inside container engines' storage trees. Those are
+# the only places where mounts come and go on this machine through no act of
+# pyinit's: podman mounts an overlay and a shm for every container it runs
+# (ours in test_image.py, and anyone else's on the host), and unmounts them
+# again, so a comparison that included them would fail whenever another
+# container starts or stops during a test. pyinit never mounts there: every
+# mount pyinit makes is inside a namespace of its own, and a leak would show
+# on its destination (a test's tmp_path, the rootfs under it) or on a host
+# path (/run/netns, /proc, /sys ...), all of which stay watched. Lines are
+# compared whole, so a changed flag or propagation on a watched mount counts.
+_FOREIGN_MOUNT_TREES = (
+    "/var/lib/containers/storage/",
+    "/run/containers/storage/",
+    "/run/user/",             # rootless podman's storage and runtime dirs
+)
+
+
 def _mountinfo() -> list[str]:
-    # Mount IDs and the optional fields change with unrelated activity only
-    # when mounts change, so the whole table is compared.
     with open("/proc/self/mountinfo") as fh:
-        return fh.read().splitlines()
+        lines = fh.read().splitlines()
+    return [line for line in lines
+            if not (line.split(" ", 5)[4] + "/").startswith(_FOREIGN_MOUNT_TREES)]
+
+
+def mount_diff(before: list[str], after: list[str]) -> str:
+    gone, new = set(before) - set(after), set(after) - set(before)
+    return ("".join(f"  - {line}\n" for line in sorted(gone))
+            + "".join(f"  + {line}\n" for line in sorted(new)))
 
 
 @pytest.fixture(autouse=True)
@@ -114,7 +139,8 @@ def no_leftovers(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
         except OSError:
             pass
     assert not left, f"processes left behind by the test: {left}"
-    assert _mountinfo() == before, "the host's mount table changed"
+    after = _mountinfo()
+    assert after == before, "the host's mount table changed:\n" + mount_diff(before, after)
 
 
 # ---------------------------------------------------------------- running pyinit
