@@ -116,6 +116,46 @@ def test_a_skip_fails_the_run_only_under_ci_as_root(pytester: pytest.Pytester,
         assert result.ret == pytest.ExitCode.OK
 
 
+@pytest.mark.parametrize("body, ret, lines", [
+    # A known open problem: runs, fails as recorded, is listed, and is no skip.
+    ("assert False", pytest.ExitCode.OK,
+     ["*1 known open problem(s)*", "*test_attack: issue 9: open"]),
+    # The fix landed: the strict xfail now fails the run until the marker goes.
+    ("assert True", pytest.ExitCode.TESTS_FAILED, ["*XPASS(strict)*"]),
+])
+def test_an_xfail_is_a_recorded_failure_not_a_skip(pytester: pytest.Pytester,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   body: str, ret: pytest.ExitCode,
+                                                   lines: list[str]) -> None:
+    pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nxfail_strict = true\nmarkers =\n    root: needs root\n")
+    pytester.makepyfile(test_inner=f"""
+        import pytest
+        @pytest.mark.xfail(reason="issue 9: open")
+        def test_attack():
+            {body}
+    """)
+    monkeypatch.setenv("CI", "true")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-ra")
+    assert result.ret == ret
+    (result.stderr if ret == pytest.ExitCode.OK else result.stdout).fnmatch_lines(lines)
+
+
+def test_an_xfail_must_name_its_issue(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest((ROOT / "tests" / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nmarkers =\n    root: needs root\n")
+    pytester.makepyfile(test_inner="""
+        import pytest
+        @pytest.mark.xfail(reason="flaky")
+        def test_x():
+            assert False
+    """)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*an xfail must be strict and its reason must name the open"
+                                 " issue (got 'flaky')*"])
+
+
 def test_every_log_event_is_documented() -> None:
     """docs/logging.md names every event the code emits, and every setup step."""
     doc = (ROOT / "docs" / "logging.md").read_text()

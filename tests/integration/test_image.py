@@ -83,7 +83,8 @@ def test_exit_status(image: str) -> None:
 # PID 1 has reaped each of them: a zombie keeps its /proc entry until it is
 # reaped, so "gone from /proc" is the event itself. Prints the number still
 # there, then the number of zombies left in the whole container.
-ORPHANS = ("pids=; for i in 1 2 3 4 5; do pids=\"$pids $(sleep 0.1 >/dev/null 2>&1 & echo $!)\"; done;"
+ORPHANS = ("pids=; for i in 1 2 3 4 5;"
+           " do pids=\"$pids $(sleep 0.1 >/dev/null 2>&1 & echo $!)\"; done;"
            " n=0; while :; do left=0; for p in $pids; do [ -e /proc/$p ] && left=$((left+1)); done;"
            " [ $left = 0 ] || [ $n = 300 ] && break; n=$((n+1)); sleep 0.1; done; echo left=$left;"
            " for p in /proc/[0-9]*; do cat $p/stat 2>/dev/null; echo; done"
