@@ -19,6 +19,10 @@ import os  # noqa: E402  (after the mask on purpose)
 import sys  # noqa: E402
 import time  # noqa: E402
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 _START_NS = time.monotonic_ns()
 _START_PPID = os.getppid()
 
@@ -50,6 +54,45 @@ SUBCOMMANDS = ("run", "spec", "check", "diagnose", "sandbox")
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        try:
+            return _main(argv)
+        finally:
+            if sys.stdout is not None:  # None when pyinit started with fd 1 closed
+                sys.stdout.flush()  # here, where EPIPE can still be handled, not at exit
+    except BrokenPipeError:
+        if not _reader_gone():
+            raise
+        _die_of_sigpipe()
+
+
+def _reader_gone() -> bool:
+    """Whether stdout or stderr is a pipe (or socket) whose reader went away."""
+    import select
+
+    poll = select.poll()
+    for fd in (1, 2):
+        poll.register(fd, select.POLLOUT)
+    return any(revents & select.POLLERR for _fd, revents in poll.poll(0))
+
+
+def _die_of_sigpipe() -> "NoReturn":
+    """End as ``ls | head`` ends for ``ls``: killed by SIGPIPE, without a word.
+
+    A shell then reports 141 (128 + SIGPIPE), and a parent sees the process
+    killed by signal 13, as for any C program whose reader went away. Python
+    ignores SIGPIPE (so that EPIPE becomes BrokenPipeError), and pyinit blocks
+    every signal at its first line: restore the default action, then unblock.
+    If pyinit survives that (PID 1 of a PID namespace cannot be killed by its
+    own signal), it exits 141.
+    """
+    _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
+    os.kill(os.getpid(), _signal.SIGPIPE)
+    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, {_signal.SIGPIPE})
+    os._exit(128 + _signal.SIGPIPE)
+
+
+def _main(argv: list[str] | None) -> int:
     from pyinit import cli, spawn
 
     args = sys.argv[1:] if argv is None else argv
