@@ -914,17 +914,68 @@ def test_an_existing_correct_dev_symlink_is_accepted(tmp_path: Path) -> None:
     assert res.stdout.strip() == "/proc/self/fd"
 
 
+# Fills the mount namespace it runs in up to fs.mount-max, then frees exactly
+# $2 mounts: blocks of 2^j mounts are built by rbind (block j+1 is block j
+# bound twice), and the rest is the sum of a few blocks, so it takes a few
+# dozen mount calls rather than 100000. The kernel's count of a namespace's
+# mounts may include one that /proc/self/mountinfo does not show (the initial
+# root below /), so the last few are found by mounting probes until ENOSPC.
+_FILL_THE_MOUNT_TABLE = r"""
+set -e
+D=$1 free=$2
+max=$(cat /proc/sys/fs/mount-max)
+count() { wc -l < /proc/self/mountinfo; }
+mount -t tmpfs fill "$D"
+mkdir "$D/b0" "$D/probes"
+mount -t tmpfs block "$D/b0"
+mkdir "$D/b0/x"
+j=0 size=1
+while [ $((4 * size - 1)) -le $((max - 8 - $(count))) ]; do
+  mkdir "$D/b$((j + 1))"
+  mount --rbind "$D/b$j" "$D/b$((j + 1))"
+  mount --rbind "$D/b$j" "$D/b$((j + 1))/x"
+  j=$((j + 1)) size=$((size * 2))
+done
+avail=$((max - 8 - $(count)))
+while [ $j -ge 0 ]; do
+  if [ $avail -ge $size ]; then
+    mkdir "$D/r$j"; mount --rbind "$D/b$j" "$D/r$j"; avail=$((avail - size))
+  fi
+  j=$((j - 1)) size=$((size / 2))
+done
+i=0
+while mkdir "$D/probes/$i" && mount -t tmpfs probe "$D/probes/$i" 2>/dev/null; do i=$((i + 1)); done
+[ $i -ge "$free" ] && [ $i -le 9 ]
+while [ "$free" -gt 0 ]; do i=$((i - 1)) free=$((free - 1)); umount "$D/probes/$i"; done
+echo "visible=$(count)"
+"""
+
+
 def test_hint_enospc_quotes_the_mount_limit(tmp_path: Path) -> None:
+    # A real ENOSPC without touching fs.mount-max (a host-wide sysctl): the
+    # limit is global, but the count is per mount namespace, so a throw-away
+    # namespace is filled to one mount short of it. pyinit's own namespace is
+    # a copy with as many mounts (copy_mnt_ns checks no limit); its rootfs bind
+    # takes the last free one, and the next mount, proc on /proc, gets ENOSPC.
     bundle = make_bundle(tmp_path, "echo should-not-run")
-    edit(bundle, lambda c: c["mounts"].extend(
-        {"destination": f"/m{i}", "type": "tmpfs", "source": "tmpfs"} for i in range(80)))
-    limit = Path("/proc/sys/fs/mount-max")
-    saved = limit.read_text()
-    limit.write_text("60")  # global, so restored at once below
-    try:
-        res = run_bundle(bundle, "--log-format", "json")
-    finally:
-        limit.write_text(saved)
+    fill = tmp_path / "fill"
+    fill.mkdir()
+    (tmp_path / "fill.sh").write_text(_FILL_THE_MOUNT_TABLE)
+    script = (f"sh {tmp_path / 'fill.sh'} {fill} 1 && "
+              f"exec {PYINIT} run --bundle {bundle} --log-format json")
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert "visible=" in res.stdout, res.stderr  # the filler worked
+    visible = int(res.stdout.split("visible=")[1].split()[0])
     line, failed = _hint(res, "mount")
-    assert failed["errno"] == "ENOSPC"
-    assert "/proc/sys/fs/mount-max is 60" in line and "mounts here" in line
+    limit = int(Path("/proc/sys/fs/mount-max").read_text())
+    assert {k: failed[k] for k in ("errno", "where", "destination", "fstype")} == {
+        "errno": "ENOSPC", "where": "mounts[0]", "destination": "/proc", "fstype": "proc"}
+    # pyinit sees the filler's mounts and its own rootfs bind (and not the one
+    # below / that the kernel counts too: "99999 mounts here" with a limit of 100000).
+    hint = (f"the mount table is full: {visible + 1} mounts here, and /proc/sys/fs/mount-max "
+            f"is {limit}; raise it (sysctl fs.mount-max) or mount less")
+    assert failed["hint"] == hint
+    assert line == f"pyinit: mounts[0]: mount (/proc): proc proc on /proc: No space left on " \
+        f"device; {hint}"
+    assert "should-not-run" not in res.stdout
