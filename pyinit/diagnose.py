@@ -111,7 +111,7 @@ def unreachable_element(path: str, uid: int, gid: int) -> str | None:
     """The first directory on ``path`` that ``uid``/``gid`` may not search (no x bit)."""
     current = ""
     for part in ["", *[p for p in path.split("/") if p][:-1]]:
-        current = (current + "/" + part) if part else "/"
+        current = f"{current.rstrip('/')}/{part}" if part else "/"
         try:
             st = os.stat(current)
         except OSError:
