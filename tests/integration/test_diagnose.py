@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 
 from tests.conftest import PYINIT, ROOT
-from tests.integration.test_run import edit, make_bundle
+from tests.integration.test_run import _known_filesystems, edit, make_bundle
 
 pytestmark = pytest.mark.root
 SCHEMA = json.loads((ROOT / "docs" / "diagnose.schema.json").read_text())
@@ -21,21 +21,50 @@ def diagnose(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedPr
                           timeout=60, check=False)
 
 
+def _host_cgroup_version() -> str:
+    fstypes = {line.split(" - ")[1].split()[0]: line.split()[4]
+               for line in Path("/proc/self/mountinfo").read_text().splitlines()
+               if line.split()[4].startswith("/sys/fs/cgroup")}
+    if fstypes.get("cgroup2") == "/sys/fs/cgroup":
+        return "v2"
+    return "hybrid" if "cgroup2" in fstypes else "v1"
+
+
+def _own_capabilities() -> int:
+    """How many capabilities this test has (pyinit inherits them), not all there are."""
+    status = Path("/proc/self/status").read_text()
+    return bin(int(status.split("CapEff:")[1].split()[0], 16)).count("1")
+
+
 def test_json_report_matches_the_schema() -> None:
     res = diagnose("--json")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     jsonschema.validate(report, SCHEMA)
-    assert report["pid1"] is False and "CAP_SYS_ADMIN" in report["capabilities"]["effective"]
-    assert report["mountable"]["tmpfs"] == "ok" and report["mountable"]["proc"] == "ok"
-    assert report["cgroup"]["version"] in ("hybrid", "v1", "v2")
-    assert report["mounts"]["count"] > 0
+    assert report["pid1"] is False
+    caps = report["capabilities"]
+    assert caps["effective"] == caps["bounding"]  # root: the same sets
+    assert len(set(caps["effective"])) == _own_capabilities()
+    assert "CAP_SYS_ADMIN" in caps["effective"]
+    assert set(report["mountable"].values()) == {"ok"}, report["mountable"]
+    assert {"proc", "tmpfs", "sysfs"} <= set(report["mountable"])
+    assert report["cgroup"]["version"] == _host_cgroup_version()
+    assert report["mounts"]["max"] == int(Path("/proc/sys/fs/mount-max").read_text())
+    assert report["mounts"]["count"] > 0  # the host's, which other programs may change
 
 
 def test_table_on_a_terminal_style() -> None:
     res = diagnose()
-    assert res.returncode == 0
-    assert res.stdout.startswith("pid ") and "mountable:" in res.stdout
+    assert res.returncode == 0, res.stderr
+    report = json.loads(diagnose("--json").stdout)
+    lines = res.stdout.splitlines()
+    # One unindented line per key of the JSON report, in its order; a
+    # section's entries are indented below it.
+    assert [x.split()[0] for x in lines if not x.startswith(" ")] == [
+        f"{key}:" if isinstance(value, dict) else key for key, value in report.items()]
+    mountable = lines.index("mountable:")
+    assert [x.split() for x in lines[mountable + 1:]] == [
+        [fs, state] for fs, state in report["mountable"].items()]
 
 
 def test_without_cap_sys_admin() -> None:
@@ -44,9 +73,9 @@ def test_without_cap_sys_admin() -> None:
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     jsonschema.validate(report, SCHEMA)
-    assert "CAP_SYS_ADMIN" not in report["capabilities"]["effective"]
-    assert all(v.startswith("untested (no mount namespace: EPERM)")
-               for v in report["mountable"].values())
+    effective = report["capabilities"]["effective"]
+    assert len(set(effective)) == _own_capabilities() - 1 and "CAP_SYS_ADMIN" not in effective
+    assert set(report["mountable"].values()) == {"untested (no mount namespace: EPERM)"}
 
 
 def test_bundle_predictions(tmp_path: Path) -> None:
@@ -60,12 +89,18 @@ def test_bundle_predictions(tmp_path: Path) -> None:
     assert res.returncode == 1, res.stderr
     report = json.loads(res.stdout)
     jsonschema.validate(report, SCHEMA)
-    failures = {f["where"]: f for f in report["bundle"]["predicted_failures"]}
-    assert "symlink" in failures["mounts[0]"]["problem"]
-    assert "unknown filesystem type 'nosuchfs'" in failures["mounts[7]"]["problem"]
-    assert "tmpfs" in failures["mounts[7]"]["hint"]
-    assert "does not exist" in failures["mounts[8]"]["problem"]
-    assert "the source is missing: /no does not exist" in failures["mounts[8]"]["hint"]
+    assert report["bundle"] == {"path": str(bundle), "predicted_failures": [
+        {"where": "mounts[0]", "destination": "/proc",
+         "problem": "/proc is a symlink in the image (-> /elsewhere)",
+         "hint": "proc and sysfs must be mounted on ordinary directories; fix the image"},
+        {"where": "mounts[7]", "destination": "/a",
+         "problem": "unknown filesystem type 'nosuchfs'",
+         "hint": "the kernel does not know the filesystem type 'nosuchfs'; it offers: "
+                 + _known_filesystems()},
+        {"where": "mounts[8]", "destination": "/b",
+         "problem": "the bind source /no/such/dir does not exist",
+         "hint": "the source is missing: /no does not exist"},
+    ]}
 
 
 def test_bundle_that_will_work_predicts_nothing(tmp_path: Path) -> None:
