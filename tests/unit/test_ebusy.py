@@ -55,8 +55,10 @@ async def test_remount_gives_up_after_five_tries(tmp_path: Path,
         await ex._remount("/data", flags.MS_RDONLY, "mounts[2]")
     assert len(calls) == setup.EBUSY_TRIES == 5
     assert info.value.errno_name == "EBUSY" and info.value.fields["attempts"] == 5
-    assert "holds the mount busy" in (info.value.hint or "")
-    assert info.value.line().startswith("mounts[2]: remount (/data): remount /data MS_RDONLY")
+    hint = "something holds the mount busy (an open file or a process with its cwd there)"
+    assert info.value.hint == hint
+    assert info.value.line() == ("mounts[2]: remount (/data): remount /data MS_RDONLY: Device or "
+                                 f"resource busy; {hint}")
 
 
 def test_ebusy_hint_names_the_process_holding_the_mount(tmp_path: Path) -> None:
@@ -72,4 +74,4 @@ def test_ebusy_hint_names_the_process_holding_the_mount(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
-    assert hint is not None and f"{proc.pid} (sleep) cwd -> {held}" in hint
+    assert hint == f"busy because of: {proc.pid} (sleep) cwd -> {held}"
