@@ -40,7 +40,9 @@ def test_quick_start_sandbox_does_what_readme_says() -> None:
                          check=False, stdin=subprocess.DEVNULL)
     assert res.returncode == 0, res.stderr
     assert re.search(r"^\s*1 .*pyinit", res.stdout, re.M), res.stdout  # ps: PID 1
-    assert "tmpfs on / type tmpfs" in res.stdout and "proc on /proc" in res.stdout
+    mounts = {line.split()[2]: line.split()[4] for line in res.stdout.splitlines()
+              if line.split()[1:2] == ["on"]}
+    assert mounts["/"] == "tmpfs" and mounts["/proc"] == "proc", res.stdout
 
 
 def test_ci_runs_exactly_the_readme_test_command() -> None:
