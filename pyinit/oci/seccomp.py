@@ -30,8 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-# The kernel caps an errno at MAX_ERRNO; SECCOMP_RET_DATA is 16 bits (TRACE).
-MAX_ERRNO = 4095
+# The kernel takes errnos below MAX_ERRNO (4095), and libseccomp refuses 4095
+# itself; SECCOMP_RET_DATA, the trace value, is 16 bits.
+MAX_ERRNO = 4094
 MAX_TRACE = 0xFFFF
 EPERM = 1
 MAX_ARGS = 6  # a system call has at most six arguments

@@ -90,10 +90,10 @@ def test_every_action(oci: str, action: Action) -> None:
     ({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 1},
      [("linux.seccomp.defaultErrnoRet", "only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take a "
        "return value, not SCMP_ACT_ALLOW")]),
-    ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4096},
-     [("linux.seccomp.defaultErrnoRet", "4096 is out of range (0 to 4095)")]),
+    ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 4095},
+     [("linux.seccomp.defaultErrnoRet", "4095 is out of range (0 to 4094)")]),
     ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": -1},
-     [("linux.seccomp.defaultErrnoRet", "-1 is out of range (0 to 4095)")]),
+     [("linux.seccomp.defaultErrnoRet", "-1 is out of range (0 to 4094)")]),
     ({"defaultAction": "SCMP_ACT_TRACE", "defaultErrnoRet": 65536},
      [("linux.seccomp.defaultErrnoRet", "65536 is out of range (0 to 65535)")]),
     ({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": True},
@@ -154,7 +154,7 @@ R = "linux.seccomp.syscalls[1]"
      [(f"{R}.errnoRet", "only SCMP_ACT_ERRNO and SCMP_ACT_TRACE take a return value, not "
        "SCMP_ACT_KILL_PROCESS")]),
     (_rule(errnoRet="EACCES"), [(f"{R}.errnoRet", "must be an integer, not str")]),
-    (_rule(errnoRet=70000), [(f"{R}.errnoRet", "70000 is out of range (0 to 4095)")]),
+    (_rule(errnoRet=70000), [(f"{R}.errnoRet", "70000 is out of range (0 to 4094)")]),
     (_rule(args={}), [(f"{R}.args", "must be an array, not dict")]),
     (_rule(args=[3]), [(f"{R}.args[0]", "must be an object")]),
     (_rule(args=[{}]), [(f"{R}.args[0].index", "is required"),
