@@ -31,7 +31,7 @@ import trio
 
 from pyinit import cli, diagnose, early, signals, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
-from pyinit.linux import caps, syscalls
+from pyinit.linux import caps, seccomp, syscalls
 from pyinit.log import Sink, configure
 from pyinit.oci.config import Config, Process
 from pyinit.report import exit_code
@@ -101,8 +101,13 @@ def _setgroups_allowed() -> bool:
         return True
 
 
-def _become(proc: Process, last_cap: int) -> None:
-    """In the workload's process, before exec: the OCI process settings."""
+def _become(proc: Process, last_cap: int, filt: seccomp.PreparedFilter | None = None) -> None:
+    """In the workload's process, before exec: the OCI process settings, then seccomp.
+
+    The filter is loaded last, once no_new_privs is set; without
+    noNewPrivileges, before the capabilities go, while CAP_SYS_ADMIN lets the
+    kernel take it (runc's order).
+    """
     step = "cwd"
     try:
         os.chdir(proc.cwd)
@@ -120,6 +125,9 @@ def _become(proc: Process, last_cap: int) -> None:
             step = "capabilities.bounding"
             caps.drop_bounding(capabilities.get("bounding", []), last_cap)
             syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+        if filt is not None and not proc.no_new_privileges:
+            step = "seccomp"
+            seccomp.install(filt)
         step = "user"
         if proc.user.additional_gids or _setgroups_allowed():
             os.setgroups(proc.user.additional_gids)
@@ -132,9 +140,21 @@ def _become(proc: Process, last_cap: int) -> None:
         if proc.no_new_privileges:
             step = "noNewPrivileges"
             syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+            if filt is not None:
+                step = "seccomp"
+                seccomp.install(filt)
     except OSError as exc:
-        _say(f"process.{step}: {exc.strerror or exc}")
+        _say(f"{'linux' if step == 'seccomp' else 'process'}.{step}: {exc.strerror or exc}")
         os._exit(EXIT_SETUP_FAILED)
+
+
+def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
+    if cfg.seccomp is None:
+        return None
+    filt = seccomp.prepare(cfg.seccomp)
+    log.info("seccomp.prepared", instructions=filt.instructions, flags=list(cfg.seccomp.flags),
+             skipped=list(filt.skipped), default_action=cfg.seccomp.default_action.name)
+    return filt
 
 
 def _grantable_ambient(proc: Process, log: Any) -> None:
@@ -166,13 +186,14 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP),
                             user_ns=cfg.has_namespace("user"), sysfs_fallback=cfg.sysfs_fallback)
+        filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
         trio.run(executor.run, steps)
         env = dict(item.split("=", 1) for item in cfg.process.env)
         last = caps.last_cap()
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env,
-            prepare=lambda: _become(cfg.process, last),
+            prepare=lambda: _become(cfg.process, last, filt),
         )
     except SetupError as exc:
         if exc.step == "namespace":

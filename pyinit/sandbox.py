@@ -14,6 +14,7 @@ symlink such as ``/bin -> usr/bin`` is recreated as a symlink), a fresh
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -22,6 +23,8 @@ from typing import Any, NoReturn
 from pyinit import cli
 from pyinit.linux import flags
 from pyinit.oci.config import Config, Mount, Namespace, Process, User
+from pyinit.oci.seccomp import Seccomp, parse_seccomp
+from pyinit.oci.seccomp_default import default_profile
 
 DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
@@ -57,6 +60,11 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
     p.add_argument("--chdir", default="/", metavar="DIR", help="working directory (default /)")
     p.add_argument("--setenv", nargs=2, metavar=("VAR", "VALUE"), action="append", default=[],
                    help="set an environment variable")
+    p.add_argument("--no-seccomp", action="store_true",
+                   help="no seccomp filter (by default: the usual container default for a "
+                   "process without capabilities, as `pyinit spec` writes)")
+    p.add_argument("--seccomp-profile", metavar="FILE",
+                   help="apply the OCI linux.seccomp object in FILE instead of the default")
     p.add_argument("--grace", type=float, default=5.0)
     p.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
     p.add_argument("--log-level", choices=cli.LOG_LEVELS, default="warning")
@@ -117,12 +125,29 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, 
         namespaces.append(Namespace("network"))
     cfg = Config(
         bundle=root, root_path=root, root_readonly=False, root_tmpfs=True,
+        seccomp=None if args.no_seccomp else _seccomp(args.seccomp_profile),
         process=Process(args=args.program, cwd=args.chdir, env=env,
                         user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True),
         hostname=args.hostname, mounts=mounts, namespaces=namespaces,
         dev_setup=any(kind == "dev" for kind, _ in ops),
     )
     return cfg, links
+
+
+def _seccomp(path: str | None) -> Seccomp | None:
+    """The sandbox's profile: FILE's linux.seccomp object, or the default without caps."""
+    doc = default_profile(())
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"--seccomp-profile {path}: {exc}") from None
+    profile, problems = parse_seccomp(doc, "linux.seccomp")
+    if problems:
+        where, reason = problems[0]
+        raise ValueError(f"--seccomp-profile {path}: {where}: {reason}")
+    return profile
 
 
 def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentParser]) -> int:

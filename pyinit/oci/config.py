@@ -19,6 +19,7 @@ from typing import Any
 from pyinit.hooks import Command, parse_command
 from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
+from pyinit.oci.seccomp import Seccomp, parse_seccomp
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 SUPPORTED_NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user")
@@ -132,6 +133,7 @@ class Config:
     sysfs_fallback: bool = False  # pyinit run --sysfs-fallback
     root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
+    seccomp: Seccomp | None = None  # linux.seccomp (pyinit/oci/seccomp.py)
 
     def has_namespace(self, kind: str) -> bool:
         return any(ns.type == kind for ns in self.namespaces)
@@ -334,6 +336,8 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
         for i, path in enumerate(r.strings(linux, key, "linux")):
             _absolute(r, path, f"linux.{key}[{i}]")
             target.append(path)
+    cfg.seccomp, problems = parse_seccomp(linux.get("seccomp"), "linux.seccomp")
+    r.problems += problems
     prop = r.get(linux, "rootfsPropagation", "linux", str, None)
     if prop is not None and prop not in PROPAGATIONS and prop not in flags.PROPAGATION:
         r.problem("linux.rootfsPropagation", f"must be one of {', '.join(PROPAGATIONS)}")

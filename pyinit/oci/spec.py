@@ -1,13 +1,17 @@
 """``pyinit spec``: a default config.json, shaped like the one ``runc spec`` writes.
 
 Differences from runc's: ``terminal`` is false (pyinit passes its stdio
-through), and ``args`` is ``["sh"]`` for a busybox root.
+through), ``args`` is ``["sh"]`` for a busybox root, and ``linux.seccomp``
+holds the usual container default (:mod:`pyinit.oci.seccomp_default`, for
+the capabilities this config keeps), as docker and podman write it.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Any
+
+from pyinit.oci.seccomp_default import default_profile
 
 _CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
@@ -63,6 +67,7 @@ def default_config() -> dict[str, Any]:
             "readonlyPaths": [
                 "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
             ],
+            "seccomp": default_profile(_CAPS),
         },
     }
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pyinit.oci.seccomp_default import default_profile
 from tests.conftest import PYINIT, event
 
 pytestmark = pytest.mark.root
@@ -457,6 +458,8 @@ def test_mounts_in_the_container_never_reach_a_shared_host(tmp_path: Path,
         cfg["root"]["readonly"] = False
         for kind in ("bounding", "effective", "permitted"):
             cfg["process"]["capabilities"][kind].append("CAP_SYS_ADMIN")
+        # The default seccomp profile follows the capabilities: mount is back.
+        cfg["linux"]["seccomp"] = default_profile(cfg["process"]["capabilities"]["bounding"])
         if propagation:
             cfg["linux"]["rootfsPropagation"] = propagation
     edit(bundle, change)

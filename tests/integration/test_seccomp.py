@@ -21,7 +21,8 @@ import pytest
 from pyinit.linux import seccomp as linux_seccomp
 from pyinit.oci.seccomp import parse_seccomp
 from pyinit.oci.seccomp_default import default_profile
-from tests.conftest import HELPERS, PYTHON, helper
+from tests.conftest import HELPERS, PYINIT, PYTHON, event, helper
+from tests.integration.test_run import edit, make_bundle, run_bundle
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
 EACCES, EPERM, ENOSYS, EINVAL = 13, 1, 38, 22
@@ -353,3 +354,138 @@ def test_a_compiled_program_from_a_file_descriptor(tmp_path: Path) -> None:
     assert res.returncode == 125
     assert res.stderr == ("not a seccomp BPF program: 7 bytes (a program is 1 to 4096 "
                           "instructions of 8 bytes)\n")
+
+
+# ------------------------------------------------------------------ pyinit run, pyinit sandbox
+
+def _with_rule(rule: dict[str, Any], *, first: bool = True) -> Any:
+    """An edit() that puts ``rule`` into the bundle's default profile."""
+    def change(cfg: dict[str, Any]) -> None:
+        rules = cfg["linux"]["seccomp"]["syscalls"]
+        for old in rules:  # the rule decides for its names, whatever the allow-list says
+            old["names"] = [n for n in old["names"] if n not in rule["names"]]
+        rules[:] = [r for r in rules if r["names"]]
+        rules.insert(0 if first else len(rules), rule)
+    return change
+
+
+@pytest.mark.root
+def test_run_applies_the_spec_default(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status;"
+                         " mkdir /dev/shm/d && echo mkdir-ok")
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["NoNewPrivs:\t1", "Seccomp:\t2", "mkdir-ok"]
+    prepared = event(res.stderr, "seccomp.prepared")
+    assert prepared["default_action"] == "SCMP_ACT_ERRNO"
+    assert prepared["skipped"] == [] and prepared["flags"] == []
+    assert prepared["instructions"] > 500  # the allow-list, for three architectures
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("no_new_privileges", [True, False])
+def test_run_blocked_mkdir(tmp_path: Path, no_new_privileges: bool) -> None:
+    """With and without noNewPrivileges (then loaded while CAP_SYS_ADMIN is still held)."""
+    bundle = make_bundle(tmp_path, "grep -E '^(Seccomp|NoNewPrivs|CapEff):' /proc/self/status;"
+                         " id -u; mkdir /dev/shm/d; echo rc=$?")
+    edit(bundle, _with_rule({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                             "errnoRet": EACCES}))
+
+    def user(cfg: dict[str, Any]) -> None:
+        cfg["process"]["user"] = {"uid": 65534, "gid": 65534}
+        cfg["process"]["noNewPrivileges"] = no_new_privileges
+    edit(bundle, user)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "CapEff:\t0000000000000000", f"NoNewPrivs:\t{int(no_new_privileges)}", "Seccomp:\t2",
+        "65534", "rc=1"]
+    assert "mkdir: can't create directory '/dev/shm/d': Permission denied" in \
+        res.stderr.splitlines()
+
+
+@pytest.mark.root
+def test_run_kill_process_is_death_by_sigsys(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo before; exec mkdir /dev/shm/d")
+    edit(bundle, _with_rule({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL_PROCESS"}))
+    res = run_bundle(bundle)
+    assert res.returncode == 128 + signal.SIGSYS, res.stderr
+    assert res.stdout == "before\n"
+
+
+@pytest.mark.root
+def test_run_a_filter_that_forbids_execve_stops_the_workload(tmp_path: Path) -> None:
+    """Loaded before exec: a profile without execve leaves the workload unstarted."""
+    bundle = make_bundle(tmp_path, "echo never")
+    edit(bundle, _with_rule({"names": ["execve", "execveat"], "action": "SCMP_ACT_ERRNO",
+                             "errnoRet": EPERM}))
+    res = run_bundle(bundle)
+    assert res.returncode == 126, res.stderr
+    assert res.stdout == ""
+    assert "pyinit: cannot execute 'sh': Operation not permitted" in res.stderr.splitlines()
+
+
+@pytest.mark.root
+def test_run_refuses_a_bad_profile_with_its_path(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo never")
+    edit(bundle, _with_rule({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, first=False))
+
+    def count(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["seccomp"]["syscalls"][-1]["args"] = [
+            {"index": 0, "value": 1, "op": "SCMP_CMP_FOO"}]
+    edit(bundle, count)
+    n = len(json.loads((bundle / "config.json").read_text())["linux"]["seccomp"]["syscalls"])
+    where = f"linux.seccomp.syscalls[{n - 1}]"
+    res = run_bundle(bundle)
+    assert res.returncode == 125
+    assert res.stdout == ""
+    assert res.stderr == (f"pyinit: config.json: {where}.action: SCMP_ACT_NOTIFY is not "
+                          "supported: pyinit has no seccomp agent to answer the notifications "
+                          "(use SCMP_ACT_ERRNO or SCMP_ACT_TRACE) (and 1 more; see pyinit "
+                          "check)\n")
+    check = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                           text=True, check=False)
+    assert check.returncode == 1
+    assert check.stdout.splitlines() == [
+        f"{where}.action: SCMP_ACT_NOTIFY is not supported: pyinit has no seccomp agent to "
+        "answer the notifications (use SCMP_ACT_ERRNO or SCMP_ACT_TRACE)",
+        f"{where}.args[0].op: unknown operator 'SCMP_CMP_FOO'"]
+
+
+def sandbox(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYINIT, "sandbox", *args], capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)
+
+
+_UNSHARE = "grep '^Seccomp:' /proc/self/status; unshare -m true; echo unshare=$?"
+
+
+@pytest.mark.root
+def test_sandbox_applies_the_default_unless_told_not_to() -> None:
+    res = sandbox("--", "sh", "-c", _UNSHARE)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["Seccomp:\t2", "unshare=1"]
+    assert "unshare: unshare failed: Operation not permitted" in res.stderr.splitlines()
+    res = sandbox("--no-seccomp", "--", "sh", "-c", _UNSHARE)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["Seccomp:\t0", "unshare=0"]
+
+
+@pytest.mark.root
+def test_sandbox_seccomp_profile(tmp_path: Path) -> None:
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(deny(["mkdir", "mkdirat"], "SCMP_ACT_ERRNO",
+                                       errnoRet=EACCES)))
+    res = sandbox("--seccomp-profile", str(profile), "--setenv", "LC_ALL", "C", "--", "sh",
+                  "-c", "mkdir /tmp/d; echo rc=$?; " + _UNSHARE)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["rc=1", "Seccomp:\t2", "unshare=0"]
+    assert "mkdir: cannot create directory '/tmp/d': Permission denied" in \
+        res.stderr.splitlines()
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_NOTIFY"}))
+    res = sandbox("--seccomp-profile", str(profile), "--", "true")
+    assert res.returncode == 2
+    assert res.stderr == (f"pyinit sandbox: error: --seccomp-profile {profile}: "
+                          "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY is not supported: "
+                          "pyinit has no seccomp agent to answer the notifications (use "
+                          "SCMP_ACT_ERRNO or SCMP_ACT_TRACE)\n")
