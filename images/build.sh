@@ -48,6 +48,9 @@ find "$dropin" -type f \( -name pyinit -o -name '*.so*' \) -print0 |
     sort -u | while read -r lib; do
         install -D -m 0755 "$(readlink -f "$lib")" "$dropin/lib/$(basename "$lib")"
     done
+# libseccomp is loaded with ctypes (pyinit/linux/seccomp.py), which ldd cannot see.
+seccomp=$(ldconfig -p | awk '/libseccomp\.so\.2 / {print $NF; exit}')
+install -D -m 0755 "$(readlink -f "$seccomp")" "$dropin/lib/libseccomp.so.2"
 command -v patchelf >/dev/null || { echo "patchelf is needed (tools/install.sh)" >&2; exit 1; }
 patchelf --set-interpreter /opt/pyinit/lib/ld-linux-x86-64.so.2 --force-rpath \
     --set-rpath /opt/pyinit/lib "$dropin/pyinit"

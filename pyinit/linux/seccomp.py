@@ -57,6 +57,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -130,9 +131,14 @@ def library() -> ctypes.CDLL:
         try:
             lib = ctypes.CDLL(LIBRARY, use_errno=True)
         except OSError as exc:
-            raise SetupError("seccomp", f"cannot load {LIBRARY}: {exc}", where="linux.seccomp",
-                             hint="install libseccomp 2.5 or newer (Debian: libseccomp2)") \
-                from None
+            # The drop-in binary (images/build.sh) carries its own copy in lib/.
+            own = os.path.join(os.path.dirname(sys.executable), "lib", LIBRARY)
+            try:
+                lib = ctypes.CDLL(own, use_errno=True)
+            except OSError:
+                raise SetupError("seccomp", f"cannot load {LIBRARY}: {exc}",
+                                 where="linux.seccomp", hint="install libseccomp 2.5 or newer "
+                                 "(Debian: libseccomp2)") from None
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
         lib.seccomp_release.restype = None
