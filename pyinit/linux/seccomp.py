@@ -38,6 +38,12 @@ names each one, and ``pyinit run`` logs them (``seccomp.prepared``). A name
 the library knows but the architecture lacks (``socketcall`` on x86_64)
 is handled by libseccomp itself: it applies where the call exists.
 
+Flags (TSYNC, LOG, SPEC_ALLOW) go straight to seccomp(2): libseccomp's
+filter attributes for them (``seccomp_attr_set``) only act in its own
+``seccomp_load``, which pyinit does not call, and they do not change the
+exported program. For the same reason libseccomp's no_new_privs attribute is
+moot: the OCI ``noNewPrivileges`` decides.
+
 Other behaviour, as runc's:
 
 * The native architecture is always in the filter; ``architectures`` adds

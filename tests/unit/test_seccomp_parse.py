@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from pyinit.oci.config import ConfigError, parse
 from pyinit.oci.seccomp import Action, ArgCondition, Rule, Seccomp, parse_seccomp
 from pyinit.oci.seccomp_default import default_profile
+from pyinit.oci.spec import default_config
 
 
 def problems(value: Any) -> list[tuple[str, str]]:
@@ -210,3 +213,22 @@ def test_the_default_profile_parses(machine: str, caps: tuple[str, ...]) -> None
     for never in ("kexec_load", "open_by_handle_at", "init_module", "reboot", "keyctl",
                   "userfaultfd", "io_uring_setup", "pivot_root", "swapon"):
         assert never not in allowed
+
+
+def test_config_json_carries_the_profile_and_its_problems(tmp_path: Path) -> None:
+    (tmp_path / "rootfs").mkdir()
+    doc = default_config()
+    cfg = parse(doc, str(tmp_path))
+    assert cfg.seccomp is not None  # pyinit spec writes the default
+    assert cfg.seccomp.default_action == Action("SCMP_ACT_ERRNO", 1)
+    assert cfg.seccomp.architectures == tuple(default_profile(())["architectures"])
+    doc["linux"]["seccomp"]["syscalls"][2]["args"][0]["op"] = "SCMP_CMP_FOO"
+    doc["linux"]["seccomp"]["flags"] = ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    with pytest.raises(ConfigError) as info:
+        parse(doc, str(tmp_path))
+    assert info.value.problems == [
+        ("linux.seccomp.flags[0]", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV is not supported: "
+         "only applies to SCMP_ACT_NOTIFY, which pyinit does not support"),
+        ("linux.seccomp.syscalls[2].args[0].op", "unknown operator 'SCMP_CMP_FOO'")]
+    del doc["linux"]["seccomp"]
+    assert parse(doc, str(tmp_path)).seccomp is None
