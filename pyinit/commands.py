@@ -150,4 +150,9 @@ def check(bundle: str) -> int:
     sys.stdout.write(f"config.json is valid; the setup plan for {cfg.root_path}:\n")
     for i, step in enumerate(plan.build(cfg), 1):
         sys.stdout.write(f"{i:3}. {step.kind:<11} {step.summary}\n")
+    if cfg.seccomp is not None:
+        sc = cfg.seccomp
+        sys.stdout.write(f"then, just before exec: a seccomp filter (default "
+                         f"{sc.default_action.name}, {len(sc.syscalls)} rules, architectures "
+                         f"{', '.join(sc.architectures) or 'native only'})\n")
     return 0

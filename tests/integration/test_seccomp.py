@@ -382,6 +382,18 @@ def test_run_applies_the_spec_default(tmp_path: Path) -> None:
     assert prepared["instructions"] > 500  # the allow-list, for three architectures
 
 
+def test_check_names_the_filter(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    res = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                         text=True, check=False)
+    assert res.returncode == 0, res.stdout
+    n = len(default_profile(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"])["syscalls"])
+    arches = ", ".join(default_profile()["architectures"])
+    assert res.stdout.splitlines()[-1] == (
+        f"then, just before exec: a seccomp filter (default SCMP_ACT_ERRNO, {n} rules, "
+        f"architectures {arches})")
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("no_new_privileges", [True, False])
 def test_run_blocked_mkdir(tmp_path: Path, no_new_privileges: bool) -> None:
