@@ -151,9 +151,11 @@ def _become(proc: Process, last_cap: int, filt: seccomp.PreparedFilter | None = 
 def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
     if cfg.seccomp is None:
         return None
+    began = time.monotonic_ns()
     filt = seccomp.prepare(cfg.seccomp)
     log.info("seccomp.prepared", instructions=filt.instructions, flags=list(cfg.seccomp.flags),
-             skipped=list(filt.skipped), default_action=cfg.seccomp.default_action.name)
+             skipped=list(filt.skipped), default_action=cfg.seccomp.default_action.name,
+             duration_ms=round((time.monotonic_ns() - began) / 1e6, 3))
     return filt
 
 
