@@ -115,7 +115,9 @@ def _become(proc: Process, last_cap: int, filt: seccomp.PreparedFilter | None = 
             raise OSError(0, f"the working directory is {os.getcwd()}, not {proc.cwd}")
         step = "rlimits"
         for res, _name, soft, hard in proc.rlimits:
-            resource.setrlimit(res, (soft, hard))
+            inf = resource.RLIM_INFINITY  # config.json's 2^64-1 does not fit a C long
+            resource.setrlimit(res, (inf if soft >= 2**63 else soft,
+                                     inf if hard >= 2**63 else hard))
         if proc.oom_score_adj is not None:
             step = "oomScoreAdj"
             with open("/proc/self/oom_score_adj", "w") as fh:

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 from pyinit.linux import syscalls
-
-_NAMES = (  # the kernel's order: the index is the number
-    "CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP "
-    "LINUX_IMMUTABLE NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER "
-    "SYS_MODULE SYS_RAWIO SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE "
-    "SYS_RESOURCE SYS_TIME SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP "
-    "MAC_OVERRIDE MAC_ADMIN SYSLOG WAKE_ALARM BLOCK_SUSPEND AUDIT_READ PERFMON BPF "
-    "CHECKPOINT_RESTORE"
-).split()
-CAPS: dict[str, int] = {f"CAP_{name}": number for number, name in enumerate(_NAMES)}
+from pyinit.linux.capnames import CAPS as CAPS  # re-exported for its users
+from pyinit.linux.capnames import NAMES
 
 
 def last_cap() -> int:
@@ -21,7 +13,7 @@ def last_cap() -> int:
         with open("/proc/sys/kernel/cap_last_cap") as fh:
             return int(fh.read())
     except OSError:
-        return len(_NAMES) - 1
+        return len(NAMES) - 1
 
 
 def mask(numbers: list[int]) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 from pyinit.hooks import Command, parse_command
 from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
+from pyinit.oci import refusals
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -405,6 +406,7 @@ def parse(doc: Any, bundle: str) -> Config:
     for i, m in enumerate(cfg.mounts):
         if m.parsed.is_bind and m.source and not os.path.isabs(m.source):
             cfg.mounts[i].source = os.path.normpath(os.path.join(bundle, m.source))
+    r.problems += refusals.problems(doc, already=r.problems)  # what pyinit does not enforce
     if r.problems:
         raise ConfigError(r.problems)
     return cfg

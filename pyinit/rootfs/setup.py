@@ -23,6 +23,7 @@ from pyinit.hooks import Command
 from pyinit.linux import flags, mountinfo, syscalls
 from pyinit.linux.paths import O_PATH, Root, fd_path, is_char_device, is_dir, readlink
 from pyinit.oci.config import Device, Mount
+from pyinit.oci.refusals import mounted_nodev
 from pyinit.rootfs import cgroups, copyup
 from pyinit.rootfs.plan import Step
 
@@ -136,6 +137,8 @@ class Executor:
             else:
                 syscalls.mount(path, path, None, flags.MS_BIND | flags.MS_REC)
             self.root = Root(path)
+            if not tmpfs:  # no device node of the image is usable (refusals.py)
+                self.r.set_attr_recursive("/", flags.MOUNT_ATTR_NODEV)
         except PermissionError as exc:
             hint = diagnose.explain("rootfs", exc.errno or 0, {"source": path})
             if hint is None and self.user_ns:
@@ -216,6 +219,8 @@ class Executor:
                     self._sysfs_fallback(m, fd, base)
         finally:
             os.close(fd)
+        if mounted_nodev(m) and not opts.cleared & flags.MS_NODEV:  # see oci/refusals.py
+            self.r.set_attr_recursive(m.destination, flags.MOUNT_ATTR_NODEV)
         self._after_mount(m)
         return {"resolved": resolved}
 
@@ -335,6 +340,10 @@ class Executor:
             if not bound:  # a bound host node keeps its owner and mode
                 os.chmod(fd_path(fd), device.file_mode & 0o7777)
                 os.chown(fd_path(fd), device.uid, device.gid)
+            if not bound and kind != stat.S_IFIFO and os.fstatvfs(fd).f_flag & os.ST_NODEV:
+                # /dev of the image, on the nodev root: this node alone is usable.
+                syscalls.mount(fd_path(fd), fd_path(fd), None, flags.MS_BIND)
+                self.r.set_attr_recursive(device.path, 0, flags.MOUNT_ATTR_NODEV)
         finally:
             os.close(fd)
 
@@ -479,7 +488,7 @@ class Executor:
     # ----- finishing --------------------------------------------------------
     async def do_readonly(self, path: str) -> None:
         if path == "/":
-            await self._remount("/", flags.MS_RDONLY, "root.readonly")
+            await self._remount("/", flags.MS_RDONLY | flags.MS_NODEV, "root.readonly")
             return
         try:
             fd = self.r.open(path)
