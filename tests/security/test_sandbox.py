@@ -1,0 +1,66 @@
+"""``pyinit sandbox`` as root: a --ro-bind must stay read-only (finding 5).
+
+bubblewrap drops every capability and sets no_new_privs; a sandbox that
+leaves the program CAP_SYS_ADMIN lets it remount its read-only view of a
+host directory read-write and change the host.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_sandbox import sandbox
+
+FINDING_5 = pytest.mark.xfail(strict=True, reason="issue 9 finding 5: the sandbox leaves the "
+                              "program every capability (CAP_SYS_ADMIN), so it remounts a "
+                              "--ro-bind read-write and writes to the host")
+
+
+def _host_dir(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "file").write_text("original\n")
+    return src
+
+
+def _unchanged(src: Path) -> None:
+    assert sorted(p.name for p in src.iterdir()) == ["file"]
+    assert (src / "file").read_text() == "original\n"
+
+
+@FINDING_5
+def test_ro_bind_cannot_be_made_writable(tmp_path: Path, helpers: dict[str, Path]) -> None:
+    src = _host_dir(tmp_path)
+    res = sandbox("--ro-bind", str(src), "/data", "--ro-bind", str(helpers["remount"].parent),
+                  "/h", "--proc", "/proc", "--", "/h/remount", "/data", "file")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("remount: EPERM\nwrite: EROFS\nmount_setattr: EPERM\n"
+                          "write: EROFS\n")
+    _unchanged(src)
+
+
+def _system() -> list[str]:
+    """Options that show the host's programs read-only (the sandbox's defaults)."""
+    ops = []
+    for path in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/etc"):
+        if os.path.islink(path):
+            ops += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            ops += ["--ro-bind", path, path]
+    return ops
+
+
+@FINDING_5
+def test_mount_remount_rw_fails(tmp_path: Path) -> None:
+    src = _host_dir(tmp_path)
+    res = sandbox(*_system(), "--ro-bind", str(src), "/data", "--proc", "/proc", "--",
+                  "sh", "-c", "mount -o remount,rw /data; echo mount=$?;"  # no /dev/null here
+                  " echo owned > /data/file; echo write=$?")
+    assert res.returncode == 0, res.stderr
+    mount, write = res.stdout.splitlines()
+    assert mount != "mount=0"  # util-linux's exit code for the refusal is its own business
+    assert write == "write=2"  # sh: can't create /data/file: Read-only file system
+    _unchanged(src)
