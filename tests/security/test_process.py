@@ -182,7 +182,9 @@ def test_the_runtime_binary_cannot_be_overwritten(tmp_path: Path, helpers: dict[
 
 
 # ---------------------------------------------------------------- finding 3: devices
-def test_image_device_node_is_unusable(tmp_path: Path, helpers: dict[str, Path]) -> None:
+@pytest.mark.parametrize("readonly", [True, False], ids=["ro-root", "rw-root"])
+def test_image_device_node_is_unusable(tmp_path: Path, helpers: dict[str, Path],
+                                       readonly: bool) -> None:
     # The image ships the host's disk as a world-readable block device; the
     # workload is uid 65534 with no capability. The default deny-all device
     # rule holds without a device cgroup because the root is nodev.
@@ -193,7 +195,8 @@ def test_image_device_node_is_unusable(tmp_path: Path, helpers: dict[str, Path])
     os.chmod(bundle / "rootfs" / "disk", 0o666)
     os.mknod(bundle / "rootfs" / "zero", 0o20666, os.makedev(1, 5))
     os.chmod(bundle / "rootfs" / "zero", 0o666)
-    edit(bundle, lambda c: c["process"].update(user={"uid": 65534, "gid": 65534}))
+    edit(bundle, lambda c: (c["process"].update(user={"uid": 65534, "gid": 65534}),
+                            c["root"].update(readonly=readonly)))
     res = run_bundle(bundle)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "done\n"
