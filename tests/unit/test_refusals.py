@@ -207,7 +207,7 @@ def test_which_mounts_pyinit_makes_nodev(kind: str, is_bind: bool, nodev: bool) 
     class M:
         type = kind
 
-        class parsed:  # noqa: N801
+        class parsed:
             pass
     M.parsed.is_bind = is_bind  # type: ignore[attr-defined]
     assert refusals.mounted_nodev(M) is nodev
