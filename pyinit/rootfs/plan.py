@@ -12,7 +12,6 @@ from typing import Any
 
 from pyinit.linux import flags
 from pyinit.oci.config import Config, Device, Mount
-from pyinit.oci.refusals import mounted_nodev
 
 # The devices every container gets (config-linux.md "Default Devices"):
 # name -> (major, minor). /dev/ptmx and /dev/console are handled separately.
@@ -54,11 +53,8 @@ def _final_propagation(cfg: Config) -> int | None:
 
 def _mount_summary(m: Mount) -> str:
     parts = [f"{m.type} {m.source or '-'} on {m.destination}"]
-    shown = m.parsed.flags
-    if mounted_nodev(m) and not m.parsed.cleared & flags.MS_NODEV:
-        shown |= flags.MS_NODEV  # added by the executor (oci/refusals.py)
-    if shown:
-        parts.append(flags.names(shown))
+    if m.parsed.flags:
+        parts.append(flags.names(m.parsed.flags))
     if m.parsed.data:
         parts.append(",".join(m.parsed.data))
     return " ".join(parts)
@@ -74,7 +70,7 @@ def build(cfg: Config) -> list[Step]:
         Step("propagation", f"/ {flags.names(prop)} (no mount reaches the host)",
              {"flags": prop}),
         Step("rootfs", f"a fresh tmpfs on {cfg.root_path}" if cfg.root_tmpfs
-             else f"bind {cfg.root_path} onto itself, nodev",
+             else f"bind {cfg.root_path} onto itself",
              {"path": cfg.root_path, "tmpfs": cfg.root_tmpfs}),
     ]
     for m in cfg.mounts:
