@@ -287,20 +287,3 @@ def test_config_parse_reports_refusals_once_each(tmp_path: Path) -> None:
 def test_resources_must_be_an_object() -> None:
     assert refused(lambda d: d["linux"].update(resources=[])) == [
         ("linux.resources", "must be an object, not list")]
-
-
-def test_the_plan_shows_the_nodev_pyinit_adds(tmp_path: Path) -> None:
-    from pyinit.rootfs import plan
-
-    (tmp_path / "rootfs").mkdir()
-    doc = default_config()
-    doc["linux"].pop("resources")  # no deny rule: "dev" is allowed
-    doc["mounts"] += [{"destination": "/a", "type": "bind", "source": "/tmp", "options": ["bind"]},
-                      {"destination": "/b", "type": "bind", "source": "/tmp",
-                       "options": ["bind", "dev"]}]
-    steps = plan.build(parse(doc, str(tmp_path)))
-    assert steps[1].summary == f"bind {tmp_path}/rootfs onto itself, nodev"
-    summaries = [s.summary for s in steps if s.kind == "mount"]
-    assert summaries[0] == "proc proc on /proc MS_NODEV"
-    assert summaries[1].startswith("tmpfs tmpfs on /dev MS_NOSUID|MS_STRICTATIME ")  # holds nodes
-    assert summaries[-2:] == ["bind /tmp on /a MS_NODEV|MS_BIND", "bind /tmp on /b MS_BIND"]
