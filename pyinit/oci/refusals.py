@@ -35,7 +35,7 @@ _CGROUPS = "refused: pyinit does not manage cgroups yet, so this limit would not
 _LSM = "refused: pyinit does not apply {} yet, so the process would run unconfined by it"
 
 # JSON path -> why pyinit refuses it. Fields not listed are either enforced
-# (docs/config.md has the table) or handled elsewhere (linux.seccomp).
+# (docs/config.md has the table); linux.seccomp is oci/seccomp.py's.
 UNENFORCED: dict[str, str] = {
     "process.apparmorProfile": _LSM.format("AppArmor profiles"),
     "process.selinuxLabel": _LSM.format("SELinux labels"),
