@@ -1,0 +1,425 @@
+"""A container's cgroup: create it in every hierarchy, apply the limits and the device
+rules, put processes in, tell whether the OOM killer fired, remove it.
+
+The process model calls, in this order (see docs/cgroups.md):
+
+1. ``host = detect()`` and ``decision = placement(host, spec, container_id)``: rootless
+   without a writable (delegated) cgroup means no limits and one warning;
+2. ``cg = create(host, spec, container_id)`` before the workload exists (creates, locks,
+   applies; on any failure removes what it made and raises SetupError naming the field);
+3. ``cg.add(pid)`` for the container's first process, before it unshares its cgroup
+   namespace and before it execs anything;
+4. after the container's init has exited: ``cg.oom()`` for the evidence, then
+   ``cg.remove()``.
+
+``sweep()`` removes the cgroups of pyinit parents that died (SIGKILL) before step 4.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from pyinit.cgroups import devicefilter, mapping
+from pyinit.cgroups.host import Hierarchy, Host
+from pyinit.errors import SetupError
+from pyinit.linux import bpf, cgroupfs
+from pyinit.oci.resources import CgroupSpec, DevicePolicy, default_path, device_policy
+
+STATE_DIR = "/run/pyinit/cgroups"  # one lock file per live container cgroup
+STEP = "cgroup"
+
+
+@dataclass
+class Cgroup:
+    path: str  # as resolved from the config ("/pyinit/web", or relative)
+    dirs: dict[str, str]  # hierarchy name -> the container's directory in it
+    host: Host
+    created: list[str] = field(default_factory=list)  # removed by remove(), deepest last
+    lock_path: str | None = None
+    lock_fd: int | None = None
+
+    def directory(self, controller: str) -> str:
+        """The directory holding ``controller``'s files ("unified" for the v2 hierarchy)."""
+        hier = self.host.unified if controller == "unified" else self.host.v1(controller)
+        if hier is None:
+            raise KeyError(controller)
+        return self.dirs[hier.name]
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` into the container's cgroup in every hierarchy."""
+        for name, directory in self.dirs.items():
+            try:
+                cgroupfs.write(directory, "cgroup.procs", str(pid))
+            except OSError as exc:
+                raise SetupError.from_os(STEP, f"add pid {pid} to {directory}/cgroup.procs",
+                                         exc, hierarchy=name) from None
+
+    def read(self, controller: str, name: str) -> str:
+        return cgroupfs.read(self.directory(controller), name).strip()
+
+    def oom(self) -> OomEvidence | None:
+        return oom_evidence(self)
+
+    def remove(self) -> None:
+        """rmdir every directory pyinit created (leaves first), SIGKILLing and waiting out
+        whatever is still inside; then drop the lock. Empty parents it created go too."""
+        errors = []
+        for directory in reversed(self.created):
+            try:
+                leaf = directory in self.dirs.values()
+                cgroupfs.remove(directory, kill=leaf)
+            except OSError as exc:
+                if exc.errno in (errno.ENOTEMPTY, errno.EBUSY) and \
+                        directory not in self.dirs.values():
+                    continue  # a parent another container still uses
+                errors.append(f"{directory}: {exc.strerror}")
+        self.created = []
+        if self.lock_fd is not None:
+            if not errors and self.lock_path:
+                try:
+                    os.unlink(self.lock_path)
+                except FileNotFoundError:
+                    pass
+            os.close(self.lock_fd)
+            self.lock_fd = None
+        if errors:
+            raise SetupError(STEP, "cannot remove " + "; ".join(errors))
+
+
+# ------------------------------------------------------------------ placement
+@dataclass(frozen=True)
+class Placement:
+    """Whether limits can be enforced here, and why (pyinit diagnose prints ``reason``)."""
+
+    enforce: bool
+    reason: str
+    warning: str | None = None
+
+
+def cgroup_path(spec: CgroupSpec, container_id: str) -> str:
+    return spec.path or default_path(container_id)
+
+
+def _first_existing(directory: str) -> str:
+    while not os.path.isdir(directory):
+        directory = os.path.dirname(directory)
+    return directory
+
+
+def placement(host: Host, spec: CgroupSpec, container_id: str,
+              euid: int | None = None) -> Placement:
+    """Can this process create the container's cgroup? Real root on a host with cgroups
+    can; an unprivileged user can where every directory it must create under is writable
+    to it (a delegated subtree). Otherwise: no limits, no device cgroup, one warning."""
+    uid = os.geteuid() if euid is None else euid
+    if host.mode == "none":
+        return Placement(False, "this host has no cgroup filesystem under /sys/fs/cgroup",
+                         _warning(spec, "no cgroup filesystem is mounted"))
+    path = cgroup_path(spec, container_id)
+    for hier in host.hierarchies:
+        parent = _first_existing(hier.directory(hier.resolve(path)))
+        if not os.access(parent, os.W_OK | os.X_OK):
+            why = f"{parent} is not writable by uid {uid}"
+            return Placement(False, f"no write access: {why}", _warning(spec, why))
+    how = "as root" if uid == 0 else "in a cgroup subtree delegated to uid " + str(uid)
+    return Placement(True, f"cgroup {path} in every hierarchy ({host.mode} host), {how}")
+
+
+def _warning(spec: CgroupSpec, why: str) -> str | None:
+    if not spec.resources.limits_anything and not spec.resources.devices:
+        return None
+    return (f"cgroups: {why}; the container runs without resource limits or device rules "
+            "(linux.resources is not enforced)")
+
+
+# --------------------------------------------------------------------- create
+def _lock(state_dir: str, path: str) -> tuple[str, int]:
+    """Hold a lock file for this cgroup path while the container lives: the sweep
+    removes only cgroups whose lock nobody holds (the owner died)."""
+    os.makedirs(state_dir, mode=0o700, exist_ok=True)
+    lock_path = os.path.join(state_dir, quote(path, safe="") + ".lock")
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SetupError(STEP, f"cgroup {path} belongs to another running container",
+                             where="linux.cgroupsPath") from None
+        try:
+            same = os.stat(lock_path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:  # else a sweep unlinked it between open and flock: take a fresh one
+            return lock_path, fd
+        os.close(fd)
+
+
+def _record(cg: Cgroup) -> None:
+    assert cg.lock_fd is not None
+    data = json.dumps({"path": cg.path, "created": cg.created}).encode()
+    os.ftruncate(cg.lock_fd, 0)
+    os.pwrite(cg.lock_fd, data, 0)
+
+
+def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str = STATE_DIR,
+           v1_devices: bool = True, bpf_devices: bool = True) -> Cgroup:
+    """Create the container's cgroup everywhere and apply ``spec``; on failure nothing is
+    left behind. ``v1_devices``/``bpf_devices`` choose the device mechanisms (both, on a
+    hybrid host; tests take one at a time)."""
+    if host.mode == "none":
+        raise SetupError(STEP, "this host has no cgroup filesystem under /sys/fs/cgroup")
+    path = cgroup_path(spec, container_id)
+    version = 2 if host.mode == "v2" else 1
+    writes, problems = mapping.plan(spec.resources, version)
+    if problems:
+        where, reason = problems[0]
+        raise SetupError(STEP, reason, where=where)
+    for write in writes:
+        _check_controller(host, write)
+    lock_path, lock_fd = _lock(state_dir, path)
+    dirs = {h.name: h.directory(h.resolve(path)) for h in host.hierarchies}
+    cg = Cgroup(path, dirs, host, [], lock_path, lock_fd)
+    try:
+        for hier in host.hierarchies:
+            _make(cg, hier)
+        if version == 2:
+            _enable_controllers(cg, {w.controller for w in writes if w.controller != "cgroup"})
+        for write in writes:
+            _apply(cg, write)
+        policy = device_policy(spec.device_rules())
+        devices = host.v1("devices")
+        if v1_devices and devices is not None:
+            _apply_v1_devices(cg.dirs[devices.name], policy)
+        if bpf_devices and host.unified is not None:
+            _attach_device_program(cg.dirs[host.unified.name], policy)
+    except BaseException:
+        cg.remove()
+        raise
+    return cg
+
+
+def _check_controller(host: Host, write: mapping.Write) -> None:
+    if write.version == 2 and host.unified is None:
+        raise SetupError(STEP, f"needs cgroup v2, and this host has only v1 hierarchies "
+                         f"({', '.join(host.v1_controllers)})", where=write.where)
+    if write.version == 1 and host.v1(write.controller) is None:
+        raise SetupError(STEP, f"the {write.controller} controller is not mounted on this host "
+                         f"(cgroup v1 controllers: {', '.join(host.v1_controllers)})",
+                         where=write.where)
+
+
+def _make(cg: Cgroup, hier: Hierarchy) -> None:
+    directory = cg.dirs[hier.name]
+    try:
+        made = cgroupfs.make(directory, hier.mount_point)
+    except OSError as exc:
+        raise SetupError.from_os(STEP, f"mkdir {directory}", exc) from None
+    cg.created += made
+    _record(cg)
+    if "cpuset" in hier.controllers and made:
+        # A new v1 cpuset starts with no cpus and no memory nodes, and no process can
+        # join it then (ENOSPC): copy each new level's from its parent, as runc does.
+        for new in made:
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                try:
+                    if not cgroupfs.read(new, name).strip():
+                        cgroupfs.write(new, name, cgroupfs.read(os.path.dirname(new), name))
+                except OSError as exc:
+                    raise SetupError.from_os(STEP, f"write {new}/{name}", exc) from None
+
+
+def _enable_controllers(cg: Cgroup, wanted: set[str]) -> None:
+    """v2: a controller's files appear in a cgroup once its parent lists it in
+    cgroup.subtree_control; enable it from the hierarchy's root down, as runc does."""
+    unified = cg.host.unified
+    assert unified is not None
+    leaf = cg.dirs[unified.name]
+    chain = []
+    directory = os.path.dirname(leaf)
+    while True:
+        chain.append(directory)
+        if directory == unified.mount_point or directory == "/":
+            break
+        directory = os.path.dirname(directory)
+    for directory in reversed(chain):
+        available = set(cgroupfs.read(directory, "cgroup.controllers").split())
+        enabled = set(cgroupfs.read(directory, "cgroup.subtree_control").split())
+        for ctrl in sorted(wanted - enabled):
+            if ctrl not in available:
+                raise SetupError(STEP, f"the {ctrl} controller is not available in "
+                                 f"{directory} (cgroup.controllers: "
+                                 f"{' '.join(sorted(available)) or 'none'})")
+            try:
+                cgroupfs.write(directory, "cgroup.subtree_control", f"+{ctrl}")
+            except OSError as exc:
+                raise SetupError.from_os(STEP, f"enable {ctrl} in {directory}", exc) from None
+
+
+def _apply(cg: Cgroup, write: mapping.Write) -> None:
+    directory = cg.directory("unified") if write.version == 2 else cg.directory(write.controller)
+    for name, value in write.choices:
+        if cgroupfs.exists(directory, name):
+            try:
+                cgroupfs.write(directory, name, value)
+            except OSError as exc:
+                raise SetupError.from_os(STEP, f"write {value!r} to {directory}/{name}", exc,
+                                         where=write.where) from None
+            return
+    names = " or ".join(name for name, _ in write.choices)
+    if write.version == 2 and write.controller != "cgroup":
+        reason = (f"{directory} has no {names}: is the {write.controller} controller enabled "
+                  "in the unified hierarchy?")
+    else:
+        reason = f"{directory} has no {names}: this kernel does not offer it"
+    raise SetupError(STEP, reason, where=write.where)
+
+
+def _apply_v1_devices(directory: str, policy: DevicePolicy) -> None:
+    for name, line in policy.v1_writes():
+        try:
+            cgroupfs.write(directory, name, line)
+        except OSError as exc:
+            raise SetupError.from_os(STEP, f"write {line!r} to {directory}/{name}", exc,
+                                     where="linux.resources.devices") from None
+
+
+def _attach_device_program(directory: str, policy: DevicePolicy) -> None:
+    code = devicefilter.assemble(policy)
+    try:
+        prog = bpf.load_device_program(code)
+    except OSError as exc:
+        raise SetupError.from_os(STEP, "load the device eBPF program", exc,
+                                 where="linux.resources.devices") from None
+    try:
+        cgroup_fd = bpf.open_cgroup(directory)
+        try:
+            bpf.attach_device_program(cgroup_fd, prog)
+        finally:
+            os.close(cgroup_fd)
+    except OSError as exc:
+        raise SetupError.from_os(STEP, f"attach the device eBPF program to {directory}", exc,
+                                 where="linux.resources.devices") from None
+    finally:
+        os.close(prog)  # the cgroup holds its own reference
+
+
+# ------------------------------------------------------------------------ OOM
+@dataclass(frozen=True)
+class OomEvidence:
+    cgroup: str  # the memory cgroup's directory
+    kills: int  # processes the OOM killer killed in it
+    limit: int | None  # bytes; None = no limit
+    peak: int | None  # bytes
+
+    def hint(self) -> str:
+        limit = "no memory limit" if self.limit is None else f"the memory limit of " \
+            f"{_size(self.limit)}"
+        peak = "" if self.peak is None else f" (peak usage {_size(self.peak)})"
+        return (f"the kernel's OOM killer killed {self.kills} process"
+                f"{'es' if self.kills != 1 else ''} in cgroup {self.cgroup}: the container "
+                f"reached {limit}{peak}; raise linux.resources.memory.limit")
+
+    def log_fields(self) -> dict[str, object]:
+        return {"cgroup": self.cgroup, "kills": self.kills, "limit": self.limit,
+                "peak": self.peak}
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} bytes"
+
+
+def _counter(text: str, key: str) -> int:
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == key:
+            return int(value)
+    return 0
+
+
+def oom_evidence(cg: Cgroup) -> OomEvidence | None:
+    """Evidence that the OOM killer fired in the container's memory cgroup, or None.
+
+    v1: ``oom_kill`` in memory.oom_control, the limit in memory.limit_in_bytes (the
+    kernel's "unlimited" is a page-rounded INT64_MAX), the peak in
+    memory.max_usage_in_bytes. v2: ``oom_kill`` in memory.events, memory.max and
+    memory.peak."""
+    host = cg.host
+    if host.v1("memory") is not None:
+        directory = cg.directory("memory")
+        kills = _counter(cgroupfs.read(directory, "memory.oom_control"), "oom_kill")
+        raw_limit = int(cgroupfs.read(directory, "memory.limit_in_bytes"))
+        limit = None if raw_limit >= (1 << 62) else raw_limit
+        peak: int | None = int(cgroupfs.read(directory, "memory.max_usage_in_bytes"))
+    elif host.unified is not None and host.mode == "v2":
+        directory = cg.directory("unified")
+        if not cgroupfs.exists(directory, "memory.events"):
+            return None
+        kills = _counter(cgroupfs.read(directory, "memory.events"), "oom_kill")
+        text = cgroupfs.read(directory, "memory.max").strip()
+        limit = None if text == "max" else int(text)
+        peak = int(cgroupfs.read(directory, "memory.peak")) \
+            if cgroupfs.exists(directory, "memory.peak") else None
+    else:
+        return None
+    if kills == 0:
+        return None
+    return OomEvidence(directory, kills, limit, peak)
+
+
+# ---------------------------------------------------------------------- sweep
+@dataclass(frozen=True)
+class SweepResult:
+    removed: tuple[str, ...]
+    kept: tuple[tuple[str, str], ...]  # (directory, why)
+
+
+def sweep(state_dir: str = STATE_DIR) -> SweepResult:
+    """Remove the cgroups of containers whose pyinit died without cleaning up.
+
+    Each live container holds an flock on its lock file; a lock nobody holds
+    belongs to a dead owner. Its cgroups are removed when no process is left in
+    them; a cgroup with processes (an orphaned container still running) is kept
+    and reported, never killed."""
+    removed: list[str] = []
+    kept: list[tuple[str, str]] = []
+    try:
+        names = sorted(os.listdir(state_dir))
+    except FileNotFoundError:
+        return SweepResult((), ())
+    for name in names:
+        lock_path = os.path.join(state_dir, name)
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # its owner is alive
+            raw = os.pread(fd, 1 << 20, 0)
+            created = json.loads(raw)["created"] if raw else []
+            busy = [d for d in created if cgroupfs.procs(d)]
+            if busy:
+                kept += [(d, "processes still run in it") for d in busy]
+                continue
+            for directory in reversed(created):
+                try:
+                    cgroupfs.remove(directory, kill=False, attempts=1)
+                    removed.append(directory)
+                except OSError as exc:
+                    kept.append((directory, exc.strerror or str(exc)))
+            if not any(os.path.isdir(d) for d in created):
+                os.unlink(lock_path)
+        finally:
+            os.close(fd)
+    return SweepResult(tuple(removed), tuple(kept))

@@ -1,0 +1,345 @@
+"""Real cgroups on this host: limits, the pids limit, OOM kills, device rules, cleanup.
+
+Every test uses a cgroup path of its own (``/pyinit-test-<token>/c``) and a
+lock directory under tmp_path, and checks that nothing is left in any
+hierarchy afterwards. The processes put into cgroups are Python children that
+wait on a pipe until the test has moved them, so what they do happens inside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyinit import cgroups
+from pyinit.cgroups.host import Host
+from pyinit.cgroups.manager import Cgroup
+from pyinit.errors import SetupError
+from pyinit.linux import bpf
+from pyinit.oci import resources
+from tests.conftest import ROOT
+from tests.integration.test_rootless import runtime
+
+pytestmark = pytest.mark.root
+__all__ = ["runtime"]  # the fixture, for test_rootless_without_a_writable_cgroup
+MiB = 1 << 20
+
+
+@pytest.fixture
+def host() -> Host:
+    found = cgroups.detect()
+    assert found.mode == "hybrid", "these tests are written for this project's hybrid host"
+    return found
+
+
+@pytest.fixture
+def top(host: Host) -> Iterator[str]:
+    """A unique top-level cgroup name; asserts that no directory of it is left."""
+    name = f"/pyinit-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    left = [h.directory(name) for h in host.hierarchies if os.path.exists(h.directory(name))]
+    for directory in sorted(left, reverse=True):
+        for sub, _dirs, _files in sorted(os.walk(directory), reverse=True):
+            os.rmdir(sub)
+    assert left == [], f"cgroup directories left behind: {left}"
+
+
+def spec_of(path: str, res: dict[str, Any], devices: list[Any] | None = None
+            ) -> resources.CgroupSpec:
+    linux: dict[str, Any] = {"cgroupsPath": path, "resources": res}
+    if devices is not None:
+        linux["devices"] = devices
+    spec, problems = resources.parse(linux)
+    assert problems == []
+    return spec
+
+
+def run_inside(cg: Cgroup, code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a Python child that joins ``cg`` before it starts."""
+    r, w = os.pipe()
+    prelude = f"import os, sys\nos.read({r}, 1)\n"
+    child = subprocess.Popen([sys.executable, "-c", prelude + code], pass_fds=(r,),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    os.close(r)
+    try:
+        cg.add(child.pid)
+    finally:
+        os.write(w, b"go")
+        os.close(w)
+    out, err = child.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(child.args, child.returncode, out, err)
+
+
+def test_limits_read_back_from_the_files(host: Host, top: str, tmp_path: Path) -> None:
+    spec = spec_of(f"{top}/c", {
+        "memory": {"limit": 64 * MiB, "reservation": 32 * MiB, "swap": 128 * MiB,
+                   "swappiness": 10},
+        "cpu": {"shares": 512, "quota": 50000, "period": 100000, "cpus": "0", "mems": "0"},
+        "pids": {"limit": 20},
+        "blockIO": {"weight": 500},
+    })
+    cg = cgroups.create(host, spec, "ignored", state_dir=str(tmp_path / "state"))
+    try:
+        expected_dirs = {h.name: f"{h.mount_point}{top}/c" for h in host.hierarchies}
+        assert cg.dirs == expected_dirs
+        done = run_inside(cg, "print(open('/proc/self/cgroup').read(), end='')")
+        assert done.returncode == 0, done.stderr
+        ours = Path("/proc/self/cgroup").read_text().splitlines()
+        assert sorted(done.stdout.splitlines()) == sorted(
+            f"{line.split(':')[0]}:{line.split(':')[1]}:{top}/c" for line in ours)
+        assert [cg.read("memory", f) for f in ("memory.limit_in_bytes",
+                                               "memory.soft_limit_in_bytes",
+                                               "memory.memsw.limit_in_bytes",
+                                               "memory.swappiness")] == \
+            [str(64 * MiB), str(32 * MiB), str(128 * MiB), "10"]
+        assert [cg.read("cpu", f) for f in ("cpu.shares", "cpu.cfs_quota_us",
+                                            "cpu.cfs_period_us")] == ["512", "50000", "100000"]
+        assert [cg.read("cpuset", f) for f in ("cpuset.cpus", "cpuset.mems")] == ["0", "0"]
+        assert cg.read("pids", "pids.max") == "20"
+        assert cg.read("blkio", "blkio.bfq.weight") == "500"
+    finally:
+        cg.remove()
+    assert [d for d in cg.dirs.values() if os.path.exists(d)] == []
+    assert os.listdir(tmp_path / "state") == []
+
+
+def test_a_fork_loop_stops_at_the_pids_limit(host: Host, top: str, tmp_path: Path) -> None:
+    cg = cgroups.create(host, spec_of(f"{top}/c", {"pids": {"limit": 10}}), "x",
+                        state_dir=str(tmp_path))
+    try:
+        done = run_inside(cg, """
+import errno
+r, w = os.pipe()
+n = 0
+while True:
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        print(n, errno.errorcode[exc.errno])
+        break
+    if pid == 0:
+        os.close(w)
+        os.read(r, 1)
+        os._exit(0)
+    n += 1
+os.close(w)
+for _ in range(n):
+    os.wait()
+""")
+        assert (done.returncode, done.stdout, done.stderr) == (0, "9 EAGAIN\n", "")
+        assert cg.read("pids", "pids.events") == "max 1"
+    finally:
+        cg.remove()
+
+
+def test_a_memory_hog_is_oom_killed_and_explained(host: Host, top: str,
+                                                   tmp_path: Path) -> None:
+    cg = cgroups.create(host, spec_of(f"{top}/c", {"memory": {"limit": 32 * MiB}}), "x",
+                        state_dir=str(tmp_path))
+    try:
+        assert cg.oom() is None
+        done = run_inside(cg, "hog = b'x' * (256 << 20)\nprint('survived')")
+        assert (done.returncode, done.stdout) == (-signal.SIGKILL, "")
+        evidence = cg.oom()
+        peak = int(cg.read("memory", "memory.max_usage_in_bytes"))
+        assert evidence == cgroups.OomEvidence(f"/sys/fs/cgroup/memory{top}/c", 1, 32 * MiB,
+                                               peak)
+        assert 24 * MiB <= peak <= 32 * MiB
+        assert evidence.hint() == (
+            f"the kernel's OOM killer killed 1 process in cgroup /sys/fs/cgroup/memory{top}/c:"
+            f" the container reached the memory limit of 32 MiB (peak usage "
+            f"{cgroups.manager._size(peak)}); raise linux.resources.memory.limit")
+    finally:
+        cg.remove()
+
+
+DEFAULT_LIST = ["c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm",
+                "c 1:9 rwm", "c 5:0 rwm", "c 5:1 rwm", "c 5:2 rwm", "c 136:* rwm"]
+OPEN = """
+import errno, sys
+for path, flags in (("/dev/null", os.O_RDWR), (sys.argv[1], os.O_RDONLY),
+                    (sys.argv[1], os.O_WRONLY)):
+    try:
+        os.close(os.open(path, flags))
+        print("ok")
+    except OSError as exc:
+        print(errno.errorcode[exc.errno])
+"""
+
+
+@pytest.mark.parametrize("mechanism", ["v1", "ebpf"])
+def test_device_rules_deny_then_allow_a_block_device(host: Host, top: str, tmp_path: Path,
+                                                     mechanism: str) -> None:
+    """A node for loop0 (7:0) in a tmp dir: refused under the defaults, readable (and
+    only readable) once a rule allows ``r``; through one mechanism at a time."""
+    node = tmp_path / "loop"
+    os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    only = {"v1_devices": mechanism == "v1", "bpf_devices": mechanism == "ebpf"}
+    results = []
+    for i, rules in enumerate([
+        [{"allow": False, "access": "rwm"}],
+        [{"allow": False, "access": "rwm"},
+         {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"}],
+    ]):
+        spec = spec_of(f"{top}/c{i}", {"devices": rules})
+        cg = cgroups.create(host, spec, "x", state_dir=str(tmp_path / "state"), **only)
+        try:
+            if mechanism == "ebpf":
+                fd = bpf.open_cgroup(cg.dirs["unified"])
+                try:
+                    assert len(bpf.attached_device_programs(fd)) == 1
+                finally:
+                    os.close(fd)
+            else:
+                assert cg.read("devices", "devices.list").splitlines() == (
+                    ["b 7:0 r"] if i else []) + DEFAULT_LIST
+            done = run_inside(cg, f"sys.argv.append({str(node)!r})\n{OPEN}")
+            results.append(done.stdout.split())
+        finally:
+            cg.remove()
+    assert results == [["ok", "EPERM", "EPERM"], ["ok", "ok", "EPERM"]]
+
+
+def test_without_device_rules_the_node_opens(host: Host, top: str, tmp_path: Path) -> None:
+    """The control for the test above: the same node, no mechanism, opens."""
+    node = tmp_path / "loop"
+    os.mknod(node, stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    cg = cgroups.create(host, spec_of(f"{top}/c", {}), "x", state_dir=str(tmp_path / "s"),
+                        v1_devices=False, bpf_devices=False)
+    try:
+        done = run_inside(cg, f"sys.argv.append({str(node)!r})\n{OPEN}")
+        assert done.stdout.split() == ["ok", "ok", "ok"]
+    finally:
+        cg.remove()
+
+
+def test_a_field_the_host_cannot_apply_names_its_path_and_leaves_nothing(
+        host: Host, top: str, tmp_path: Path) -> None:
+    spec = spec_of(f"{top}/c", {"hugepageLimits": [{"pageSize": "2MB", "limit": 2 * MiB}]})
+    with pytest.raises(SetupError) as info:
+        cgroups.create(host, spec, "x", state_dir=str(tmp_path))
+    assert str(info.value) == (
+        "linux.resources.hugepageLimits[0]: cgroup: the hugetlb controller is not mounted on "
+        "this host (cgroup v1 controllers: blkio, cpu, cpuacct, cpuset, devices, freezer, "
+        "memory, pids)")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_write_removes_what_was_created(host: Host, top: str, tmp_path: Path) -> None:
+    spec = spec_of(f"{top}/c", {"pids": {"limit": 5}, "cpu": {"cpus": "63"}})
+    with pytest.raises(SetupError) as info:
+        cgroups.create(host, spec, "x", state_dir=str(tmp_path))
+    assert str(info.value) == (
+        f"linux.resources.cpu.cpus: cgroup: write '63' to /sys/fs/cgroup/cpuset{top}/c/"
+        "cpuset.cpus: Numerical result out of range")
+    assert os.listdir(tmp_path) == []
+    # the top fixture asserts that no directory is left in any hierarchy
+
+
+def test_remove_kills_and_drains_what_is_still_inside(host: Host, top: str,
+                                                       tmp_path: Path) -> None:
+    cg = cgroups.create(host, spec_of(f"{top}/c", {}), "x", state_dir=str(tmp_path))
+    r, w = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", f"import os; os.read({r}, 1)"],
+                             pass_fds=(r,))
+    os.close(r)
+    cg.add(child.pid)
+    cg.remove()
+    assert child.wait(timeout=30) == -signal.SIGKILL
+    os.close(w)
+
+
+def test_the_sweep_removes_the_cgroup_of_a_killed_owner(host: Host, top: str,
+                                                        tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    owner = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from pyinit import cgroups
+from pyinit.oci import resources
+spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{"pids": {{"limit": 5}}}}}})
+cg = cgroups.create(cgroups.detect(), spec, "x", state_dir="{state}")
+print("ready", flush=True)
+sys.stdin.read()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert owner.stdout is not None
+    assert owner.stdout.readline() == "ready\n"
+    live = cgroups.sweep(str(state))
+    assert live == cgroups.SweepResult((), ())
+    owner.kill()
+    owner.wait()
+    [lock] = os.listdir(state)
+    created = json.loads((state / lock).read_text())["created"]
+    assert sorted(created) == sorted(
+        [f"{h.mount_point}{top}" for h in host.hierarchies]
+        + [f"{h.mount_point}{top}/c" for h in host.hierarchies])
+    swept = cgroups.sweep(str(state))
+    assert sorted(swept.removed) == sorted(created)
+    assert swept.kept == ()
+    assert os.listdir(state) == []
+
+
+def test_placement_as_root(host: Host, top: str) -> None:
+    spec = spec_of(f"{top}/c", {"pids": {"limit": 5}})
+    assert cgroups.placement(host, spec, "x") == cgroups.Placement(
+        True, f"cgroup {top}/c in every hierarchy (hybrid host), as root")
+
+
+def test_rootless_without_a_writable_cgroup(runtime: tuple[str, int, int], top: str) -> None:
+    """As an unprivileged user: no limits, and the one warning that says so."""
+    python, uid, gid = runtime
+    code = f"""
+from pyinit import cgroups
+from pyinit.oci import resources
+spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{"pids": {{"limit": 5}}}}}})
+decision = cgroups.placement(cgroups.detect(), spec, "x")
+print(decision.enforce)
+print(decision.reason)
+print(decision.warning)
+"""
+    done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                           python, "-c", code], capture_output=True, text=True, timeout=60,
+                          check=False, cwd="/")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "False",
+        f"no write access: /sys/fs/cgroup/cpu is not writable by uid {uid}",
+        f"cgroups: /sys/fs/cgroup/cpu is not writable by uid {uid}; the container runs "
+        "without resource limits or device rules (linux.resources is not enforced)",
+    ]
+
+
+def test_rootless_with_a_delegated_cgroup(runtime: tuple[str, int, int], host: Host,
+                                          top: str) -> None:
+    """A cgroup the user owns in every hierarchy (what Delegate=yes gives on v2) is used."""
+    python, uid, gid = runtime
+    for hier in host.hierarchies:
+        os.mkdir(hier.directory(top))
+        os.chown(hier.directory(top), uid, gid)
+    code = f"""
+from pyinit import cgroups
+from pyinit.oci import resources
+spec, _ = resources.parse({{"cgroupsPath": "{top}/c"}})
+decision = cgroups.placement(cgroups.detect(), spec, "x")
+print(decision.enforce, decision.reason, decision.warning, sep="\\n")
+"""
+    try:
+        done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}",
+                               "--clear-groups", python, "-c", code], capture_output=True,
+                              text=True, timeout=60, check=False, cwd="/")
+    finally:
+        for hier in host.hierarchies:
+            os.rmdir(hier.directory(top))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "True", f"cgroup {top}/c in every hierarchy (hybrid host), in a cgroup subtree "
+        f"delegated to uid {uid}", "None"]
