@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
@@ -37,6 +37,9 @@ from pyinit.oci.config import Config, Process
 from pyinit.report import exit_code
 from pyinit.rootfs import plan
 from pyinit.rootfs.setup import Executor
+
+if TYPE_CHECKING:
+    from pyinit.cgroups.manager import Cgroup
 
 NAMESPACE_FLAGS = {
     "mount": syscalls.CLONE_NEWNS,
@@ -245,7 +248,8 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
 
 def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
-                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int]) -> int | None:
+                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int],
+                    cgroup: Cgroup | None = None) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
     unshare(CLONE_NEWPID) and setns into a PID namespace only affect children,
@@ -255,6 +259,11 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
     joins or creates the namespaces, forks PID 1, reports its PID and exits;
     the parent, a child subreaper, adopts PID 1. The parent stays in the
     runtime's namespaces, where createRuntime, poststart and poststop run.
+
+    The middle process moves itself into the container's cgroup first, while
+    it still has the host's privileges (after a user namespace it has none
+    over the host's cgroup files); PID 1 inherits the cgroup and unshares its
+    cgroup namespace inside it, so the container sees its own cgroup as "/".
     """
     syscalls.set_child_subreaper()
     report_r, report_w = os.pipe2(os.O_CLOEXEC)
@@ -265,6 +274,8 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
         try:
             os.close(report_r)
             os.close(mapped_w)
+            if cgroup is not None:
+                cgroup.add(os.getpid())
             to_unshare = _join_namespaces(cfg)
             if to_unshare & syscalls.CLONE_NEWUSER:
                 # First, so every namespace created after it is owned by it
@@ -436,6 +447,32 @@ def run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         os._exit(code)
 
 
+def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
+    """The container's cgroup, created and limited (docs/cgroups.md); None when the
+    config has no cgroup part (pyinit sandbox) or this user cannot create one."""
+    if cfg.cgroup is None:
+        return None
+    from pyinit import cgroups
+
+    for warning in cfg.cgroup.warnings:
+        log.warning("cgroup.field_ignored", detail=warning)
+    host = cgroups.detect()
+    decision = cgroups.placement(host, cfg.cgroup, name)
+    if not decision.enforce:
+        if decision.warning is not None:
+            log.warning("cgroup.no_limits", reason=decision.reason, detail=decision.warning)
+        return None
+    if os.geteuid() == 0:
+        swept = cgroups.sweep()
+        if swept.removed or swept.kept:
+            log.info("cgroup.swept", removed=list(swept.removed),
+                     kept=[f"{d}: {why}" for d, why in swept.kept])
+    cgroup = cgroups.create(host, cfg.cgroup, name)
+    log.info("cgroup.ready", path=cgroup.path, mode=host.mode,
+             directories=sorted(cgroup.dirs.values()))
+    return cgroup
+
+
 def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
                 extra_steps: list[plan.Step]) -> int:
     early.load_runtime()  # everything the container will need, before the fork
@@ -447,15 +484,39 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     _grantable_ambient(cfg.process, log)
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
              namespaces=[ns.type for ns in cfg.namespaces], steps=len(steps))
-    from_child, to_parent = os.pipe2(os.O_CLOEXEC)
-    from_parent, to_child = os.pipe2(os.O_CLOEXEC)
-    pid = _fork_container(cfg, steps, opts, log, sink, start_ns, name,
-                          (to_parent, from_parent))
-    os.close(to_parent)
-    os.close(from_parent)
-    if pid is None:
-        return EXIT_SETUP_FAILED  # the middle process has said why
-    code = _relay(pid, cfg, name, (from_child, to_child), log)
+    try:
+        cgroup = _cgroup(cfg, name, log)
+    except SetupError as exc:
+        if exc.errno == errno.EPERM and exc.hint is None:
+            exc.hint = diagnose.no_capability()  # v1 device rules need CAP_SYS_ADMIN
+        log.error("cgroup.failed", **exc.log_fields())
+        _say(exc.line())
+        return EXIT_SETUP_FAILED
+    except (OSError, ValueError) as exc:
+        log.error("cgroup.failed", error=str(exc))
+        _say(f"cgroup: {exc}")
+        return EXIT_SETUP_FAILED
+    try:
+        from_child, to_parent = os.pipe2(os.O_CLOEXEC)
+        from_parent, to_child = os.pipe2(os.O_CLOEXEC)
+        pid = _fork_container(cfg, steps, opts, log, sink, start_ns, name,
+                              (to_parent, from_parent), cgroup)
+        os.close(to_parent)
+        os.close(from_parent)
+        if pid is None:
+            return EXIT_SETUP_FAILED  # the middle process has said why
+        code = _relay(pid, cfg, name, (from_child, to_child), log)
+        evidence = cgroup.oom() if cgroup is not None else None
+        if evidence is not None:
+            log.error("oom.killed", **evidence.log_fields(), hint=evidence.hint())
+            _say(evidence.hint())
+    finally:
+        if cgroup is not None:
+            try:
+                cgroup.remove()
+            except SetupError as exc:
+                log.error("cgroup.remove_failed", **exc.log_fields())
+                _say(exc.line())
     if not _parent_hooks(cfg, "poststop", name, pid, "stopped", log):
         log.warning("hook.poststop_failed", detail="the spec says to warn and go on")
     return code

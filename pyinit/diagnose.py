@@ -361,6 +361,19 @@ def probe_mountable(types: tuple[str, ...] = PROBE_TYPES) -> dict[str, str]:
     return dict(json.loads(data or b"{}"))
 
 
+def _limits() -> dict[str, Any]:
+    """Whether pyinit run, started like this, would enforce linux.resources, and why
+    (docs/cgroups.md, "Rootless"), for a container with the default cgroup path."""
+    from pyinit import cgroups
+    from pyinit.oci.resources import CgroupSpec, Resources
+
+    try:
+        decision = cgroups.placement(cgroups.detect(), CgroupSpec(None, Resources()), "ID")
+    except (OSError, ValueError) as exc:
+        return {"enforced": False, "reason": f"cannot tell: {exc}"}
+    return {"enforced": decision.enforce, "reason": decision.reason}
+
+
 def report() -> dict[str, Any]:
     """The environment, as pyinit sees it (docs/diagnose.schema.json)."""
     from pyinit.linux import syscalls
@@ -379,6 +392,7 @@ def report() -> dict[str, Any]:
     versions = {h["version"] for h in hierarchies}
     cgroup = ("v2" if cgroups.is_unified() else "hybrid" if versions == {1, 2}
               else "v1" if versions else "none")
+    limits = _limits()
     root = next((e for e in _mounts() if e.mount_point == "/"), None)
     propagation = "private"
     if root is not None:
@@ -398,7 +412,7 @@ def report() -> dict[str, Any]:
                            "setgroups": _read("/proc/self/setgroups")},
         "seccomp": seccomp_mode(),
         "no_new_privs": status_field("NoNewPrivs") == "1",
-        "cgroup": {"version": cgroup, "hierarchies": hierarchies},
+        "cgroup": {"version": cgroup, "hierarchies": hierarchies, "limits": limits},
         "root_propagation": propagation,
         "covering_proc": mounts_on_top_of("/proc"),
         "covering_sys": mounts_on_top_of("/sys"),

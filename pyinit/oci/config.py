@@ -19,7 +19,7 @@ from typing import Any
 from pyinit.hooks import Command, parse_command
 from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
-from pyinit.oci import refusals
+from pyinit.oci import refusals, resources
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -135,6 +135,9 @@ class Config:
     root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
     seccomp: Seccomp | None = None  # linux.seccomp (pyinit/oci/seccomp.py)
+    # linux.cgroupsPath and linux.resources (docs/cgroups.md); None: no cgroup of its own
+    # (pyinit sandbox).
+    cgroup: resources.CgroupSpec | None = None
 
     def has_namespace(self, kind: str) -> bool:
         return any(ns.type == kind for ns in self.namespaces)
@@ -338,6 +341,8 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
             _absolute(r, path, f"linux.{key}[{i}]")
             target.append(path)
     cfg.seccomp, problems = parse_seccomp(linux.get("seccomp"), "linux.seccomp")
+    r.problems += problems
+    cfg.cgroup, problems = resources.parse(linux)
     r.problems += problems
     prop = r.get(linux, "rootfsPropagation", "linux", str, None)
     if prop is not None and prop not in PROPAGATIONS and prop not in flags.PROPAGATION:

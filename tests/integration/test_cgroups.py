@@ -316,6 +316,13 @@ print(decision.warning)
         f"cgroups: /sys/fs/cgroup/cpu is not writable by uid {uid}; the container runs "
         "without resource limits or device rules (linux.resources is not enforced)",
     ]
+    report = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
+                             python, "-m", "pyinit", "diagnose", "--json"], capture_output=True,
+                            text=True, timeout=60, check=False, cwd="/")
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["cgroup"]["limits"] == {
+        "enforced": False,
+        "reason": f"no write access: /sys/fs/cgroup/cpu is not writable by uid {uid}"}
 
 
 def test_rootless_with_a_delegated_cgroup(runtime: tuple[str, int, int], host: Host,

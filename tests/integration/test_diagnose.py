@@ -49,6 +49,10 @@ def test_json_report_matches_the_schema() -> None:
     assert set(report["mountable"].values()) == {"ok"}, report["mountable"]
     assert {"proc", "tmpfs", "sysfs"} <= set(report["mountable"])
     assert report["cgroup"]["version"] == _host_cgroup_version()
+    assert report["cgroup"]["limits"] == {
+        "enforced": True,
+        "reason": f"cgroup /pyinit/ID in every hierarchy ({_host_cgroup_version()} host), "
+                  "as root"}
     assert report["mounts"]["max"] == int(Path("/proc/sys/fs/mount-max").read_text())
     assert report["mounts"]["count"] > 0  # the host's, which other programs may change
 

@@ -671,14 +671,6 @@ def test_stdin_on_dev_null_is_reopened_on_the_containers(tmp_path: Path) -> None
 
 # ------------------------------------------------------------------ cgroups (hybrid here)
 
-def _own_cgroup(controller: str) -> str:
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _id, names, path = line.split(":", 2)
-        if controller in names.split(","):
-            return path
-    raise AssertionError(f"no {controller} hierarchy here")
-
-
 def _host_v1_hierarchies() -> set[str]:
     return {line.split(" - ")[0].split()[4].rsplit("/", 1)[1]
             for line in Path("/proc/self/mountinfo").read_text().splitlines()
@@ -707,8 +699,9 @@ def test_cgroup_mount(tmp_path: Path, cgroupns: bool) -> None:
         assert " - cgroup " in line and line.split()[5].startswith("ro,"), line
     memory_root = table["/sys/fs/cgroup/memory"].split()[3]
     # With a cgroup namespace the hierarchy's root is the namespace's; without
-    # one it is a bind of our own cgroup, never the host's whole tree.
-    assert memory_root == ("/" if cgroupns else _own_cgroup("memory"))
+    # one it is a bind of the container's own cgroup (docs/cgroups.md: the
+    # default /pyinit/<id>), never the host's whole tree.
+    assert memory_root == ("/" if cgroupns else f"/pyinit/{bundle.name}")
     if host_unified:
         assert " - cgroup2 " in table["/sys/fs/cgroup/unified"]
 

@@ -1,0 +1,122 @@
+"""``pyinit run`` with linux.resources and cgroupsPath: limits in force, devices denied,
+an OOM kill explained, and the cgroups gone afterwards (as runc does on this host)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyinit import cgroups
+from tests.conftest import event
+from tests.integration.test_run import edit, make_bundle, run_bundle
+
+pytestmark = pytest.mark.root
+MiB = 1 << 20
+
+
+@pytest.fixture
+def top() -> Iterator[str]:
+    """A unique top-level cgroup; no directory of it may be left in any hierarchy."""
+    name = f"/pyinit-test-{uuid.uuid4().hex[:12]}"
+    yield name
+    host = cgroups.detect()
+    left = [h.directory(name) for h in host.hierarchies if os.path.exists(h.directory(name))]
+    for directory in sorted(left, reverse=True):
+        for sub, _dirs, _files in sorted(os.walk(directory), reverse=True):
+            os.rmdir(sub)
+    assert left == [], f"cgroup directories left behind: {left}"
+
+
+def with_resources(path: str, res: dict[str, Any]) -> Any:
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["cgroupsPath"] = path
+        cfg["linux"]["resources"] = res
+    return change
+
+
+def test_limits_are_in_force_and_the_container_sees_its_own_cgroup(tmp_path: Path,
+                                                                   top: str) -> None:
+    bundle = make_bundle(tmp_path, "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max "
+                         "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+    edit(bundle, with_resources(f"{top}/web", {
+        "devices": [{"allow": False, "access": "rwm"}],
+        "memory": {"limit": 96 * MiB}, "pids": {"limit": 20}}))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    # the cgroup namespace makes the container's cgroup its root, in every hierarchy
+    assert sorted(lines[:-2]) == sorted(
+        f"{line.rsplit(':', 1)[0]}:/" for line in Path("/proc/self/cgroup").read_text().split())
+    assert lines[-2:] == ["20", str(96 * MiB)]
+    ready = event(res.stderr, "cgroup.ready")
+    assert (ready["path"], ready["mode"]) == (f"{top}/web", "hybrid")
+
+
+def test_a_fork_bomb_stops_at_the_pids_limit(tmp_path: Path, top: str) -> None:
+    script = "i=0; while [ $i -lt 40 ]; do sleep 100 & i=$((i+1)); done; echo unreachable"
+    bundle = make_bundle(tmp_path, script)
+    edit(bundle, with_resources(f"{top}/c", {"pids": {"limit": 10}}))
+    res = run_bundle(bundle)
+    # busybox sh gives up at the first fork that fails (exit 2). pyinit (PID 1) and sh
+    # take 2 of the 10 tasks, so exactly 8 sleeps started; pyinit reaps them at the end.
+    assert (res.returncode, res.stdout) == (2, ""), res.stderr
+    assert "sh: can't fork: Resource temporarily unavailable" in res.stderr.splitlines()
+    assert event(res.stderr, "pyinit.exit")["orphans_reaped"] == 8
+
+
+def test_an_oom_kill_exits_137_and_explains_itself(tmp_path: Path, top: str) -> None:
+    bundle = make_bundle(tmp_path, "exec dd if=/dev/zero of=/dev/null bs=200M count=1")
+    edit(bundle, with_resources(f"{top}/c", {"memory": {"limit": 64 * MiB}}))
+    res = run_bundle(bundle)
+    assert res.returncode == 137, res.stderr
+    killed = event(res.stderr, "oom.killed")
+    directory = f"/sys/fs/cgroup/memory{top}/c"
+    assert (killed["cgroup"], killed["kills"], killed["limit"]) == (directory, 1, 64 * MiB)
+    assert 32 * MiB <= killed["peak"] <= 64 * MiB
+    hint = (f"pyinit: the kernel's OOM killer killed 1 process in cgroup {directory}: the "
+            f"container reached the memory limit of 64 MiB (peak usage "
+            f"{cgroups.manager._size(killed['peak'])}); raise linux.resources.memory.limit")
+    assert hint in res.stderr.splitlines()
+
+
+@pytest.mark.parametrize("allowed", [False, True])
+def test_a_block_device_in_the_image(tmp_path: Path, top: str, allowed: bool) -> None:
+    """A loop0 node (7:0) shipped in the rootfs: refused under the defaults, readable
+    once linux.resources.devices allows it."""
+    bundle = make_bundle(tmp_path, "head -c 0 /data/loop && echo opened")
+    (bundle / "rootfs" / "data").mkdir()
+    os.mknod(bundle / "rootfs" / "data" / "loop", stat.S_IFBLK | 0o600, os.makedev(7, 0))
+    rules: list[dict[str, Any]] = [{"allow": False, "access": "rwm"}]
+    if allowed:
+        rules.append({"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"})
+    edit(bundle, with_resources(f"{top}/c", {"devices": rules}))
+    res = run_bundle(bundle)
+    assert (res.returncode, res.stdout) == ((0, "opened\n") if allowed else (1, "")), res.stderr
+    if not allowed:
+        assert "head: /data/loop: Operation not permitted" in res.stderr.splitlines()
+
+
+def test_a_field_this_host_cannot_apply(tmp_path: Path, top: str) -> None:
+    bundle = make_bundle(tmp_path, "echo ran")
+    edit(bundle, with_resources(f"{top}/c", {"hugepageLimits": [{"pageSize": "2MB",
+                                                                 "limit": 2 * MiB}]}))
+    res = run_bundle(bundle)
+    assert (res.returncode, res.stdout) == (125, "")
+    assert ("pyinit: linux.resources.hugepageLimits[0]: cgroup: the hugetlb controller is not "
+            "mounted on this host (cgroup v1 controllers: blkio, cpu, cpuacct, cpuset, "
+            "devices, freezer, memory, pids)") in res.stderr.splitlines()
+
+
+def test_bad_resources_are_config_errors(tmp_path: Path, top: str) -> None:
+    bundle = make_bundle(tmp_path, "echo ran")
+    edit(bundle, with_resources(f"{top}/c", {"memory": {"limit": "64m"}}))
+    res = run_bundle(bundle)
+    assert (res.returncode, res.stdout) == (125, "")
+    assert res.stderr.splitlines()[-1] == ("pyinit: config.json: linux.resources.memory.limit: "
+                                           "must be an integer, not a string")
