@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 from pyinit import cli
 from pyinit.linux import flags
+from pyinit.oci import resources
 from pyinit.oci.config import Config, Mount, Namespace, Process, User
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 from pyinit.oci.seccomp_default import default_profile
@@ -65,11 +66,61 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
                    "process without capabilities, as `pyinit spec` writes)")
     p.add_argument("--seccomp-profile", metavar="FILE",
                    help="apply the OCI linux.seccomp object in FILE instead of the default")
+    p.add_argument("--memory", metavar="SIZE", type=_size,
+                   help="memory limit (bytes, or with k, m, g): linux.resources.memory.limit")
+    p.add_argument("--pids", metavar="N", type=_positive,
+                   help="at most N tasks: linux.resources.pids.limit")
+    p.add_argument("--cpus", metavar="X", type=_cpus,
+                   help="at most X CPUs' worth of time: cpu quota X*100000 per 100000 µs")
     p.add_argument("--grace", type=float, default=5.0)
     p.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
     p.add_argument("--log-level", choices=cli.LOG_LEVELS, default="warning")
     p.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     return p
+
+
+def _size(text: str) -> int:
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if scale != 1 else text
+    if not digits.isdigit() or int(digits) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 64m")
+    return int(digits) * scale
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+    return int(text)
+
+
+def _cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0
+    if not 0.01 <= value <= 100000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of CPUs like 0.5 or 2")
+    return value
+
+
+CPU_PERIOD = 100000  # µs, the kernel's default CFS period
+
+
+def cgroup_spec(args: argparse.Namespace) -> resources.CgroupSpec | None:
+    """--memory, --pids and --cpus as the cgroup part pyinit run reads from config.json
+    (docs/cgroups.md); None without them: then the sandbox gets no cgroup of its own.
+    The cgroup is /pyinit/sandbox-<pid>. Devices stay as bubblewrap leaves them: all
+    allowed (the sandbox's /dev holds only the minimal set anyway)."""
+    if args.memory is None and args.pids is None and args.cpus is None:
+        return None
+    res = resources.Resources(
+        memory=None if args.memory is None else resources.Memory(limit=args.memory),
+        pids_limit=args.pids,
+        cpu=None if args.cpus is None else resources.Cpu(
+            quota=max(1000, round(args.cpus * CPU_PERIOD)), period=CPU_PERIOD),
+        devices=(resources.DeviceRule(True, "a", -1, -1, "rwm"),),
+    )
+    return resources.CgroupSpec(f"/pyinit/sandbox-{os.getpid()}", res)
 
 
 def _mount(index: int, dest: str, kind: str, source: str, options: list[str]) -> Mount:
@@ -130,6 +181,7 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, 
                         user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True),
         hostname=args.hostname, mounts=mounts, namespaces=namespaces,
         dev_setup=any(kind == "dev" for kind, _ in ops),
+        cgroup=cgroup_spec(args),
     )
     return cfg, links
 

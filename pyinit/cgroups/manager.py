@@ -413,6 +413,8 @@ def sweep(state_dir: str = STATE_DIR) -> SweepResult:
                 kept += [(d, "processes still run in it") for d in busy]
                 continue
             for directory in reversed(created):
+                if not os.path.isdir(directory):
+                    continue
                 try:
                     cgroupfs.remove(directory, kill=False, attempts=1)
                     removed.append(directory)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from typing import Any
 import pytest
 
 from pyinit import cgroups
-from tests.conftest import event
+from pyinit.linux import cgroupfs
+from tests.conftest import PYINIT, event, wait_for
 from tests.integration.test_run import edit, make_bundle, run_bundle
 
 pytestmark = pytest.mark.root
@@ -120,3 +122,55 @@ def test_bad_resources_are_config_errors(tmp_path: Path, top: str) -> None:
     assert (res.returncode, res.stdout) == (125, "")
     assert res.stderr.splitlines()[-1] == ("pyinit: config.json: linux.resources.memory.limit: "
                                            "must be an integer, not a string")
+
+
+def test_the_next_run_sweeps_the_cgroup_of_a_killed_pyinit(tmp_path: Path, top: str) -> None:
+    """SIGKILL of pyinit's parent side leaves the cgroup; once its processes are gone,
+    the next run as root removes it (docs/cgroups.md, "Cleanup")."""
+    first = make_bundle(tmp_path / "first", "echo up; exec sleep 1000")
+    edit(first, with_resources(f"{top}/c", {"pids": {"limit": 20}}))
+    proc = subprocess.Popen([PYINIT, "run", "--bundle", str(first)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "up\n"
+    proc.kill()
+    proc.wait()
+    host = cgroups.detect()
+    unified = host.unified
+    assert unified is not None
+    left = unified.directory(f"{top}/c")
+    assert cgroupfs.procs(left) != []  # the container outlived its pyinit
+    cgroupfs.write(left, "cgroup.kill", "1")
+    wait_for(lambda: cgroupfs.procs(left) == [], what="the orphaned container to die")
+    second = make_bundle(tmp_path / "second", "echo second")
+    edit(second, with_resources(f"{top}/d", {"pids": {"limit": 20}}))
+    res = run_bundle(second)
+    assert (res.returncode, res.stdout) == (0, "second\n"), res.stderr
+    swept = event(res.stderr, "cgroup.swept")
+    assert sorted(swept["removed"]) == sorted(
+        [h.directory(top) for h in host.hierarchies]
+        + [h.directory(f"{top}/c") for h in host.hierarchies])
+    assert swept["kept"] == []
+
+
+def test_sandbox_limits(top: str) -> None:
+    """pyinit sandbox --pids/--memory: the same machinery, in /pyinit/sandbox-<pid>."""
+    proc = subprocess.Popen(
+        [PYINIT, "sandbox", "--pids", "10", "--log-format", "json", "--log-level", "info",
+         "--", "sh", "-c", "cat /proc/self/cgroup; i=0; while [ $i -lt 40 ]; do "
+         "sleep 100 & i=$((i+1)); done"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err  # sh gives up at the first failed fork
+    path = f"/pyinit/sandbox-{proc.pid}"
+    assert sorted(out.splitlines()) == sorted(
+        f"{line.rsplit(':', 1)[0]}:{path}" for line in Path("/proc/self/cgroup").read_text()
+        .split())
+    assert event(err, "pyinit.exit")["orphans_reaped"] == 8
+    assert [h.directory(path) for h in cgroups.detect().hierarchies
+            if os.path.exists(h.directory(path))] == []
+    hog = subprocess.run([PYINIT, "sandbox", "--memory", "64m", "--", "dd", "if=/dev/zero",
+                          "of=/dev/null", "bs=200M", "count=1"], capture_output=True, text=True,
+                         timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert hog.returncode == 137, hog.stderr
+    assert "killed 1 process in cgroup /sys/fs/cgroup/memory/pyinit/sandbox-" in hog.stderr

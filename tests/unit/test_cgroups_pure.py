@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pyinit.cgroups import devicefilter, host, mapping
@@ -235,3 +237,22 @@ def test_later_rules_win_and_deny_meets_any_access() -> None:
         ("b", 8, 0, "r"), ("b", 8, 0, "rw"), ("b", 8, 0, "w"), ("b", 8, 1, "rw"),
         ("b", 7, 0, "rwm"), ("c", 1, 3, "r"),
     ]] == [1, 0, 0, 1, 1, 0]
+
+
+def test_sandbox_options_as_a_cgroup_spec() -> None:
+    import argparse
+
+    from pyinit import sandbox
+
+    args = sandbox.parser(argparse.ArgumentParser).parse_args(
+        ["--memory", "64m", "--pids", "10", "--cpus", "0.5", "--", "true"])
+    spec = sandbox.cgroup_spec(args)
+    assert spec == resources.CgroupSpec(f"/pyinit/sandbox-{os.getpid()}", resources.Resources(
+        memory=resources.Memory(limit=64 << 20), pids_limit=10,
+        cpu=resources.Cpu(quota=50000, period=100000),
+        devices=(DeviceRule(True, "a", -1, -1, "rwm"),)))
+    assert resources.device_policy(spec.device_rules()).default_allow is True
+    none = sandbox.parser(argparse.ArgumentParser).parse_args(["--", "true"])
+    assert sandbox.cgroup_spec(none) is None
+    with pytest.raises(SystemExit):
+        sandbox.parser(argparse.ArgumentParser).parse_args(["--memory", "lots", "--", "true"])
