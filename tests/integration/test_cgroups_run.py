@@ -174,3 +174,29 @@ def test_sandbox_limits(top: str) -> None:
                          timeout=60, check=False, stdin=subprocess.DEVNULL)
     assert hog.returncode == 137, hog.stderr
     assert "killed 1 process in cgroup /sys/fs/cgroup/memory/pyinit/sandbox-" in hog.stderr
+
+
+def _setup_failure(res: Any) -> str:
+    assert (res.returncode, res.stdout) == (125, ""), res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.startswith("pyinit:")]
+    assert len(lines) == 1, res.stderr
+    return str(lines[0])
+
+
+def test_a_refused_write_leaves_no_cgroup(tmp_path: Path, top: str) -> None:
+    """Exit 125, one line; the top fixture checks that no directory is left anywhere."""
+    bundle = make_bundle(tmp_path, "echo ran")
+    edit(bundle, with_resources(f"{top}/c", {"pids": {"limit": 5}, "cpu": {"cpus": "63"}}))
+    assert _setup_failure(run_bundle(bundle)) == (
+        f"pyinit: linux.resources.cpu.cpus: cgroup: write '63' to "
+        f"/sys/fs/cgroup/cpuset{top}/c/cpuset.cpus: Numerical result out of range")
+
+
+def test_a_mount_failure_after_placement_leaves_no_cgroup(tmp_path: Path, top: str) -> None:
+    bundle = make_bundle(tmp_path, "echo ran")
+    edit(bundle, with_resources(f"{top}/c", {"pids": {"limit": 5}}))
+    edit(bundle, lambda c: c["mounts"].append(
+        {"destination": "/x", "type": "nosuchfs", "source": "none"}))
+    assert _setup_failure(run_bundle(bundle)).startswith(
+        "pyinit: mounts[7]: mount (/x): nosuchfs none on /x: No such device; the kernel does "
+        "not know the filesystem type 'nosuchfs'")
