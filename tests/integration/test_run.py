@@ -1025,8 +1025,10 @@ def test_hint_no_cap_sys_admin(tmp_path: Path) -> None:
     res = subprocess.run(
         ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", PYINIT, "run",
          "--bundle", str(bundle)], capture_output=True, text=True, timeout=60, check=False)
+    # The first privileged step is the device cgroup (docs/cgroups.md).
     assert _one_line(res) == (
-        "pyinit: namespace: unshare pid: Operation not permitted; pyinit runs without "
+        "pyinit: linux.resources.devices: cgroup: write 'a' to /sys/fs/cgroup/devices/pyinit/"
+        f"{bundle.name}/devices.deny: Operation not permitted; pyinit runs without "
         "CAP_SYS_ADMIN (it is not in CapEff of /proc/self/status), as in an ordinary "
         "unprivileged container: give it the capability (podman/docker --cap-add SYS_ADMIN), "
         "run it in a user namespace it owns, or use a privileged container")
