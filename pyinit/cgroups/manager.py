@@ -17,10 +17,11 @@ The process model calls, in this order (see docs/cgroups.md):
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -39,9 +40,10 @@ class Cgroup:
     path: str  # as resolved from the config ("/pyinit/web", or relative)
     dirs: dict[str, str]  # hierarchy name -> the container's directory in it
     host: Host
-    created: list[str] = field(default_factory=list)  # removed by remove(), deepest last
+    created: list[str] = field(default_factory=list)  # the leaves pyinit made, per hierarchy
     lock_path: str | None = None
     lock_fd: int | None = None
+    state_dir: str = ""
 
     def directory(self, controller: str) -> str:
         """The directory holding ``controller``'s files ("unified" for the v2 hierarchy)."""
@@ -66,18 +68,16 @@ class Cgroup:
         return oom_evidence(self)
 
     def remove(self) -> None:
-        """rmdir every directory pyinit created (leaves first), SIGKILLing and waiting out
-        whatever is still inside; then drop the lock. Empty parents it created go too."""
+        """rmdir the leaves pyinit created, SIGKILLing and waiting out whatever is still
+        inside, then the parents any pyinit created that are empty now; drop the lock."""
         errors = []
-        for directory in reversed(self.created):
+        for directory in self.created:
             try:
-                leaf = directory in self.dirs.values()
-                cgroupfs.remove(directory, kill=leaf)
+                cgroupfs.remove(directory, kill=True)
             except OSError as exc:
-                if exc.errno in (errno.ENOTEMPTY, errno.EBUSY) and \
-                        directory not in self.dirs.values():
-                    continue  # a parent another container still uses
                 errors.append(f"{directory}: {exc.strerror}")
+        if self.state_dir:
+            _remove_parents(self.state_dir, list(self.dirs.values()))
         self.created = []
         if self.lock_fd is not None:
             if not errors and self.lock_path:
@@ -167,6 +167,46 @@ def _record(cg: Cgroup) -> None:
     os.pwrite(cg.lock_fd, data, 0)
 
 
+# Parents (/pyinit) are shared by containers, so whoever created one cannot know
+# whether it is last out. Each parent a pyinit creates gets a marker in
+# STATE_DIR/parents; whoever removes a leaf then removes the empty marked
+# ancestors. One flock serialises making and removing parents, so a parent is
+# never removed between another run's mkdir of it and of its child.
+@contextmanager
+def _parents(state_dir: str) -> Iterator[str]:
+    directory = os.path.join(state_dir, "parents")
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    fd = os.open(os.path.join(directory, "LOCK"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield directory
+    finally:
+        os.close(fd)
+
+
+def _marker(registry: str, directory: str) -> str:
+    return os.path.join(registry, quote(directory, safe=""))
+
+
+def _remove_parents(state_dir: str, leaves: list[str]) -> list[str]:
+    """rmdir the marked ancestors of ``leaves`` that are empty, deepest first; the removed."""
+    removed = []
+    with _parents(state_dir) as registry:
+        for leaf in leaves:
+            parent = os.path.dirname(leaf)
+            while os.path.exists(_marker(registry, parent)):
+                try:
+                    os.rmdir(parent)
+                    removed.append(parent)
+                except FileNotFoundError:
+                    pass
+                except OSError:
+                    break  # busy: another container's cgroup is below it
+                os.unlink(_marker(registry, parent))
+                parent = os.path.dirname(parent)
+    return removed
+
+
 def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str = STATE_DIR,
            v1_devices: bool = True, bpf_devices: bool = True) -> Cgroup:
     """Create the container's cgroup everywhere and apply ``spec``; on failure nothing is
@@ -184,10 +224,11 @@ def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str = 
         _check_controller(host, write)
     lock_path, lock_fd = _lock(state_dir, path)
     dirs = {h.name: h.directory(h.resolve(path)) for h in host.hierarchies}
-    cg = Cgroup(path, dirs, host, [], lock_path, lock_fd)
+    cg = Cgroup(path, dirs, host, [], lock_path, lock_fd, state_dir)
     try:
-        for hier in host.hierarchies:
-            _make(cg, hier)
+        with _parents(state_dir) as registry:
+            for hier in host.hierarchies:
+                _make(cg, hier, registry)
         if version == 2:
             _enable_controllers(cg, {w.controller for w in writes if w.controller != "cgroup"})
         for write in writes:
@@ -214,13 +255,18 @@ def _check_controller(host: Host, write: mapping.Write) -> None:
                          where=write.where)
 
 
-def _make(cg: Cgroup, hier: Hierarchy) -> None:
+def _make(cg: Cgroup, hier: Hierarchy, registry: str) -> None:
     directory = cg.dirs[hier.name]
     try:
         made = cgroupfs.make(directory, hier.mount_point)
     except OSError as exc:
         raise SetupError.from_os(STEP, f"mkdir {directory}", exc) from None
-    cg.created += made
+    for parent in made:
+        if parent != directory:
+            os.close(os.open(_marker(registry, parent), os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC,
+                             0o600))
+    if directory in made:
+        cg.created.append(directory)
     _record(cg)
     if "cpuset" in hier.controllers and made:
         # A new v1 cpuset starts with no cpus and no memory nodes, and no process can
@@ -392,7 +438,7 @@ def sweep(state_dir: str = STATE_DIR) -> SweepResult:
     removed: list[str] = []
     kept: list[tuple[str, str]] = []
     try:
-        names = sorted(os.listdir(state_dir))
+        names = sorted(n for n in os.listdir(state_dir) if n.endswith(".lock"))
     except FileNotFoundError:
         return SweepResult((), ())
     for name in names:
@@ -412,7 +458,7 @@ def sweep(state_dir: str = STATE_DIR) -> SweepResult:
             if busy:
                 kept += [(d, "processes still run in it") for d in busy]
                 continue
-            for directory in reversed(created):
+            for directory in created:
                 if not os.path.isdir(directory):
                     continue
                 try:
@@ -420,6 +466,7 @@ def sweep(state_dir: str = STATE_DIR) -> SweepResult:
                     removed.append(directory)
                 except OSError as exc:
                     kept.append((directory, exc.strerror or str(exc)))
+            removed += _remove_parents(state_dir, created)
             if not any(os.path.isdir(d) for d in created):
                 os.unlink(lock_path)
         finally:

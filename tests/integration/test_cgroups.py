@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -110,7 +111,7 @@ def test_limits_read_back_from_the_files(host: Host, top: str, tmp_path: Path) -
     finally:
         cg.remove()
     assert [d for d in cg.dirs.values() if os.path.exists(d)] == []
-    assert os.listdir(tmp_path / "state") == []
+    assert sorted(p.name for p in (tmp_path / "state").rglob("*")) == ["LOCK", "parents"]
 
 
 def test_a_fork_loop_stops_at_the_pids_limit(host: Host, top: str, tmp_path: Path) -> None:
@@ -242,7 +243,7 @@ def test_a_failed_write_removes_what_was_created(host: Host, top: str, tmp_path:
     assert str(info.value) == (
         f"linux.resources.cpu.cpus: cgroup: write '63' to /sys/fs/cgroup/cpuset{top}/c/"
         "cpuset.cpus: Numerical result out of range")
-    assert os.listdir(tmp_path) == []
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["LOCK", "parents"]
     # the top fixture asserts that no directory is left in any hierarchy
 
 
@@ -277,15 +278,15 @@ sys.stdin.read()
     assert live == cgroups.SweepResult((), ())
     owner.kill()
     owner.wait()
-    [lock] = os.listdir(state)
-    created = json.loads((state / lock).read_text())["created"]
-    assert sorted(created) == sorted(
-        [f"{h.mount_point}{top}" for h in host.hierarchies]
-        + [f"{h.mount_point}{top}/c" for h in host.hierarchies])
+    [lock] = [p for p in state.iterdir() if p.name.endswith(".lock")]
+    created = json.loads(lock.read_text())["created"]
+    assert created == [f"{h.mount_point}{top}/c" for h in host.hierarchies]
+    assert sorted(p.name for p in (state / "parents").iterdir()) == sorted(
+        ["LOCK"] + [quote(f"{h.mount_point}{top}", safe="") for h in host.hierarchies])
     swept = cgroups.sweep(str(state))
-    assert sorted(swept.removed) == sorted(created)
-    assert swept.kept == ()
-    assert os.listdir(state) == []
+    assert swept == cgroups.SweepResult(
+        (*created, *(f"{h.mount_point}{top}" for h in host.hierarchies)), ())
+    assert sorted(p.name for p in state.rglob("*")) == ["LOCK", "parents"]
 
 
 def test_placement_as_root(host: Host, top: str) -> None:
@@ -350,3 +351,21 @@ print(decision.enforce, decision.reason, decision.warning, sep="\\n")
     assert done.stdout.splitlines() == [
         "True", f"cgroup {top}/c in every hierarchy (hybrid host), in a cgroup subtree "
         f"delegated to uid {uid}", "None"]
+
+
+def test_a_shared_parent_goes_with_the_last_container(host: Host, top: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two containers under one parent pyinit created: the first removal leaves the
+    parent (busy) without waiting for it, the second removes it."""
+    waits: list[float] = []
+    monkeypatch.setattr(cgroups.manager.cgroupfs.time, "sleep", waits.append)
+    first = cgroups.create(host, spec_of(f"{top}/a", {}), "a", state_dir=str(tmp_path))
+    second = cgroups.create(host, spec_of(f"{top}/b", {}), "b", state_dir=str(tmp_path))
+    assert first.created == [h.directory(f"{top}/a") for h in host.hierarchies]
+    assert second.created == [h.directory(f"{top}/b") for h in host.hierarchies]
+    first.remove()
+    assert (waits, [h.directory(top) for h in host.hierarchies
+                    if os.path.isdir(h.directory(top))]) == \
+        ([], [h.directory(top) for h in host.hierarchies])
+    second.remove()
+    assert [h.directory(top) for h in host.hierarchies if os.path.isdir(h.directory(top))] == []
