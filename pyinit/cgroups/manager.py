@@ -31,7 +31,18 @@ from pyinit.errors import SetupError
 from pyinit.linux import bpf, cgroupfs
 from pyinit.oci.resources import CgroupSpec, DevicePolicy, default_path, device_policy
 
-STATE_DIR = "/run/pyinit/cgroups"  # one lock file per live container cgroup
+STATE_DIR = "/run/pyinit/cgroups"  # one lock file per live container cgroup (root)
+
+
+def state_dir_for(euid: int) -> str:
+    """Root's lock directory, or (a delegated, unprivileged user) one of the user's own."""
+    if euid == 0:
+        return STATE_DIR
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return os.path.join(runtime, "pyinit", "cgroups")
+    # Not /tmp: another user could create the directory first.
+    return os.path.expanduser("~/.local/state/pyinit/cgroups")
 STEP = "cgroup"
 
 
@@ -207,11 +218,16 @@ def _remove_parents(state_dir: str, leaves: list[str]) -> list[str]:
     return removed
 
 
-def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str = STATE_DIR,
-           v1_devices: bool = True, bpf_devices: bool = True) -> Cgroup:
+def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str | None = None,
+           v1_devices: bool | None = None, bpf_devices: bool | None = None) -> Cgroup:
     """Create the container's cgroup everywhere and apply ``spec``; on failure nothing is
     left behind. ``v1_devices``/``bpf_devices`` choose the device mechanisms (both, on a
-    hybrid host; tests take one at a time)."""
+    hybrid host; tests take one at a time). Unprivileged (a delegated cgroup), neither:
+    the kernel lets only CAP_SYS_ADMIN write devices.* and load device programs, and
+    runc skips the device cgroup rootless too."""
+    privileged = os.geteuid() == 0
+    v1_devices = privileged if v1_devices is None else v1_devices
+    bpf_devices = privileged if bpf_devices is None else bpf_devices
     if host.mode == "none":
         raise SetupError(STEP, "this host has no cgroup filesystem under /sys/fs/cgroup")
     path = cgroup_path(spec, container_id)
@@ -222,6 +238,8 @@ def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str = 
         raise SetupError(STEP, reason, where=where)
     for write in writes:
         _check_controller(host, write)
+    if state_dir is None:
+        state_dir = state_dir_for(os.geteuid())
     lock_path, lock_fd = _lock(state_dir, path)
     dirs = {h.name: h.directory(h.resolve(path)) for h in host.hierarchies}
     cg = Cgroup(path, dirs, host, [], lock_path, lock_fd, state_dir)

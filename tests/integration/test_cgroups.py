@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -336,21 +338,33 @@ def test_rootless_with_a_delegated_cgroup(runtime: tuple[str, int, int], host: H
     code = f"""
 from pyinit import cgroups
 from pyinit.oci import resources
-spec, _ = resources.parse({{"cgroupsPath": "{top}/c"}})
-decision = cgroups.placement(cgroups.detect(), spec, "x")
+spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{
+    "pids": {{"limit": 7}}, "devices": [{{"allow": False, "access": "rwm"}}]}}}})
+host = cgroups.detect()
+decision = cgroups.placement(host, spec, "x")
 print(decision.enforce, decision.reason, decision.warning, sep="\\n")
+cg = cgroups.create(host, spec, "x")
+print(cg.read("pids", "pids.max"), cg.read("devices", "devices.list"))
+cg.remove()
 """
+    state = Path(tempfile.mkdtemp(prefix="pyinit-cgroups-run-"))  # tmp_path is 0700
+    os.chown(state, uid, gid)
     try:
         done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}",
                                "--clear-groups", python, "-c", code], capture_output=True,
-                              text=True, timeout=60, check=False, cwd="/")
+                              text=True, timeout=60, check=False, cwd="/",
+                              env={**os.environ, "XDG_RUNTIME_DIR": str(state)})
     finally:
         for hier in host.hierarchies:
             os.rmdir(hier.directory(top))
     assert done.returncode == 0, done.stderr
+    # the limit applies; the device cgroup is the parent's (allow all): no CAP_SYS_ADMIN
     assert done.stdout.splitlines() == [
         "True", f"cgroup {top}/c in every hierarchy (hybrid host), in a cgroup subtree "
-        f"delegated to uid {uid}", "None"]
+        f"delegated to uid {uid}", "None", "7 a *:* rwm"]
+    left = sorted(p.name for p in state.rglob("*"))
+    shutil.rmtree(state)
+    assert left == ["LOCK", "cgroups", "parents", "pyinit"]
 
 
 def test_a_shared_parent_goes_with_the_last_container(host: Host, top: str, tmp_path: Path,
