@@ -382,12 +382,14 @@ class OomEvidence:
     peak: int | None  # bytes
 
     def hint(self) -> str:
-        limit = "no memory limit" if self.limit is None else f"the memory limit of " \
-            f"{_size(self.limit)}"
         peak = "" if self.peak is None else f" (peak usage {_size(self.peak)})"
-        return (f"the kernel's OOM killer killed {self.kills} process"
-                f"{'es' if self.kills != 1 else ''} in cgroup {self.cgroup}: the container "
-                f"reached {limit}{peak}; raise linux.resources.memory.limit")
+        head = (f"the kernel's OOM killer killed {self.kills} process"
+                f"{'es' if self.kills != 1 else ''} in cgroup {self.cgroup}: ")
+        if self.limit is None:
+            return (head + f"the host ran out of memory, the container has no memory limit"
+                    f"{peak}; give the host more memory or set linux.resources.memory.limit")
+        return (head + f"the container reached the memory limit of {_size(self.limit)}"
+                f"{peak}; raise linux.resources.memory.limit")
 
     def log_fields(self) -> dict[str, object]:
         return {"cgroup": self.cgroup, "kills": self.kills, "limit": self.limit,
@@ -395,9 +397,10 @@ class OomEvidence:
 
 
 def _size(n: int) -> str:
+    """64 MiB, 63.9 MiB, 512 KiB, 100 bytes: exact where it is, one decimal where not."""
     for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
+        if n >= scale:
+            return f"{n // scale} {unit}" if n % scale == 0 else f"{n / scale:.1f} {unit}"
     return f"{n} bytes"
 
 

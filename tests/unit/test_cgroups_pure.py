@@ -256,3 +256,14 @@ def test_sandbox_options_as_a_cgroup_spec() -> None:
     assert sandbox.cgroup_spec(none) is None
     with pytest.raises(SystemExit):
         sandbox.parser(argparse.ArgumentParser).parse_args(["--memory", "lots", "--", "true"])
+
+
+def test_sizes_in_the_oom_hint() -> None:
+    from pyinit.cgroups.manager import OomEvidence, _size
+
+    assert [_size(n) for n in (64 << 20, 67000000, 512 << 10, 100, 3 << 30)] == [
+        "64 MiB", "63.9 MiB", "512 KiB", "100 bytes", "3 GiB"]
+    assert OomEvidence("/sys/fs/cgroup/memory/pyinit/web", 2, None, 67000000).hint() == (
+        "the kernel's OOM killer killed 2 processes in cgroup /sys/fs/cgroup/memory/pyinit/web:"
+        " the host ran out of memory, the container has no memory limit (peak usage 63.9 MiB);"
+        " give the host more memory or set linux.resources.memory.limit")
