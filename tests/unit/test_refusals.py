@@ -13,9 +13,6 @@ from pyinit.oci import refusals
 from pyinit.oci.config import ConfigError, parse
 from pyinit.oci.spec import default_config, rootless
 
-CGROUPS = "refused: pyinit does not manage cgroups yet, so this limit would not hold"
-NO_CGROUP = "without a device cgroup (not in pyinit yet)"
-
 
 def refused(change: Any) -> list[tuple[str, str]]:
     doc = default_config()
@@ -24,8 +21,6 @@ def refused(change: Any) -> list[tuple[str, str]]:
 
 
 def test_the_default_and_rootless_specs_are_accepted() -> None:
-    # The deny-all device rule of `runc spec` holds by nodev (tested for real
-    # in tests/security/test_process.py::test_image_device_node_is_unusable).
     assert refusals.problems(default_config()) == []
     assert refusals.problems(rootless(default_config(), 1000, 1000)) == []
 
@@ -36,18 +31,6 @@ def test_the_module_is_pure() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out == "[]\n"
-
-
-@pytest.mark.parametrize("key", ["memory", "pids", "cpu", "blockIO", "hugepageLimits",
-                                 "network", "rdma", "unified"])
-def test_every_resource_but_devices_is_refused(key: str) -> None:
-    value: Any = [{"pageSize": "2MB", "limit": 1}] if key == "hugepageLimits" else {"x": 1}
-    assert refused(lambda d: d["linux"]["resources"].update({key: value})) == [
-        (f"linux.resources.{key}", CGROUPS)]
-
-
-def test_empty_resources_restrict_nothing_and_pass() -> None:
-    assert refused(lambda d: d["linux"]["resources"].update(memory={}, pids=None)) == []
 
 
 @pytest.mark.parametrize(("path", "value", "reason"), [
@@ -70,8 +53,6 @@ def test_empty_resources_restrict_nothing_and_pass() -> None:
      "refused: pyinit does not support time namespaces yet"),
     ("linux.memoryPolicy", {"mode": "MPOL_BIND", "nodes": "0"},
      "refused: pyinit does not set NUMA memory policies yet"),
-    ("linux.cgroupsPath", "/mine", "refused: pyinit does not manage cgroups yet, so the "
-     "container would stay in pyinit's own cgroup"),
     ("linux.netDevices", {"eth1": {}},
      "refused: pyinit does not move network devices into containers yet"),
     ("vm", {"kernel": {"path": "/k"}},
@@ -93,110 +74,15 @@ def test_seccomp_is_not_refused_here() -> None:  # implemented elsewhere (issue 
         == []
 
 
-# ---------------------------------------------------------------- device rules
-def rules(*items: dict[str, Any], devices: list[dict[str, Any]] | None = None) -> Any:
+def test_cgroups_are_not_refused_here() -> None:  # enforced (issue 11, docs/cgroups.md)
     def change(doc: dict[str, Any]) -> None:
-        doc["linux"]["resources"]["devices"] = list(items)
-        if devices is not None:
-            doc["linux"]["devices"] = devices
-    return refused(change)
-
-
-DENY_ALL = {"allow": False, "access": "rwm"}
-FUSE = {"type": "c", "path": "/dev/fuse", "major": 10, "minor": 229}
-
-
-def test_allowing_the_nodes_pyinit_creates_is_honoured() -> None:
-    assert rules(DENY_ALL, {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
-                 {"allow": True, "type": "c", "major": 136, "access": "rwm"},
-                 {"allow": True, "type": "c", "major": 10, "minor": 229, "access": "rwm"},
-                 devices=[FUSE]) == []
-
-
-@pytest.mark.parametrize(("rule", "what"), [
-    ({"allow": True, "type": "c", "major": 10, "minor": 200}, "c 10:200"),
-    ({"allow": True, "type": "b", "major": 8, "minor": -1}, "b 8:*"),
-    ({"allow": True, "type": "c", "access": "m"}, "c *:*"),
-    ({"allow": True, "access": "rwm"}, "every device"),
-])
-def test_allowing_a_node_pyinit_does_not_create_is_refused(rule: dict[str, Any],
-                                                           what: str) -> None:
-    assert rules(DENY_ALL, rule) == [(
-        "linux.resources.devices[1]",
-        f"allows {what}, but {NO_CGROUP} only the nodes pyinit creates can be allowed: "
-        "the default devices and those in linux.devices")]
-
-
-def test_denying_a_node_pyinit_creates_is_refused() -> None:
-    assert rules({"allow": False, "type": "c", "major": 10, "minor": 229},
-                 devices=[FUSE]) == [(
-                     "linux.resources.devices[0]",
-                     f"denies c 10:229, but pyinit creates /dev/fuse in the container and "
-                     f"{NO_CGROUP} cannot deny it")]
-    assert rules({"allow": False, "type": "c", "major": 1, "minor": 3}) == [(
-        "linux.resources.devices[0]", f"denies c 1:3, but pyinit creates /dev/null in the "
-        f"container and {NO_CGROUP} cannot deny it")]
-
-
-def test_denying_a_node_nobody_creates_holds() -> None:
-    assert rules({"allow": False, "type": "b", "major": 8, "minor": 0, "access": "rw"}) == []
-
-
-@pytest.mark.parametrize(("rule", "path", "reason"), [
-    ({"access": "rwm"}, "linux.resources.devices[0].allow", "is required: true or false"),
-    ({"allow": False, "type": "x"}, "linux.resources.devices[0].type",
-     "must be one of a, c, b, not 'x'"),
-    ({"allow": False, "major": "8"}, "linux.resources.devices[0].major",
-     "must be a device number (or -1 or absent for all), not '8'"),
-    ({"allow": False, "minor": -2}, "linux.resources.devices[0].minor",
-     "must be a device number (or -1 or absent for all), not -2"),
-    ({"allow": False, "access": "rwx"}, "linux.resources.devices[0].access",
-     "must be made of r, w and m, not 'rwx'"),
-])
-def test_malformed_rules(rule: dict[str, Any], path: str, reason: str) -> None:
-    assert rules(rule) == [(path, reason)]
-
-
-def test_rules_must_be_an_array_of_objects() -> None:
-    assert refused(lambda d: d["linux"]["resources"].update(devices={})) == [
-        ("linux.resources.devices", "must be an array, not dict")]
-    assert rules("x") == [("linux.resources.devices[0]", "must be an object")]  # type: ignore
-
-
-def test_cap_mknod_with_a_deny_rule_is_refused_in_every_set() -> None:
-    def change(doc: dict[str, Any]) -> None:
-        for kind in ("bounding", "permitted", "effective", "inheritable", "ambient"):
-            doc["process"]["capabilities"].setdefault(kind, []).append("CAP_MKNOD")
-    found = refused(change)
-    reason = ("CAP_MKNOD with the device deny rule linux.resources.devices[0]: without a "
-              "device cgroup (not in pyinit yet) a node the workload makes would be usable")
-    assert found == [("process.capabilities.bounding[3]", reason),
-                     ("process.capabilities.effective[3]", reason),
-                     ("process.capabilities.inheritable[0]", reason),
-                     ("process.capabilities.permitted[3]", reason),
-                     ("process.capabilities.ambient[3]", reason)]
-
-
-def test_cap_mknod_without_a_deny_rule_is_fine() -> None:
-    def change(doc: dict[str, Any]) -> None:
-        doc["linux"].pop("resources")
+        doc["linux"]["cgroupsPath"] = "/pyinit/web"
+        doc["linux"]["resources"].update(memory={"limit": 1 << 26}, pids={"limit": 20})
+        doc["linux"]["resources"]["devices"].append({"allow": True, "type": "b", "major": 8})
         doc["process"]["capabilities"]["bounding"].append("CAP_MKNOD")
+        doc["mounts"].append({"destination": "/d", "type": "bind", "source": "/dev",
+                              "options": ["rbind", "dev"]})
     assert refused(change) == []
-
-
-def test_a_mount_asking_for_dev_with_a_deny_rule_is_refused() -> None:
-    def change(doc: dict[str, Any]) -> None:
-        doc["mounts"] += [
-            {"destination": "/hostdev", "type": "bind", "source": "/dev",
-             "options": ["rbind", "nodev", "dev"]},
-            {"destination": "/disk", "type": "ext4", "source": "/dev/sdz", "options": ["rdev"]},
-            {"destination": "/t", "type": "tmpfs", "source": "t", "options": ["dev"]},  # fine
-            {"destination": "/b", "type": "bind", "source": "/dev", "options": ["dev", "nodev"]},
-        ]
-    reason = ("{} shows the device nodes of the mount, which the device deny rule "
-              "linux.resources.devices[0] forbids (no device cgroup in pyinit yet); drop it")
-    assert refused(change) == [("mounts[7].options[2]", reason.format("dev")),
-                               ("mounts[8].options[0]", reason.format("rdev"))]
 
 
 @pytest.mark.parametrize(("kind", "is_bind", "nodev"), [
@@ -271,19 +157,25 @@ def test_the_highest_id_is_accepted() -> None:
 def test_config_parse_reports_refusals_once_each(tmp_path: Path) -> None:
     (tmp_path / "rootfs").mkdir()
     doc = default_config()
-    doc["linux"]["resources"]["memory"] = {"limit": 1 << 20}
+    doc["process"]["apparmorProfile"] = "docker-default"
     doc["process"]["user"] = {"uid": -1, "gid": 0}
     doc["process"]["capabilities"]["bounding"].append("CAP_NOPE")  # config.py reports it too
     with pytest.raises(ConfigError) as info:
         parse(doc, str(tmp_path))
     assert info.value.problems == [
         ("process.capabilities.bounding[3]", "unknown capability 'CAP_NOPE'"),
-        ("linux.resources.memory", CGROUPS),
+        ("process.apparmorProfile", "refused: pyinit does not apply AppArmor profiles yet, "
+         "so the process would run unconfined by it"),
         ("process.user.uid", "must be an id from 0 to 4294967294, not -1")]
     assert info.value.first_line() == ("process.capabilities.bounding[3]: unknown capability "
                                        "'CAP_NOPE' (and 2 more; see pyinit check)")
 
 
-def test_resources_must_be_an_object() -> None:
-    assert refused(lambda d: d["linux"].update(resources=[])) == [
-        ("linux.resources", "must be an object, not list")]
+def test_resources_must_be_an_object(tmp_path: Path) -> None:  # now oci/resources.py's
+    (tmp_path / "rootfs").mkdir()
+    doc = default_config()
+    doc["linux"]["resources"] = []
+    assert refusals.problems(doc) == []
+    with pytest.raises(ConfigError) as info:
+        parse(doc, str(tmp_path))
+    assert info.value.problems == [("linux.resources", "must be an object, not an array")]
