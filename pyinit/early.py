@@ -21,7 +21,8 @@ import os
 import threading
 import time
 
-from pyinit import signals
+from pyinit import core
+from pyinit.core import Startup as Startup  # re-exported: pyinit.container builds one
 from pyinit.spawn import Spawned
 
 TYPE_CHECKING = False
@@ -29,28 +30,6 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
     from pyinit.cli import Options
-
-
-class Startup:
-    """Facts gathered before the supervisor exists."""
-
-    __slots__ = ("forwarded", "inherited_ignored", "inherited_mask", "is_pid1",
-                 "runtime_ready_ns", "shutdown_reason", "start_ns", "subreaper_error",
-                 "workload_exited_ns", "workload_status")
-
-    def __init__(self, *, start_ns: int, inherited_mask: frozenset[int], is_pid1: bool,
-                 subreaper_error: OSError | None, inherited_ignored: frozenset[int]) -> None:
-        self.start_ns = start_ns
-        self.inherited_mask = inherited_mask
-        self.is_pid1 = is_pid1
-        self.subreaper_error = subreaper_error
-        self.inherited_ignored = inherited_ignored
-        # What the early phase saw, for the supervisor to log and act on.
-        self.forwarded: list[tuple[int, int, bool]] = []  # (signal, sender, delivered)
-        self.shutdown_reason: str | None = None
-        self.workload_status: int | None = None
-        self.workload_exited_ns = 0
-        self.runtime_ready_ns = 0
 
 
 def load_runtime() -> None:
@@ -72,14 +51,6 @@ def load_runtime() -> None:
         ctypes.util.find_library = real
     import pyinit.report
     import pyinit.supervisor  # noqa: F401
-
-
-def _no_child_left() -> bool:
-    try:
-        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return True
-    return False
 
 
 def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
@@ -104,42 +75,27 @@ def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
             _signal.pthread_kill(main_thread, _signal.SIGCHLD)
 
     threading.Thread(target=load, name="pyinit-import", daemon=True).start()
-    watched = set(signals.FORWARDED) | {_signal.SIGCHLD}
-    target = -child.pid if opts.kill_group else child.pid
-    me = os.getpid()
+    reaper = core.Core(child.pid, kill_group=opts.kill_group, everyone=False)
     while not loaded.is_set():
-        info = _signal.sigtimedwait(watched, 0.05)
+        info = _signal.sigtimedwait(core.WATCHED, 0.05)
         if info is None:
             continue
-        signo = info.si_signo
-        if signo == _signal.SIGCHLD:
-            if startup.workload_status is None:
-                pid, status = os.waitpid(child.pid, os.WNOHANG)
-                if pid:
-                    startup.workload_status = status
-                    startup.workload_exited_ns = time.monotonic_ns()
-                    startup.shutdown_reason = startup.shutdown_reason or "workload exited"
-            if startup.workload_status is not None and _no_child_left():
-                can_report.wait()  # trio no longer matters, structlog does
-                if not failure:
-                    from pyinit import report
+        for outcome in reaper.handle(info.si_signo, info.si_pid):
+            if isinstance(outcome, core.Exited):
+                startup.workload_exit = outcome
+                startup.shutdown_reason = startup.shutdown_reason or "workload exited"
+            elif isinstance(outcome, core.Forwarded | core.Dropped):
+                startup.forwarded.append(outcome)
+                startup.shutdown_reason = (startup.shutdown_reason
+                                           or core.shutdown_reason(outcome.signo))
+        if startup.workload_exit is not None and core.no_child_left():
+            can_report.wait()  # trio no longer matters, structlog does
+            if not failure:
+                from pyinit import report
 
-                    startup.runtime_ready_ns = time.monotonic_ns()
-                    report.finish_early(opts, child, startup)
-                break
-        elif signo == _signal.SIGPIPE and info.si_pid == me:
-            continue
-        else:
-            delivered = False
-            if startup.workload_status is None or opts.kill_group:
-                try:
-                    os.kill(target, signo)
-                    delivered = True
-                except OSError:
-                    pass
-            startup.forwarded.append((signo, info.si_pid, delivered))
-            if signo in signals.SHUTDOWN and startup.shutdown_reason is None:
-                startup.shutdown_reason = f"received {signals.name(signo)}"
+                startup.runtime_ready_ns = time.monotonic_ns()
+                report.finish_early(opts, child, startup)
+            break
     startup.runtime_ready_ns = time.monotonic_ns()
 
     if failure:
@@ -147,7 +103,7 @@ def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
     loaded.wait()
     from pyinit import report, supervisor
 
-    if startup.workload_status is not None and _no_child_left():
+    if startup.workload_exit is not None and core.no_child_left():
         report.finish_early(opts, child, startup)
     supervisor.run(opts, child, startup)
 

@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 
 from pyinit import signals
 from pyinit.cli import Options
-from pyinit.early import Startup
+from pyinit.core import Dropped, Exited, Forwarded, Startup
 from pyinit.log import Sink, configure
 from pyinit.spawn import Spawned
 
@@ -62,17 +62,32 @@ def announce(log: Any, opts: Options, child: Spawned, startup: Startup) -> None:
             detail="pyinit's parent ignores these (a shell does this for background jobs); "
             "the workload inherits that, so forwarding them has no effect",
         )
-    group = opts.kill_group
-    for signo, sender, delivered in startup.forwarded:
-        log.info("signal.forwarded", signal=signals.name(signo),
-                 target=-child.pid if group else child.pid,
-                 target_kind="process group" if group else "workload",
-                 delivered=delivered, sender_pid=sender, early=True)
-    if startup.workload_status is not None:
-        log.info("workload.exited", pid=child.pid,
-                 runtime_ms=ms(child.spawned_ns, startup.workload_exited_ns),
-                 **status_fields(startup.workload_status))
+    for outcome in startup.forwarded:
+        log_signal(log, outcome, early=True)
+    if startup.workload_exit is not None:
+        log_exited(log, child, startup.workload_exit)
     log.debug("runtime.loaded", import_ms=ms(child.spawned_ns, startup.runtime_ready_ns))
+
+
+def log_signal(log: Any, outcome: Forwarded | Dropped, *, early: bool) -> None:
+    """One line per signal, from either phase; ``early``: read before trio was loaded."""
+    name = signals.name(outcome.signo)
+    if isinstance(outcome, Dropped):
+        log.info("signal.dropped", signal=name, sender_pid=outcome.sender,
+                 reason="the workload has exited", early=early)
+        return
+    log.info("signal.forwarded", signal=name, target=outcome.target,
+             target_kind="process group" if outcome.target < 0 else "workload",
+             delivered=outcome.delivered, sender_pid=outcome.sender, early=early)
+
+
+def log_exited(log: Any, child: Spawned, outcome: Exited) -> None:
+    """A reaped child, from either reaper: every one at debug, the workload at info."""
+    fields = status_fields(outcome.status)
+    log.debug("zombie.reaped", pid=outcome.pid, workload=outcome.workload, **fields)
+    if outcome.workload:
+        log.info("workload.exited", pid=outcome.pid,
+                 runtime_ms=ms(child.spawned_ns, outcome.at_ns), **fields)
 
 
 def exit_now(log: Any, sink: Sink, code: int, startup: Startup, **fields: Any) -> NoReturn:
@@ -90,10 +105,10 @@ def exit_now(log: Any, sink: Sink, code: int, startup: Startup, **fields: Any) -
 
 def finish_early(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
     """The workload exited while trio loaded and nothing else is left: just exit."""
-    assert startup.workload_status is not None
+    assert startup.workload_exit is not None
     log, sink = configure(opts.log_format, opts.log_level)
     announce(log, opts, child, startup)
-    code = exit_code(startup.workload_status)
+    code = exit_code(startup.workload_exit.status)
     exit_now(log, sink, opts.remap.get(code, code), startup, orphans_reaped=0, early=True)
 
 

@@ -2,16 +2,16 @@
 
 It reads like tini's main loop, as a trio nursery with two tasks:
 
-* :meth:`Supervisor.handle_signals` reads signals from a signalfd, forwards
-  every one to the workload and reaps on SIGCHLD;
+* :meth:`Supervisor.handle_signals` reads signals from a signalfd and hands
+  each to the forward-and-reap core (:mod:`pyinit.core`, which the early
+  phase feeds from ``sigtimedwait``), then logs and acts on what it did;
 * :meth:`Supervisor.shutdown` starts when the workload exits or pyinit is
   asked to stop: SIGTERM to everyone else, SIGKILL after the grace period,
   and done when no child is left.
 
-The reaper owns all waiting (``waitpid(-1)``): nothing else in this process
-may wait for a child, or the two race and one of them loses an exit status
-(trio's ``Process.wait`` then reports 0). It drains in a loop after every
-wake-up because SIGCHLDs coalesce while pending.
+The core's reaper owns all waiting (``waitpid(-1)``): nothing else in this
+process may wait for a child, or the two race and one of them loses an exit
+status (trio's ``Process.wait`` then reports 0).
 """
 
 from __future__ import annotations
@@ -20,16 +20,17 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 import trio
 
-from pyinit import proc, signals
+from pyinit import core, proc, signals
 from pyinit.cli import Options
-from pyinit.early import Startup
+from pyinit.core import Dropped, Exited, Forwarded, Startup, Stopped
 from pyinit.linux import syscalls
 from pyinit.log import Sink, configure
-from pyinit.report import announce, exit_code, exit_now, ms, status_fields
+from pyinit.report import announce, exit_code, exit_now, log_exited, log_signal, ms
 from pyinit.spawn import Spawned
 
 EXIT_INTERNAL = 1
@@ -52,7 +53,6 @@ class Supervisor:
         self.child = child
         self.startup = startup
         self.log = log
-        self.workload_status: int | None = startup.workload_status
         self.all_gone = trio.Event()
         self.shutdown_started_ns: int | None = None
         self.orphans_reaped = 0
@@ -60,9 +60,15 @@ class Supervisor:
         # Job control: notice when the workload is stopped by the terminal,
         # so pyinit can stop too and its own parent (a shell) sees the job stop.
         self.job_control = child.foreground and not startup.is_pid1
-        self.wait_flags = os.WNOHANG | (os.WUNTRACED if self.job_control else 0)
+        self.core = core.Core(
+            child.pid, kill_group=opts.kill_group, everyone=True, untraced=self.job_control,
+            workload_status=None if startup.workload_exit is None
+            else startup.workload_exit.status)
         self.proc_ok = proc.proc_is_ours()
-        self.pid = os.getpid()
+
+    @property
+    def workload_status(self) -> int | None:
+        return self.core.workload_status
 
     # ----- the main loop ------------------------------------------------
     async def main(self) -> int:
@@ -70,13 +76,14 @@ class Supervisor:
         # blocked: they are read from a signalfd. Nothing is ever lost, no
         # Python handler runs at an awkward moment, RT signals keep their
         # queueing, and each one says who sent it.
-        sfd = syscalls.signalfd(set(signals.FORWARDED) | {signal.SIGCHLD})
+        sfd = syscalls.signalfd(core.WATCHED)
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
                 if startup_reason := self.startup.shutdown_reason:
                     self.start_shutdown(startup_reason)  # asked for while trio loaded
-                self.reap()  # whatever died while trio was being imported
+                self.log.debug("supervisor.ready", signals=len(core.WATCHED))
+                self.act(self.core.reap())  # whatever died while trio was being imported
                 nursery.start_soon(self.handle_signals, sfd)
                 await self.all_gone.wait()
                 nursery.cancel_scope.cancel()
@@ -90,63 +97,28 @@ class Supervisor:
         while True:
             await trio.lowlevel.wait_readable(sfd)
             for info in syscalls.read_signals(sfd):
-                if info.signo == signal.SIGCHLD:
-                    self.reap()
-                elif info.signo == signal.SIGPIPE and info.pid == self.pid:
-                    # Our own write to a closed log pipe, not a signal for the workload.
-                    continue
-                else:
-                    self.forward(info.signo, info.pid)
-                    if info.signo in signals.SHUTDOWN:
-                        self.start_shutdown(f"received {signals.name(info.signo)}")
+                if info.signo == signal.SIGCONT and self.job_control:
+                    self.give_terminal_to_workload()
+                self.act(self.core.handle(info.signo, info.pid))
 
-    # ----- signals ------------------------------------------------------
-    def forward(self, signum: int, sender: int) -> None:
-        name = signals.name(signum)
-        group = self.opts.kill_group
-        target = -self.child.pid if group else self.child.pid
-        if self.workload_status is not None and not group:
-            self.log.info("signal.dropped", signal=name, sender_pid=sender,
-                          reason="the workload has exited")
-            return
-        if signum == signal.SIGCONT and self.job_control:
-            self.give_terminal_to_workload()
-        delivered = _kill(target, signum)
-        self.log.info(
-            "signal.forwarded",
-            signal=name,
-            target=target,
-            target_kind="process group" if group else "workload",
-            delivered=delivered,
-            sender_pid=sender,
-        )
-
-    # ----- reaping ------------------------------------------------------
-    def reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, self.wait_flags)
-            except ChildProcessError:
-                if self.workload_status is not None:
-                    self.all_gone.set()
-                return
-            if pid == 0:
-                return
-            if os.WIFSTOPPED(status):
-                if pid == self.child.pid:
-                    self.workload_stopped(os.WSTOPSIG(status))
-                continue
-            if pid == self.child.pid:
-                self.workload_status = status
-                fields = status_fields(status)
-                self.log.debug("zombie.reaped", pid=pid, workload=True, **fields)
-                self.log.info("workload.exited", pid=pid,
-                              runtime_ms=ms(self.child.spawned_ns, time.monotonic_ns()),
-                              **fields)
-                self.start_shutdown("workload exited")
-            else:
-                self.orphans_reaped += 1
-                self.log.debug("zombie.reaped", pid=pid, workload=False, **status_fields(status))
+    def act(self, outcomes: Sequence[Forwarded | Dropped | Exited | Stopped]) -> None:
+        """Log what the core did, and do what follows from it."""
+        for outcome in outcomes:
+            match outcome:
+                case Forwarded() | Dropped():
+                    log_signal(self.log, outcome, early=False)
+                    if reason := core.shutdown_reason(outcome.signo):
+                        self.start_shutdown(reason)
+                case Exited():
+                    log_exited(self.log, self.child, outcome)
+                    if outcome.workload:
+                        self.start_shutdown("workload exited")
+                    else:
+                        self.orphans_reaped += 1
+                case Stopped():
+                    self.workload_stopped(outcome.signo)
+        if self.core.no_child_left and self.workload_status is not None:
+            self.all_gone.set()
 
     # ----- terminal job control -----------------------------------------
     def _set_foreground(self, pgid: int) -> None:

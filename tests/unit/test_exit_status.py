@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import signal
 
-from pyinit.supervisor import exit_code, status_fields
+from pyinit.report import exit_code, status_fields
 
 
 def test_every_exit_code_passes_through() -> None:

@@ -1,0 +1,277 @@
+"""Every job pyinit does in two ways gets a test for each way.
+
+pyinit supervises in two phases. Until trio is loaded, the early phase
+(:mod:`pyinit.early`) reads signals with ``sigtimedwait``, waits for the
+workload by its PID only, and, when the workload ends then, logs and exits
+with structlog alone (the minimal writer). After, the supervisor reads a
+signalfd, reaps every child, and logs as it goes (the full writer). Each path
+has its own test here, and a test's name says which phase it checks.
+
+The phase is chosen, never hoped for:
+
+* early: ``tests/helpers/hold_trio`` makes pyinit's ``import trio`` wait on a
+  pipe the test holds, so pyinit stays in its early phase until released;
+* late: the test waits for the ``supervisor.ready`` log event.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from pyinit import signals as sigs
+from tests.conftest import HELPERS, MODES, children, helper, pyinit_cmd, pyinit_pid
+
+HOLD_TRIO = HELPERS / "hold_trio"
+PHASES = ["early", "late"]
+
+# Every forwardable signal; the three shutdown signals last, SIGQUIT (which
+# ends the recorder) at the very end.
+SWEEP = [s for s in sorted(sigs.FORWARDED) if s not in sigs.SHUTDOWN] + [
+    signal.SIGTERM, signal.SIGINT, signal.SIGQUIT]
+# Waiting for a signal that never comes: only a failing run waits this long.
+LOST_AFTER_S = 5.0
+
+
+class Pyinit:
+    """pyinit running a workload, its stdout and its log read as they come."""
+
+    def __init__(self, args: list[str], mode: str, *, hold: bool,
+                 env: dict[str, str] | None = None, stdin: int = subprocess.DEVNULL) -> None:
+        self.mode = mode
+        full_env = {**os.environ, **(env or {})}
+        self._release = -1
+        held = -1
+        if hold:
+            held, self._release = os.pipe()
+            full_env["PYTHONPATH"] = str(HOLD_TRIO)
+            full_env["PYINIT_TEST_HOLD_FD"] = str(held)
+        self.proc = subprocess.Popen(
+            pyinit_cmd(args, mode), env=full_env, stdin=stdin,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(held,) if hold else (),
+        )
+        if hold:
+            os.close(held)
+        self.lines: list[str] = []  # the workload's stdout, so far
+        self.events: list[dict[str, Any]] = []  # pyinit's log, so far
+        self._out: queue.Queue[str | None] = queue.Queue()
+        self._err: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        assert self.proc.stdout is not None and self.proc.stderr is not None
+        self._readers = [
+            threading.Thread(target=self._read, args=(self.proc.stdout, self._out, str.strip)),
+            threading.Thread(target=self._read, args=(self.proc.stderr, self._err, _parse)),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: Any, into: queue.Queue[Any], parse: Callable[[str], Any]) -> None:
+        for raw in stream:
+            item = parse(raw.decode(errors="replace"))
+            if item is not None:
+                into.put(item)
+        into.put(None)
+
+    @property
+    def pid(self) -> int:
+        """pyinit's own PID (under unshare, unshare's child)."""
+        return pyinit_pid(self.proc, self.mode)
+
+    def line(self, text: str, timeout: float = 30) -> bool:
+        """Wait until the workload has printed ``text``; False if it did not in time."""
+        while text not in self.lines:
+            try:
+                got = self._out.get(timeout=timeout)
+            except queue.Empty:
+                return False
+            if got is None:
+                return False
+            self.lines.append(got)
+        return True
+
+    def event(self, name: str, timeout: float = 30) -> dict[str, Any]:
+        """Wait for pyinit to log ``name``."""
+        while True:
+            for ev in self.events:
+                if ev["event"] == name:
+                    return ev
+            try:
+                got = self._err.get(timeout=timeout)
+            except queue.Empty:
+                raise AssertionError(f"no {name!r} event after {timeout}s: {self.events}") from None
+            if got is None:
+                raise AssertionError(f"pyinit ended without logging {name!r}: {self.events}")
+            self.events.append(got)
+
+    def release(self) -> None:
+        """Let pyinit load trio: the early phase ends."""
+        if self._release >= 0:
+            os.close(self._release)
+            self._release = -1
+
+    def finish(self, timeout: float = 60) -> int:
+        """Wait for pyinit to exit; its code. Every line it wrote is read by then."""
+        code = self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout)
+        while (line := _take(self._out)) is not None:
+            self.lines.append(line)
+        while (ev := _take(self._err)) is not None:
+            self.events.append(ev)
+        self.release()
+        return code
+
+    def kill(self) -> None:
+        """Leave nothing behind, whatever state the test stopped in."""
+        self.release()
+        if self.proc.poll() is None:
+            pyinit = children(self.proc.pid) if self.mode == "pid1" else [self.proc.pid]
+            for pid in [*pyinit, *(c for p in pyinit for c in children(p))]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.proc.kill()
+        self.proc.wait()
+        for reader in self._readers:
+            reader.join(10)
+
+
+def _take(q: queue.Queue[Any]) -> Any:
+    try:
+        return q.get_nowait()
+    except queue.Empty:
+        return None
+
+
+def _parse(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        ev: dict[str, Any] = json.loads(line)
+    except ValueError:
+        return None
+    ev.pop("timestamp", None)
+    return ev
+
+
+def _sender(mode: str) -> int:
+    """The sender PID pyinit sees for the test's signals (0: from outside its namespace)."""
+    return 0 if mode == "pid1" else os.getpid()
+
+
+@pytest.fixture
+def pyinit() -> Iterator[Callable[..., Pyinit]]:
+    started: list[Pyinit] = []
+
+    def start(*args: Any, **kw: Any) -> Pyinit:
+        started.append(Pyinit(*args, **kw))
+        return started[-1]
+
+    yield start
+    for p in started:
+        p.kill()
+
+
+# ------------------------------------------------------------------ forwarding, per signal
+
+class Sweep:
+    """One pyinit that got every forwardable signal in one phase, and what came of it."""
+
+    def __init__(self, mode: str, phase: str) -> None:
+        self.mode = mode
+        self.phase = phase
+        p = Pyinit(["--log-level", "debug", "--grace", "60", "--",
+                    *helper("sigrecorder.py"), "/dev/stdout"],
+                   mode, hold=phase == "early", env={"EXIT_ON": str(int(signal.SIGQUIT))})
+        try:
+            assert p.line("ready"), "the recorder never started"
+            if phase == "late":
+                p.event("supervisor.ready")
+            target = p.pid
+            for sig in SWEEP:
+                os.kill(target, sig)
+                p.line(str(int(sig)), timeout=LOST_AFTER_S)  # checked per signal below
+            if str(int(signal.SIGQUIT)) not in p.lines:
+                # Lost: end the run anyway, so each signal's test says what it saw.
+                p.release()
+                for pid in children(target):
+                    os.kill(pid, signal.SIGKILL)
+            self.code = p.finish()
+        finally:
+            p.kill()
+        self.received = [int(x) for x in p.lines if x != "ready"]
+        self.events = p.events
+        self.workload = next(e["pid"] for e in p.events if e["event"] == "workload.spawned")
+
+    def check(self, sig: int) -> None:
+        name = sigs.name(sig)
+        assert self.received.count(sig) == 1, (
+            f"the workload got {name} {self.received.count(sig)} times in the {self.phase} "
+            f"phase ({self.mode})")
+        logged = [e for e in self.events
+                  if e["event"].startswith("signal.") and e.get("signal") == name]
+        assert logged == [{
+            "event": "signal.forwarded", "level": "info", "signal": name,
+            "target": self.workload, "target_kind": "workload", "delivered": True,
+            "sender_pid": _sender(self.mode), "early": self.phase == "early",
+        }], f"{name} in the {self.phase} phase ({self.mode})"
+
+
+@pytest.fixture(scope="module")
+def sweeps() -> Callable[[str, str], Sweep]:
+    """Each (mode, phase) sweep runs once; the per-signal tests read its result."""
+    done: dict[tuple[str, str], Sweep | BaseException] = {}
+
+    def get(mode: str, phase: str) -> Sweep:
+        if (mode, phase) not in done:
+            try:
+                done[mode, phase] = Sweep(mode, phase)
+            except BaseException as exc:
+                done[mode, phase] = exc
+        result = done[mode, phase]
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    return get
+
+
+@pytest.mark.parametrize("sig", SWEEP, ids=sigs.name)
+@pytest.mark.parametrize("mode", MODES)
+def test_early_phase_forwards(sweeps: Callable[[str, str], Sweep], mode: str,
+                              sig: int) -> None:
+    """Read by sigtimedwait while trio loads: forwarded once, logged ``early: true``."""
+    sweeps(mode, "early").check(sig)
+
+
+@pytest.mark.parametrize("sig", SWEEP, ids=sigs.name)
+@pytest.mark.parametrize("mode", MODES)
+def test_late_phase_forwards(sweeps: Callable[[str, str], Sweep], mode: str, sig: int) -> None:
+    """Read from the supervisor's signalfd: forwarded once, logged ``early: false``."""
+    sweeps(mode, "late").check(sig)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("phase", PHASES)
+def test_sweep_is_complete_and_in_order(sweeps: Callable[[str, str], Sweep], mode: str,
+                                        phase: str) -> None:
+    """Nothing extra either: exactly the signals sent, in order, and the recorder's exit."""
+    sweep = sweeps(mode, phase)
+    assert sweep.received == SWEEP
+    assert sweep.code == 0
+    forwarded = [e["signal"] for e in sweep.events if e["event"] == "signal.forwarded"]
+    assert forwarded == [sigs.name(s) for s in SWEEP]
+    # The early phase ended it all: the workload's exit was seen before trio was needed.
+    assert [e.get("early", "absent") for e in sweep.events if e["event"] == "pyinit.exit"] == (
+        [True] if phase == "early" else ["absent"])
+    assert [e["event"] for e in sweep.events].count("supervisor.ready") == (
+        0 if phase == "early" else 1)
