@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from pyinit import signals as sigs
-from tests.conftest import HELPERS, MODES, children, helper, pyinit_cmd, pyinit_pid
+from tests.conftest import HELPERS, MODES, children, helper, pyinit_cmd, pyinit_pid, wait_for
 
 HOLD_TRIO = HELPERS / "hold_trio"
 PHASES = ["early", "late"]
@@ -275,3 +275,204 @@ def test_sweep_is_complete_and_in_order(sweeps: Callable[[str, str], Sweep], mod
         [True] if phase == "early" else ["absent"])
     assert [e["event"] for e in sweep.events].count("supervisor.ready") == (
         0 if phase == "early" else 1)
+
+
+# ------------------------------------------------------------------ the two reapers
+
+# (id, shell commands, pyinit's exit code, workload.exited's own fields)
+ENDINGS = [
+    ("exit-0", "exit 0", 0, {"code": 0, "signal": None}),
+    ("exit-3", "exit 3", 3, {"code": 3, "signal": None}),
+    ("exit-255", "exit 255", 255, {"code": 255, "signal": None}),
+    ("SIGTERM", "kill -TERM $$", 143, {"code": 143, "signal": "SIGTERM", "core_dumped": False}),
+    ("SIGKILL", "kill -KILL $$", 137, {"code": 137, "signal": "SIGKILL", "core_dumped": False}),
+]
+
+
+def _timed(ev: dict[str, Any]) -> dict[str, Any]:
+    """``ev`` with each duration checked to be a number >= 0, then replaced by "ms"."""
+    out = dict(ev)
+    for key, value in ev.items():
+        if key.endswith("_ms"):
+            assert isinstance(value, int | float) and value >= 0, (key, value)
+            out[key] = "ms"
+    return out
+
+
+def _only(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    found = [_timed(e) for e in events if e["event"] == name]
+    assert len(found) == 1, (name, found)
+    return found[0]
+
+
+@pytest.mark.parametrize(("script", "code", "fields"), [e[1:] for e in ENDINGS],
+                         ids=[e[0] for e in ENDINGS])
+@pytest.mark.parametrize("mode", MODES)
+def test_early_reaper_reports_how_the_workload_ended(pyinit: Callable[..., Pyinit], mode: str,
+                                                    script: str, code: int,
+                                                    fields: dict[str, Any]) -> None:
+    """The workload ends while trio is held: the early reaper sees it, pyinit exits early."""
+    p = pyinit(["--", "sh", "-c", script], mode, hold=True)
+    assert p.finish() == code
+    workload = _only(p.events, "workload.spawned")["pid"]
+    assert _only(p.events, "workload.exited") == {
+        "event": "workload.exited", "level": "info", "pid": workload, "runtime_ms": "ms",
+        **fields}
+    assert _only(p.events, "pyinit.exit") == {
+        "event": "pyinit.exit", "level": "info", "code": code, "orphans_reaped": 0,
+        "early": True, "uptime_ms": "ms"}
+
+
+@pytest.mark.parametrize(("script", "code", "fields"), [e[1:] for e in ENDINGS],
+                         ids=[e[0] for e in ENDINGS])
+@pytest.mark.parametrize("mode", MODES)
+def test_late_reaper_reports_how_the_workload_ended(pyinit: Callable[..., Pyinit], mode: str,
+                                                   script: str, code: int,
+                                                   fields: dict[str, Any]) -> None:
+    """The workload ends once the supervisor runs (it waits for a line the test sends then)."""
+    p = pyinit(["--log-level", "debug", "--", "sh", "-c", f"read line; {script}"], mode,
+               hold=False, stdin=subprocess.PIPE)
+    p.event("supervisor.ready")
+    assert p.proc.stdin is not None
+    p.proc.stdin.close()  # `read` returns: the workload goes on to end
+    assert p.finish() == code
+    workload = _only(p.events, "workload.spawned")["pid"]
+    assert _only(p.events, "workload.exited") == {
+        "event": "workload.exited", "level": "info", "pid": workload, "runtime_ms": "ms",
+        **fields}
+    assert _only(p.events, "pyinit.exit") == {
+        "event": "pyinit.exit", "level": "info", "code": code, "orphans_reaped": 0,
+        "shutdown_ms": "ms", "uptime_ms": "ms"}
+
+
+# ------------------------------------------------------------------ the two log writers
+
+def _spawned(mode: str, argv: list[str]) -> dict[str, Any]:
+    return {"event": "workload.spawned", "level": "info", "pid": 2 if mode == "pid1" else "any",
+            "argv": argv, "spawn_ms": "ms", "pid1": mode == "pid1", "foreground": False}
+
+
+def _forwarded(sig: int, mode: str, workload: int, early: bool) -> dict[str, Any]:
+    return {"event": "signal.forwarded", "level": "info", "signal": sigs.name(sig),
+            "target": workload, "target_kind": "workload", "delivered": True,
+            "sender_pid": _sender(mode), "early": early}
+
+
+def _log(p: Pyinit) -> tuple[int, list[dict[str, Any]]]:
+    """The workload's PID and the whole log, durations checked and replaced."""
+    log = [_timed(e) for e in p.events]
+    workload: int = log[0]["pid"]
+    if log[0]["event"] == "workload.spawned" and log[0]["pid1"] is False:
+        log[0]["pid"] = "any"  # a host PID: nothing to compare it with
+    return workload, log
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_minimal_writer_logs_everything_the_early_phase_did(pyinit: Callable[..., Pyinit],
+                                                            mode: str) -> None:
+    """The workload ends while trio is held: structlog alone writes the whole story."""
+    argv = [*helper("sigrecorder.py"), "/dev/stdout"]
+    p = pyinit(["--log-level", "debug", "--", *argv], mode, hold=True,
+               env={"EXIT_ON": str(int(signal.SIGHUP))})
+    assert p.line("ready")
+    os.kill(p.pid, signal.SIGUSR1)
+    assert p.line(str(int(signal.SIGUSR1)))
+    os.kill(p.pid, signal.SIGHUP)
+    assert p.finish() == 0
+    workload, log = _log(p)
+    assert log == [
+        _spawned(mode, argv),
+        _forwarded(signal.SIGUSR1, mode, workload, early=True),
+        _forwarded(signal.SIGHUP, mode, workload, early=True),
+        {"event": "zombie.reaped", "level": "debug", "pid": workload, "workload": True,
+         "code": 0, "signal": None},
+        {"event": "workload.exited", "level": "info", "pid": workload, "code": 0,
+         "signal": None, "runtime_ms": "ms"},
+        {"event": "runtime.loaded", "level": "debug", "import_ms": "ms"},
+        {"event": "pyinit.exit", "level": "info", "code": 0, "orphans_reaped": 0,
+         "early": True, "uptime_ms": "ms"},
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_full_writer_logs_both_phases_once(pyinit: Callable[..., Pyinit], mode: str) -> None:
+    """A signal of the early phase, then one of the supervisor's: each logged once, in order."""
+    argv = [*helper("sigrecorder.py"), "/dev/stdout"]
+    p = pyinit(["--log-level", "debug", "--", *argv], mode, hold=True,
+               env={"EXIT_ON": str(int(signal.SIGHUP))})
+    assert p.line("ready")
+    os.kill(p.pid, signal.SIGUSR1)
+    assert p.line(str(int(signal.SIGUSR1)))
+    p.release()
+    p.event("supervisor.ready")
+    os.kill(p.pid, signal.SIGHUP)
+    assert p.finish() == 0
+    workload, log = _log(p)
+    from pyinit.core import WATCHED
+
+    assert log == [
+        _spawned(mode, argv),
+        _forwarded(signal.SIGUSR1, mode, workload, early=True),
+        {"event": "runtime.loaded", "level": "debug", "import_ms": "ms"},
+        {"event": "supervisor.ready", "level": "debug", "signals": len(WATCHED)},
+        _forwarded(signal.SIGHUP, mode, workload, early=False),
+        {"event": "zombie.reaped", "level": "debug", "pid": workload, "workload": True,
+         "code": 0, "signal": None},
+        {"event": "workload.exited", "level": "info", "pid": workload, "code": 0,
+         "signal": None, "runtime_ms": "ms"},
+        {"event": "pyinit.exit", "level": "info", "code": 0, "orphans_reaped": 0,
+         "shutdown_ms": "ms", "uptime_ms": "ms"},
+    ]
+
+
+# ------------------------------------------------------------------ a signal after the workload
+
+def _comm(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_early_phase_drops_a_signal_once_the_workload_is_reaped(
+        pyinit: Callable[..., Pyinit], mode: str) -> None:
+    # An orphan keeps pyinit from exiting early; the workload itself is gone.
+    p = pyinit(["--log-level", "debug", "--", "sh", "-c", "sleep 1000 & echo started; exit 0"],
+               mode, hold=True)
+    assert p.line("started")
+    pyinit_pid = p.pid
+    # The shell stays pyinit's child (a zombie) until a reaper takes it.
+    wait_for(lambda: [_comm(c) for c in children(pyinit_pid)] == ["sleep"],
+             what="the early reaper to reap the workload")
+    os.kill(pyinit_pid, signal.SIGUSR1)
+    p.release()  # the supervisor shuts the orphan down
+    assert p.finish() == 0
+    dropped = [e for e in p.events if e["event"].startswith("signal.")]
+    assert dropped == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
+                        "sender_pid": _sender(mode), "reason": "the workload has exited",
+                        "early": True}]
+    assert _only(p.events, "pyinit.exit")["orphans_reaped"] == 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_late_phase_drops_a_signal_once_the_workload_is_reaped(
+        pyinit: Callable[..., Pyinit], mode: str) -> None:
+    # The orphan ignores the shutdown's SIGTERM (and says so once it does),
+    # so pyinit is still supervising it when the signal comes.
+    orphan = "trap '' TERM; echo trapped; exec sleep 1000"
+    p = pyinit(["--log-level", "debug", "--grace", "60", "--", "sh", "-c",
+                f"sh -c \"{orphan}\" & exit 0"], mode, hold=False)
+    p.event("supervisor.ready")
+    assert p.line("trapped")
+    p.event("workload.exited")
+    os.kill(p.pid, signal.SIGUSR1)
+    p.event("signal.dropped")
+    for pid in children(p.pid):
+        os.kill(pid, signal.SIGKILL)  # the orphan: the grace period need not run out
+    assert p.finish() == 0
+    dropped = [e for e in p.events if e["event"].startswith("signal.")]
+    assert dropped == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
+                        "sender_pid": _sender(mode), "reason": "the workload has exited",
+                        "early": False}]
