@@ -16,21 +16,18 @@ The phase is chosen, never hoped for:
 
 from __future__ import annotations
 
-import json
 import os
-import queue
 import signal
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from pyinit import signals as sigs
-from tests.conftest import HELPERS, MODES, children, helper, pyinit_cmd, pyinit_pid, wait_for
+from tests.conftest import MODES, children, helper, wait_for
+from tests.helpers.running import Pyinit, sender
 
-HOLD_TRIO = HELPERS / "hold_trio"
 PHASES = ["early", "late"]
 
 # Every forwardable signal; the three shutdown signals last, SIGQUIT (which
@@ -39,133 +36,6 @@ SWEEP = [s for s in sorted(sigs.FORWARDED) if s not in sigs.SHUTDOWN] + [
     signal.SIGTERM, signal.SIGINT, signal.SIGQUIT]
 # Waiting for a signal that never comes: only a failing run waits this long.
 LOST_AFTER_S = 5.0
-
-
-class Pyinit:
-    """pyinit running a workload, its stdout and its log read as they come."""
-
-    def __init__(self, args: list[str], mode: str, *, hold: bool,
-                 env: dict[str, str] | None = None, stdin: int = subprocess.DEVNULL) -> None:
-        self.mode = mode
-        full_env = {**os.environ, **(env or {})}
-        self._release = -1
-        held = -1
-        if hold:
-            held, self._release = os.pipe()
-            full_env["PYTHONPATH"] = str(HOLD_TRIO)
-            full_env["PYINIT_TEST_HOLD_FD"] = str(held)
-        self.proc = subprocess.Popen(
-            pyinit_cmd(args, mode), env=full_env, stdin=stdin,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(held,) if hold else (),
-        )
-        if hold:
-            os.close(held)
-        self.lines: list[str] = []  # the workload's stdout, so far
-        self.events: list[dict[str, Any]] = []  # pyinit's log, so far
-        self._out: queue.Queue[str | None] = queue.Queue()
-        self._err: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        assert self.proc.stdout is not None and self.proc.stderr is not None
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.proc.stdout, self._out, str.strip)),
-            threading.Thread(target=self._read, args=(self.proc.stderr, self._err, _parse)),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: Any, into: queue.Queue[Any], parse: Callable[[str], Any]) -> None:
-        for raw in stream:
-            item = parse(raw.decode(errors="replace"))
-            if item is not None:
-                into.put(item)
-        into.put(None)
-
-    @property
-    def pid(self) -> int:
-        """pyinit's own PID (under unshare, unshare's child)."""
-        return pyinit_pid(self.proc, self.mode)
-
-    def line(self, text: str, timeout: float = 30) -> bool:
-        """Wait until the workload has printed ``text``; False if it did not in time."""
-        while text not in self.lines:
-            try:
-                got = self._out.get(timeout=timeout)
-            except queue.Empty:
-                return False
-            if got is None:
-                return False
-            self.lines.append(got)
-        return True
-
-    def event(self, name: str, timeout: float = 30) -> dict[str, Any]:
-        """Wait for pyinit to log ``name``."""
-        while True:
-            for ev in self.events:
-                if ev["event"] == name:
-                    return ev
-            try:
-                got = self._err.get(timeout=timeout)
-            except queue.Empty:
-                raise AssertionError(f"no {name!r} event after {timeout}s: {self.events}") from None
-            if got is None:
-                raise AssertionError(f"pyinit ended without logging {name!r}: {self.events}")
-            self.events.append(got)
-
-    def release(self) -> None:
-        """Let pyinit load trio: the early phase ends."""
-        if self._release >= 0:
-            os.close(self._release)
-            self._release = -1
-
-    def finish(self, timeout: float = 60) -> int:
-        """Wait for pyinit to exit; its code. Every line it wrote is read by then."""
-        code = self.proc.wait(timeout=timeout)
-        for reader in self._readers:
-            reader.join(timeout)
-        while (line := _take(self._out)) is not None:
-            self.lines.append(line)
-        while (ev := _take(self._err)) is not None:
-            self.events.append(ev)
-        self.release()
-        return code
-
-    def kill(self) -> None:
-        """Leave nothing behind, whatever state the test stopped in."""
-        self.release()
-        if self.proc.poll() is None:
-            pyinit = children(self.proc.pid) if self.mode == "pid1" else [self.proc.pid]
-            for pid in [*pyinit, *(c for p in pyinit for c in children(p))]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-        self.proc.kill()
-        self.proc.wait()
-        for reader in self._readers:
-            reader.join(10)
-
-
-def _take(q: queue.Queue[Any]) -> Any:
-    try:
-        return q.get_nowait()
-    except queue.Empty:
-        return None
-
-
-def _parse(line: str) -> dict[str, Any] | None:
-    if not line.startswith("{"):
-        return None
-    try:
-        ev: dict[str, Any] = json.loads(line)
-    except ValueError:
-        return None
-    ev.pop("timestamp", None)
-    return ev
-
-
-def _sender(mode: str) -> int:
-    """The sender PID pyinit sees for the test's signals (0: from outside its namespace)."""
-    return 0 if mode == "pid1" else os.getpid()
 
 
 @pytest.fixture
@@ -222,7 +92,7 @@ class Sweep:
         assert logged == [{
             "event": "signal.forwarded", "level": "info", "signal": name,
             "target": self.workload, "target_kind": "workload", "delivered": True,
-            "sender_pid": _sender(self.mode), "early": self.phase == "early",
+            "sender_pid": sender(self.mode), "early": self.phase == "early",
         }], f"{name} in the {self.phase} phase ({self.mode})"
 
 
@@ -355,7 +225,7 @@ def _spawned(mode: str, argv: list[str]) -> dict[str, Any]:
 def _forwarded(sig: int, mode: str, workload: int, early: bool) -> dict[str, Any]:
     return {"event": "signal.forwarded", "level": "info", "signal": sigs.name(sig),
             "target": workload, "target_kind": "workload", "delivered": True,
-            "sender_pid": _sender(mode), "early": early}
+            "sender_pid": sender(mode), "early": early}
 
 
 def _log(p: Pyinit) -> tuple[int, list[dict[str, Any]]]:
@@ -451,7 +321,7 @@ def test_early_phase_drops_a_signal_once_the_workload_is_reaped(
     assert p.finish() == 0
     dropped = [e for e in p.events if e["event"].startswith("signal.")]
     assert dropped == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
-                        "sender_pid": _sender(mode), "reason": "the workload has exited",
+                        "sender_pid": sender(mode), "reason": "the workload has exited",
                         "early": True}]
     assert _only(p.events, "pyinit.exit")["orphans_reaped"] == 1
 
@@ -474,5 +344,5 @@ def test_late_phase_drops_a_signal_once_the_workload_is_reaped(
     assert p.finish() == 0
     dropped = [e for e in p.events if e["event"].startswith("signal.")]
     assert dropped == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
-                        "sender_pid": _sender(mode), "reason": "the workload has exited",
+                        "sender_pid": sender(mode), "reason": "the workload has exited",
                         "early": False}]
