@@ -20,7 +20,6 @@ import _signal
 import errno
 import os
 import resource
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
-from pyinit import cli, diagnose, early, signals, spawn
+from pyinit import cli, core, diagnose, early, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls
 from pyinit.log import Sink, configure
@@ -373,8 +372,7 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) ->
     """The parent: hooks at their moments, every signal passed on; the child's status."""
     from_child, to_child = sync
     os.set_blocking(from_child, False)
-    watched = set(signals.FORWARDED) | {signal.SIGCHLD}
-    me = os.getpid()
+    relay = core.Core(pid, kill_group=False, everyone=False)  # the child, by its PID only
 
     def handle_news() -> None:
         try:
@@ -395,19 +393,12 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) ->
 
     while True:
         handle_news()
-        info = _signal.sigtimedwait(watched, 0.05)
-        if info is None or info.si_signo == signal.SIGCHLD:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
+        info = _signal.sigtimedwait(core.WATCHED, 0.05)
+        for outcome in relay.reap() if info is None else relay.handle(info.si_signo,
+                                                                      info.si_pid):
+            if isinstance(outcome, core.Exited):
                 handle_news()  # a quick workload: "started" may still be unread
-                return exit_code(status)
-            continue
-        if info.si_signo == signal.SIGPIPE and info.si_pid == me:
-            continue
-        try:
-            os.kill(pid, info.si_signo)
-        except ProcessLookupError:
-            pass
+                return exit_code(outcome.status)
 
 
 def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None = None,

@@ -59,6 +59,7 @@ class Sweep:
     def __init__(self, mode: str, phase: str) -> None:
         self.mode = mode
         self.phase = phase
+        self.sender = sender(mode)
         p = Pyinit(["--log-level", "debug", "--grace", "60", "--",
                     *helper("sigrecorder.py"), "/dev/stdout"],
                    mode, hold=phase == "early", env={"EXIT_ON": str(int(signal.SIGQUIT))})
@@ -92,7 +93,7 @@ class Sweep:
         assert logged == [{
             "event": "signal.forwarded", "level": "info", "signal": name,
             "target": self.workload, "target_kind": "workload", "delivered": True,
-            "sender_pid": sender(self.mode), "early": self.phase == "early",
+            "sender_pid": self.sender, "early": self.phase == "early",
         }], f"{name} in the {self.phase} phase ({self.mode})"
 
 
@@ -346,3 +347,74 @@ def test_late_phase_drops_a_signal_once_the_workload_is_reaped(
     assert dropped == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
                         "sender_pid": sender(mode), "reason": "the workload has exited",
                         "early": False}]
+
+
+# ------------------------------------------------------------------ pyinit run
+
+# The container's PID 1 loads trio before it spawns the workload, so only the
+# late phase exists there; the signals reach it through the runtime's parent,
+# which relays them with the same core.
+TRAP_ALL = "".join(f"trap 'echo {int(s)}' {int(s)}; " for s in SWEEP if s != signal.SIGQUIT)
+RECORDER_SH = (TRAP_ALL + f"trap 'echo {int(signal.SIGQUIT)}; kill $pid; exit 0' "
+               f"{int(signal.SIGQUIT)}; sleep 1000 & pid=$!; echo ready; "
+               "while :; do wait $pid; done")
+
+
+class RunSweep(Sweep):
+    """Every forwardable signal to ``pyinit run``, once its container's supervisor is ready."""
+
+    def __init__(self, bundle_dir: Any) -> None:
+        from tests.integration.test_run import make_bundle
+
+        self.mode, self.phase = "run", "late"
+        self.sender = 0  # the runtime's parent: outside the container's PID namespace
+        bundle = make_bundle(bundle_dir, RECORDER_SH)
+        p = Pyinit(["run", "--bundle", str(bundle), "--log-level", "debug", "--grace", "60"],
+                   "subreaper", hold=False)
+        try:
+            assert p.line("ready"), "the recorder never started"
+            p.event("supervisor.ready")
+            for sig in SWEEP:
+                os.kill(p.proc.pid, sig)
+                p.line(str(int(sig)), timeout=LOST_AFTER_S)
+            if str(int(signal.SIGQUIT)) not in p.lines:
+                p.kill()
+            self.code = p.finish()
+        finally:
+            p.kill()
+        self.received = [int(x) for x in p.lines if x != "ready"]
+        self.events = p.events
+        self.workload = next(e["pid"] for e in p.events if e["event"] == "workload.spawned")
+
+
+@pytest.fixture(scope="module")
+def run_sweep(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], RunSweep]:
+    done: list[RunSweep | BaseException] = []
+
+    def get() -> RunSweep:
+        if not done:
+            try:
+                done.append(RunSweep(tmp_path_factory.mktemp("bundle")))
+            except BaseException as exc:
+                done.append(exc)
+        if isinstance(done[0], BaseException):
+            raise done[0]
+        return done[0]
+
+    return get
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("sig", SWEEP, ids=sigs.name)
+def test_run_late_phase_forwards(run_sweep: Callable[[], RunSweep], sig: int) -> None:
+    """Through the runtime's relay to the container's supervisor: forwarded once."""
+    run_sweep().check(sig)
+
+
+@pytest.mark.root
+def test_run_sweep_is_complete_and_in_order(run_sweep: Callable[[], RunSweep]) -> None:
+    sweep = run_sweep()
+    assert sweep.received == SWEEP
+    assert sweep.code == 0
+    forwarded = [e["signal"] for e in sweep.events if e["event"] == "signal.forwarded"]
+    assert forwarded == [sigs.name(s) for s in SWEEP]
