@@ -12,6 +12,10 @@ The phase is chosen, never hoped for:
 * early: ``tests/helpers/hold_trio`` makes pyinit's ``import trio`` wait on a
   pipe the test holds, so pyinit stays in its early phase until released;
 * late: the test waits for the ``supervisor.ready`` log event.
+
+``pyinit run`` and ``pyinit sandbox`` load trio in the container's PID 1
+before the workload starts, so only their late phase exists; their signals
+pass through the runtime's relay first (the same core, fed by sigtimedwait).
 """
 
 from __future__ import annotations
@@ -361,16 +365,20 @@ RECORDER_SH = (TRAP_ALL + f"trap 'echo {int(signal.SIGQUIT)}; kill $pid; exit 0'
 
 
 class RunSweep(Sweep):
-    """Every forwardable signal to ``pyinit run``, once its container's supervisor is ready."""
+    """Every forwardable signal to ``pyinit run`` or ``pyinit sandbox``, once the
+    container's supervisor is ready."""
 
-    def __init__(self, bundle_dir: Any) -> None:
+    def __init__(self, command: str, tmp: Any) -> None:
         from tests.integration.test_run import make_bundle
 
-        self.mode, self.phase = "run", "late"
+        self.mode, self.phase = command, "late"
         self.sender = 0  # the runtime's parent: outside the container's PID namespace
-        bundle = make_bundle(bundle_dir, RECORDER_SH)
-        p = Pyinit(["run", "--bundle", str(bundle), "--log-level", "debug", "--grace", "60"],
-                   "subreaper", hold=False)
+        options = ["--log-level", "debug", "--grace", "60"]
+        if command == "run":
+            args = ["run", "--bundle", str(make_bundle(tmp, RECORDER_SH)), *options]
+        else:
+            args = ["sandbox", *options, "--", "sh", "-c", RECORDER_SH]
+        p = Pyinit(args, "subreaper", hold=False)
         try:
             assert p.line("ready"), "the recorder never started"
             p.event("supervisor.ready")
@@ -388,32 +396,40 @@ class RunSweep(Sweep):
 
 
 @pytest.fixture(scope="module")
-def run_sweep(tmp_path_factory: pytest.TempPathFactory) -> Callable[[], RunSweep]:
-    done: list[RunSweep | BaseException] = []
+def run_sweep(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], RunSweep]:
+    done: dict[str, RunSweep | BaseException] = {}
 
-    def get() -> RunSweep:
-        if not done:
+    def get(command: str) -> RunSweep:
+        if command not in done:
             try:
-                done.append(RunSweep(tmp_path_factory.mktemp("bundle")))
+                done[command] = RunSweep(command, tmp_path_factory.mktemp("bundle"))
             except BaseException as exc:
-                done.append(exc)
-        if isinstance(done[0], BaseException):
-            raise done[0]
-        return done[0]
+                done[command] = exc
+        result = done[command]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     return get
 
 
+CONTAINERS = ["run", "sandbox"]
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("sig", SWEEP, ids=sigs.name)
-def test_run_late_phase_forwards(run_sweep: Callable[[], RunSweep], sig: int) -> None:
+@pytest.mark.parametrize("command", CONTAINERS)
+def test_container_late_phase_forwards(run_sweep: Callable[[str], RunSweep], command: str,
+                                       sig: int) -> None:
     """Through the runtime's relay to the container's supervisor: forwarded once."""
-    run_sweep().check(sig)
+    run_sweep(command).check(sig)
 
 
 @pytest.mark.root
-def test_run_sweep_is_complete_and_in_order(run_sweep: Callable[[], RunSweep]) -> None:
-    sweep = run_sweep()
+@pytest.mark.parametrize("command", CONTAINERS)
+def test_container_sweep_is_complete_and_in_order(run_sweep: Callable[[str], RunSweep],
+                                                  command: str) -> None:
+    sweep = run_sweep(command)
     assert sweep.received == SWEEP
     assert sweep.code == 0
     forwarded = [e["signal"] for e in sweep.events if e["event"] == "signal.forwarded"]
