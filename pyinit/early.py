@@ -5,13 +5,17 @@ an import of trio and structlog away (75-300 ms, depending on the machine).
 Rather than let signals wait and a quick workload's exit go unnoticed for
 that long, a thread does the imports while the main thread
 
-* forwards every signal at once (it reads them with ``sigtimedwait``; all
-  are still blocked, so none can be lost),
-* waits for the workload (by its PID only: nothing else may be reaped here),
+* reads every signal with ``sigtimedwait`` (all are still blocked, so none
+  can be lost) and hands it to the forward-and-reap core
+  (:mod:`pyinit.core`), the same one the supervisor feeds from its signalfd;
+  its reaper waits for the workload by its PID only (the importing thread's
+  children are not ours to reap);
 * and, when the workload has exited and no other child is left, logs and
-  exits right away, without waiting for trio.
+  exits right away with structlog alone (:func:`pyinit.report.finish_early`),
+  without waiting for trio.
 
-Otherwise it hands everything it saw to the supervisor, which replays it.
+Otherwise it hands what it did (:class:`pyinit.core.Startup`) to the
+supervisor, which logs it first, marked ``early``.
 """
 
 from __future__ import annotations
