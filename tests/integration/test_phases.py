@@ -38,8 +38,9 @@ PHASES = ["early", "late"]
 # ends the recorder) at the very end.
 SWEEP = [s for s in sorted(sigs.FORWARDED) if s not in sigs.SHUTDOWN] + [
     signal.SIGTERM, signal.SIGINT, signal.SIGQUIT]
-# Waiting for a signal that never comes: only a failing run waits this long.
-LOST_AFTER_S = 5.0
+# Waiting for a signal that never comes: only a failing run waits this long
+# (per lost signal). A mutation run that loses one on purpose may shorten it.
+LOST_AFTER_S = float(os.environ.get("PYINIT_TEST_LOST_AFTER_S", "10"))
 
 
 @pytest.fixture
