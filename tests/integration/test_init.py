@@ -284,18 +284,26 @@ def test_sigterm_at_each_moment_of_start_up_is_forwarded_40_of_40(mode: str,
 
 
 def _all_blocked(pid: int) -> bool:
-    """pyinit's first line has run: every signal is blocked.
+    """pyinit's first line has run: pyinit is running, and every signal is blocked.
 
-    Exactly every one, not just SIGTERM: between its fork and its exec of
-    pyinit, ``unshare --fork``'s child blocks SIGINT and SIGTERM for a moment,
-    and a SIGTERM then is discarded when it unblocks them (PID 1, no handler).
+    ``/proc`` shows one of two masks then: everything, or, while pyinit's
+    early phase sits in ``sigtimedwait``, everything but the signals it waits
+    for (the kernel unblocks those for the duration of the wait, and that is
+    the mask ``/proc`` shows). A process that is not yet pyinit may have
+    signals blocked too, and a SIGTERM then is lost when it unblocks them:
+    ``unshare --fork``'s child blocks SIGINT and SIGTERM between its fork and
+    its exec of pyinit.
     """
     try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().split(b"\0")
         blocked = int(status_field(pid, "SigBlk"), 16)
     except (OSError, KeyError):
         return False
-    return blocked == _mask(*(s for s in signal.valid_signals()
-                              if s not in (signal.SIGKILL, signal.SIGSTOP)))
+    everything = _mask(*(s for s in signal.valid_signals()
+                         if s not in (signal.SIGKILL, signal.SIGSTOP)))
+    waiting = everything & ~_mask(*sigs.FORWARDED, signal.SIGCHLD)
+    return argv[:2] == [PYTHON.encode(), PYINIT.encode()] and blocked in (everything, waiting)
 
 
 # ------------------------------------------------------------------ reaping
