@@ -19,7 +19,6 @@ from __future__ import annotations
 import _signal
 import errno
 import os
-import resource
 import sys
 import time
 from collections.abc import Callable
@@ -32,124 +31,15 @@ from pyinit import cli, core, diagnose, early, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls
 from pyinit.log import Sink, configure
-from pyinit.oci.config import Config, Process
+from pyinit.oci.config import Config
 from pyinit.report import exit_code
 from pyinit.rootfs import plan
 from pyinit.rootfs.setup import Executor
+from pyinit.runtime import credentials, namespaces, say
+from pyinit.runtime.sync import Sync, decode, expect, send
 
 if TYPE_CHECKING:
     from pyinit.cgroups.manager import Cgroup
-
-NAMESPACE_FLAGS = {
-    "mount": syscalls.CLONE_NEWNS,
-    "uts": syscalls.CLONE_NEWUTS,
-    "ipc": syscalls.CLONE_NEWIPC,
-    "network": syscalls.CLONE_NEWNET,
-    "cgroup": syscalls.CLONE_NEWCGROUP,
-    "pid": syscalls.CLONE_NEWPID,
-    "user": syscalls.CLONE_NEWUSER,
-}
-
-
-def _say(line: str) -> None:
-    try:
-        os.write(2, f"pyinit: {line}\n".encode(errors="replace"))
-    except OSError:
-        pass
-
-
-def _unshare(flags: int) -> None:
-    names = [n for n, bit in NAMESPACE_FLAGS.items() if flags & bit]
-    try:
-        syscalls.unshare(flags)
-    except OSError as exc:
-        hint = diagnose.no_capability() if exc.errno == errno.EPERM else None
-        raise SetupError.from_os("namespace", f"unshare {', '.join(names)}", exc,
-                                 hint=hint) from None
-
-
-def _join_namespaces(cfg: Config) -> int:
-    """setns into every namespace given by path; the flags still to unshare.
-
-    A user namespace comes first, so that the others are joined with its
-    privileges.
-    """
-    to_unshare = 0
-    for ns in sorted(cfg.namespaces, key=lambda n: n.type != "user"):
-        if ns.path is None:
-            to_unshare |= NAMESPACE_FLAGS[ns.type]
-            continue
-        try:
-            fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise SetupError.from_os("namespace", f"open {ns.path}", exc,
-                                     where=f"linux.namespaces ({ns.type})") from None
-        try:
-            syscalls.setns(fd, NAMESPACE_FLAGS[ns.type])
-        except OSError as exc:
-            raise SetupError.from_os("namespace", f"setns {ns.path}", exc,
-                                     where=f"linux.namespaces ({ns.type})",
-                                     hint="is it a namespace of that type?") from None
-        finally:
-            os.close(fd)
-    return to_unshare
-
-
-def _setgroups_allowed() -> bool:
-    try:
-        with open("/proc/self/setgroups") as fh:
-            return fh.read().strip() != "deny"
-    except OSError:
-        return True
-
-
-def _become(proc: Process, last_cap: int, filt: seccomp.PreparedFilter | None = None) -> None:
-    """In the workload's process, before exec: the OCI process settings, then seccomp.
-
-    The filter is loaded last, once no_new_privs is set; without
-    noNewPrivileges, before the capabilities go, while CAP_SYS_ADMIN lets the
-    kernel take it (runc's order).
-    """
-    step = "cwd"
-    try:
-        os.chdir(proc.cwd)
-        if os.getcwd() != os.path.normpath(proc.cwd):
-            raise OSError(0, f"the working directory is {os.getcwd()}, not {proc.cwd}")
-        step = "rlimits"
-        for res, _name, soft, hard in proc.rlimits:
-            inf = resource.RLIM_INFINITY  # config.json's 2^64-1 does not fit a C long
-            resource.setrlimit(res, (inf if soft >= 2**63 else soft,
-                                     inf if hard >= 2**63 else hard))
-        if proc.oom_score_adj is not None:
-            step = "oomScoreAdj"
-            with open("/proc/self/oom_score_adj", "w") as fh:
-                fh.write(str(proc.oom_score_adj))
-        capabilities = proc.capabilities
-        if capabilities is not None:
-            step = "capabilities.bounding"
-            caps.drop_bounding(capabilities.get("bounding", []), last_cap)
-            syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
-        if filt is not None and not proc.no_new_privileges:
-            step = "seccomp"
-            seccomp.install(filt)
-        step = "user"
-        if proc.user.additional_gids or _setgroups_allowed():
-            os.setgroups(proc.user.additional_gids)
-        os.setresgid(proc.user.gid, proc.user.gid, proc.user.gid)
-        os.setresuid(proc.user.uid, proc.user.uid, proc.user.uid)
-        if capabilities is not None:
-            step = "capabilities"
-            caps.apply_sets(capabilities)
-        os.umask(0o022 if proc.user.umask is None else proc.user.umask)
-        if proc.no_new_privileges:
-            step = "noNewPrivileges"
-            syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
-            if filt is not None:
-                step = "seccomp"
-                seccomp.install(filt)
-    except OSError as exc:
-        _say(f"{'linux' if step == 'seccomp' else 'process'}.{step}: {exc.strerror or exc}")
-        os._exit(EXIT_SETUP_FAILED)
 
 
 def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
@@ -163,31 +53,15 @@ def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
     return filt
 
 
-def _grantable_ambient(proc: Process, log: Any) -> None:
-    """Ambient capabilities need the same ones in permitted and inheritable."""
-    if not proc.capabilities:
-        return
-    ok = set(proc.capabilities.get("permitted", [])) & set(
-        proc.capabilities.get("inheritable", []))
-    wanted = proc.capabilities.get("ambient", [])
-    skipped = [c for c in wanted if c not in ok]
-    if skipped:
-        names = {v: k for k, v in caps.CAPS.items()}
-        log.warning("capabilities.ambient_skipped", capabilities=[names[c] for c in skipped],
-                    detail="an ambient capability must also be permitted and inheritable; "
-                    "the spec says to warn, not fail")
-        proc.capabilities["ambient"] = [c for c in wanted if c in ok]
-
-
 def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any, sink: Sink,
                to_unshare: int, start_ns: int, sync: tuple[int, int], name: str) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent = sync
     try:
-        _unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
+        namespaces.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
-        os.write(to_parent, b"N")
-        if os.read(from_parent, 1) != b"G":
+        send(to_parent, Sync.NAMESPACES_READY)
+        if not expect(from_parent, Sync.GO):
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP),
@@ -199,21 +73,21 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env,
-            prepare=lambda: _become(cfg.process, last, filt),
+            prepare=lambda: credentials.become(cfg.process, last, filt),
         )
     except SetupError as exc:
         if exc.step == "namespace":
             log.error("namespace.failed", **exc.log_fields())
-        _say(exc.line())
+        say(exc.line())
         os._exit(EXIT_SETUP_FAILED)
     except Exception as exc:  # never a bare traceback, never a half-set-up container
         log.error("setup.failed", error=f"{type(exc).__name__}: {exc}")
-        _say(f"setup failed: {type(exc).__name__}: {exc}")
+        say(f"setup failed: {type(exc).__name__}: {exc}")
         os._exit(EXIT_SETUP_FAILED)
     if child.exec_errno:
         _, status = os.waitpid(child.pid, 0)
         os._exit(exit_code(status))
-    os.write(to_parent, b"S")  # started: the parent runs poststart hooks
+    send(to_parent, Sync.STARTED)  # the parent runs poststart hooks
     os.close(to_parent)
     os.close(from_parent)
     from pyinit import supervisor
@@ -236,12 +110,12 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
             trio.run(partial(hooks.run_checked, cmd, log, "hook", stdin=state, kind=kind))
         except SetupError as exc:
             log.error("hook.failed", **exc.log_fields())
-            _say(exc.line())
+            say(exc.line())
             return False
         except Exception as exc:  # never a bare traceback
             log.error("hook.failed", kind=kind, where=cmd.where,
                       error=f"{type(exc).__name__}: {exc}")
-            _say(f"{cmd.where}: {kind} hook could not run: {exc}")
+            say(f"{cmd.where}: {kind} hook could not run: {exc}")
             return False
     return True
 
@@ -275,19 +149,19 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             os.close(mapped_w)
             if cgroup is not None:
                 cgroup.add(os.getpid())
-            to_unshare = _join_namespaces(cfg)
+            to_unshare = namespaces.join(cfg)
             if to_unshare & syscalls.CLONE_NEWUSER:
                 # First, so every namespace created after it is owned by it
                 # (proc needs its PID namespace, sysfs its network one, ...).
-                _unshare(syscalls.CLONE_NEWUSER)
-                os.write(report_w, b"U")  # the parent writes our maps
-                if os.read(mapped_r, 1) != b"M":
+                namespaces.unshare(syscalls.CLONE_NEWUSER)
+                send(report_w, Sync.USERNS_CREATED)  # the parent writes our maps
+                if not expect(mapped_r, Sync.MAPPED):
                     os._exit(EXIT_SETUP_FAILED)  # the parent has said why
             if cfg.has_namespace("user"):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
             if to_unshare & syscalls.CLONE_NEWPID:
-                _unshare(syscalls.CLONE_NEWPID)
+                namespaces.unshare(syscalls.CLONE_NEWPID)
             init = os.fork()
             if init == 0:
                 os.close(report_w)
@@ -296,10 +170,10 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             code = 0
         except SetupError as exc:
             log.error("namespace.failed", **exc.log_fields())
-            _say(exc.line())
+            say(exc.line())
         except OSError as exc:
             log.error("namespace.failed", error=str(exc))
-            _say(f"namespaces: {exc}")
+            say(f"namespaces: {exc}")
         finally:
             os._exit(code)
     os.close(report_w)
@@ -307,65 +181,14 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
     data = b""
     while chunk := os.read(report_r, 32):
         data += chunk
-        if data == b"U":
+        if data == Sync.USERNS_CREATED.value:
             data = b""
-            os.write(mapped_w, b"M" if _write_maps(cfg, middle, log) else b"F")
+            send(mapped_w, Sync.MAPPED if namespaces.write_maps(cfg, middle, log)
+                 else Sync.FAILED)
     os.close(report_r)
     os.close(mapped_w)
     os.waitpid(middle, 0)
     return int(data) if data else None
-
-
-def _only_self(maps: list[Any], own: int) -> bool:
-    return len(maps) == 1 and maps[0].host_id == own and maps[0].size == 1
-
-
-def _write_maps(cfg: Config, pid: int, log: Any) -> bool:
-    """Write the middle process's uid_map and gid_map.
-
-    As root: directly, any ranges. Unprivileged: a map of only our own uid
-    and gid is written directly (setgroups must be denied first, the kernel
-    says), anything larger goes through the setuid newuidmap/newgidmap and
-    the ranges /etc/subuid and /etc/subgid grant us.
-    """
-    import shutil
-    import subprocess
-
-    rootless = os.geteuid() != 0
-    self_only = rootless and _only_self(cfg.uid_mappings, os.getuid()) and \
-        _only_self(cfg.gid_mappings, os.getgid())
-    jobs = (("gidMappings", "gid_map", cfg.gid_mappings, "newgidmap"),
-            ("uidMappings", "uid_map", cfg.uid_mappings, "newuidmap"))
-    for key, name, maps, helper in jobs:
-        try:
-            if self_only and name == "gid_map":
-                with open(f"/proc/{pid}/setgroups", "w") as fh:
-                    fh.write("deny")
-            if rootless and not self_only:
-                tool = shutil.which(helper)
-                if tool is None:
-                    raise OSError(errno.ENOENT, f"{helper} is not installed (package uidmap)")
-                args = [str(v) for m in maps for v in (m.container_id, m.host_id, m.size)]
-                done = subprocess.run([tool, str(pid), *args], capture_output=True, text=True,
-                                      check=False)
-                if done.returncode != 0:
-                    raise OSError(errno.EPERM, done.stderr.strip() or f"{helper} failed")
-            else:
-                with open(f"/proc/{pid}/{name}", "w") as fh:
-                    fh.write("".join(m.line() for m in maps))
-        except OSError as exc:
-            hint = "host IDs must exist and ranges must not overlap"
-            if rootless:
-                hint = ("unprivileged, pyinit can map only your own uid and gid itself; "
-                        "larger maps need newuidmap/newgidmap and ranges in /etc/subuid and "
-                        "/etc/subgid")
-            error = SetupError(
-                "namespace", f"write {name}: {exc.strerror or exc}",
-                err=exc.errno, where=f"linux.{key}", hint=hint)
-            log.error("namespace.failed", **error.log_fields())
-            _say(error.line())
-            return False
-    return True
 
 
 def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) -> int:
@@ -379,15 +202,15 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) ->
             news = os.read(from_child, 16)
         except (BlockingIOError, OSError):
             return
-        for event in news.decode():
-            if event == "N":
+        for event in decode(news):
+            if event is Sync.NAMESPACES_READY:
                 ok = (_parent_hooks(cfg, "prestart", name, pid, "creating", log)
                       and _parent_hooks(cfg, "createRuntime", name, pid, "creating", log))
                 try:
-                    os.write(to_child, b"G" if ok else b"F")
+                    send(to_child, Sync.GO if ok else Sync.FAILED)
                 except BrokenPipeError:
                     pass
-            elif event == "S" and not _parent_hooks(cfg, "poststart", name, pid, "running",
+            elif event is Sync.STARTED and not _parent_hooks(cfg, "poststart", name, pid, "running",
                                                      log):
                 log.warning("hook.poststart_failed", detail="the spec says to warn and go on")
 
@@ -413,7 +236,7 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
             raise config.ConfigError([("linux.namespaces", "pyinit run needs a mount "
                                        "namespace (add {\"type\": \"mount\"})")])
     except config.ConfigError as exc:
-        _say(f"config.json: {exc.first_line()}")
+        say(f"config.json: {exc.first_line()}")
         os._exit(EXIT_SETUP_FAILED)
     run_config(cfg, opts, start_ns, container_id or os.path.basename(cfg.bundle) or "pyinit")
 
@@ -472,7 +295,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     after_mounts = max((i for i, s in enumerate(steps) if s.kind in ("mount", "command")),
                        default=1) + 1
     steps[after_mounts:after_mounts] = extra_steps
-    _grantable_ambient(cfg.process, log)
+    credentials.grantable_ambient(cfg.process, log)
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
              namespaces=[ns.type for ns in cfg.namespaces], steps=len(steps))
     try:
@@ -481,11 +304,11 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         if exc.errno == errno.EPERM and exc.hint is None:
             exc.hint = diagnose.no_capability()  # v1 device rules need CAP_SYS_ADMIN
         log.error("cgroup.failed", **exc.log_fields())
-        _say(exc.line())
+        say(exc.line())
         return EXIT_SETUP_FAILED
     except (OSError, ValueError) as exc:
         log.error("cgroup.failed", error=str(exc))
-        _say(f"cgroup: {exc}")
+        say(f"cgroup: {exc}")
         return EXIT_SETUP_FAILED
     try:
         from_child, to_parent = os.pipe2(os.O_CLOEXEC)
@@ -500,14 +323,14 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         evidence = cgroup.oom() if cgroup is not None else None
         if evidence is not None:
             log.error("oom.killed", **evidence.log_fields(), hint=evidence.hint())
-            _say(evidence.hint())
+            say(evidence.hint())
     finally:
         if cgroup is not None:
             try:
                 cgroup.remove()
             except SetupError as exc:
                 log.error("cgroup.remove_failed", **exc.log_fields())
-                _say(exc.line())
+                say(exc.line())
     if not _parent_hooks(cfg, "poststop", name, pid, "stopped", log):
         log.warning("hook.poststop_failed", detail="the spec says to warn and go on")
     return code

@@ -1,0 +1,39 @@
+"""The messages the runtime's processes exchange over their pipes.
+
+One byte each, so a message is never split and a closed pipe (b"") reads as
+"the other side is gone", which every reader treats as a failure: the side
+that failed has already said why on stderr.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+
+
+class Sync(bytes, enum.Enum):
+    # middle process -> parent, and back
+    USERNS_CREATED = b"U"  # write my uid_map and gid_map now
+    MAPPED = b"M"  # done
+    # container PID 1 -> parent, and back
+    NAMESPACES_READY = b"N"  # run prestart and createRuntime hooks now
+    GO = b"G"  # they succeeded: set the root filesystem up
+    STARTED = b"S"  # the workload runs: run poststart hooks
+    FAILED = b"F"  # the other side failed and has said why
+
+
+def send(fd: int, message: Sync) -> None:
+    os.write(fd, message.value)
+
+
+def expect(fd: int, message: Sync) -> bool:
+    """Block for one message; True only if it is ``message``."""
+    try:
+        return os.read(fd, 1) == message.value
+    except OSError:
+        return False
+
+
+def decode(data: bytes) -> list[Sync]:
+    """Every message in ``data``; an unknown byte is a protocol error (ValueError)."""
+    return [Sync(data[i:i + 1]) for i in range(len(data))]
