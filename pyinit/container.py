@@ -54,7 +54,8 @@ def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
 
 
 def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any, sink: Sink,
-               to_unshare: int, start_ns: int, sync: tuple[int, int], name: str) -> NoReturn:
+               to_unshare: int, start_ns: int, sync: tuple[int, int], name: str,
+               may_setgroups: bool) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent = sync
     try:
@@ -73,7 +74,7 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env,
-            prepare=lambda: credentials.become(cfg.process, last, filt),
+            prepare=lambda: credentials.become(cfg.process, last, may_setgroups, filt),
         )
     except SetupError as exc:
         if exc.step == "namespace":
@@ -149,6 +150,7 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             os.close(mapped_w)
             if cgroup is not None:
                 cgroup.add(os.getpid())
+            credentials.before_namespaces(cfg.process)
             to_unshare = namespaces.join(cfg)
             if to_unshare & syscalls.CLONE_NEWUSER:
                 # First, so every namespace created after it is owned by it
@@ -157,6 +159,7 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
                 send(report_w, Sync.USERNS_CREATED)  # the parent writes our maps
                 if not expect(mapped_r, Sync.MAPPED):
                     os._exit(EXIT_SETUP_FAILED)  # the parent has said why
+            may_setgroups = credentials.setgroups_allowed()
             if cfg.has_namespace("user"):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
@@ -165,11 +168,12 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             init = os.fork()
             if init == 0:
                 os.close(report_w)
-                _container(cfg, steps, opts, log, sink, to_unshare, start_ns, sync, name)
+                _container(cfg, steps, opts, log, sink, to_unshare, start_ns, sync, name,
+                           may_setgroups)
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
-            log.error("namespace.failed", **exc.log_fields())
+            log.error(f"{exc.step}.failed", **exc.log_fields())
             say(exc.line())
         except OSError as exc:
             log.error("namespace.failed", error=str(exc))

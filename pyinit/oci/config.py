@@ -199,6 +199,17 @@ def _absolute(r: _Reader, value: str, where: str) -> None:
         r.problem(where, f"must be an absolute path, not {value!r}")
 
 
+MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to setresuid and friends
+
+
+def _id(r: _Reader, value: int, where: str) -> int:
+    """A uid or gid: 0..2^32-2. -1 would leave the workload with pyinit's own id."""
+    if not 0 <= value <= MAX_ID:
+        r.problem(where, f"{value} is not a valid id (0 to {MAX_ID})")
+        return 0
+    return value
+
+
 def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
     proc = r.get(doc, "process", "", dict, {}, required=True)
     args = r.strings(proc, "args", "process", required=bool(proc))
@@ -215,12 +226,16 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
             r.problem(f"process.env[{i}]", f"{item!r} is not KEY=VALUE")
     user_doc = r.get(proc, "user", "process", dict, {})
     user = User(
-        uid=r.get(user_doc, "uid", "process.user", int, 0),
-        gid=r.get(user_doc, "gid", "process.user", int, 0),
+        uid=_id(r, r.get(user_doc, "uid", "process.user", int, 0), "process.user.uid"),
+        gid=_id(r, r.get(user_doc, "gid", "process.user", int, 0), "process.user.gid"),
         umask=r.get(user_doc, "umask", "process.user", int, None),
-        additional_gids=[g for g in r.get(user_doc, "additionalGids", "process.user", list, [])
-                         if isinstance(g, int)],
     )
+    for i, gid in enumerate(r.get(user_doc, "additionalGids", "process.user", list, [])):
+        where = f"process.user.additionalGids[{i}]"
+        if isinstance(gid, int) and not isinstance(gid, bool):
+            user.additional_gids.append(_id(r, gid, where))
+        else:
+            r.problem(where, f"must be an integer, not {type(gid).__name__}")
     rlimits = []
     seen = set()
     for where, limit in r.objects(proc, "rlimits", "process"):
@@ -381,6 +396,37 @@ def sysctl_namespace(key: str) -> str | None:
     return None
 
 
+# The filesystems the kernel lets a user namespace mount (FS_USERNS_MOUNT).
+USERNS_FILESYSTEMS = ("proc", "sysfs", "tmpfs", "ramfs", "devpts", "mqueue", "cgroup",
+                      "cgroup2", "overlay", "fuse")
+
+
+def _mapped(maps: list[IDMap], value: int) -> bool:
+    return any(m.container_id <= value < m.container_id + m.size for m in maps)
+
+
+def _check_user_namespace(r: _Reader, cfg: Config) -> None:
+    """What a user namespace rules out, refused with its JSON path before anything runs."""
+    if not cfg.has_namespace("user"):
+        return
+    for m in cfg.mounts:
+        if not m.parsed.is_bind and m.type not in USERNS_FILESYSTEMS:
+            r.problem(f"{m.where}.type", f"{m.type} cannot be mounted in a user namespace "
+                      f"(the kernel allows only {', '.join(USERNS_FILESYSTEMS)} there); "
+                      "mount it on the host and bind it")
+    if not (cfg.uid_mappings and cfg.gid_mappings):
+        return  # a namespace joined by path: its maps are not in the config
+    user = cfg.process.user
+    if not _mapped(cfg.uid_mappings, user.uid):
+        r.problem("process.user.uid", f"{user.uid} is not mapped by linux.uidMappings")
+    if not _mapped(cfg.gid_mappings, user.gid):
+        r.problem("process.user.gid", f"{user.gid} is not mapped by linux.gidMappings")
+    for i, gid in enumerate(user.additional_gids):
+        if not _mapped(cfg.gid_mappings, gid):
+            r.problem(f"process.user.additionalGids[{i}]",
+                      f"{gid} is not mapped by linux.gidMappings")
+
+
 def parse(doc: Any, bundle: str) -> Config:
     """Build a :class:`Config` from the decoded JSON; raises ConfigError."""
     r = _Reader()
@@ -406,6 +452,7 @@ def parse(doc: Any, bundle: str) -> Config:
                            for at, entry in r.objects(hooks, kind, "hooks")]
     if cfg.root_path and not os.path.isdir(cfg.root_path):
         r.problem("root.path", f"{cfg.root_path} is not a directory")
+    _check_user_namespace(r, cfg)
     if cfg.hostname is not None and not cfg.has_namespace("uts"):
         r.problem("hostname", "needs a uts namespace in linux.namespaces")
     for i, m in enumerate(cfg.mounts):

@@ -2,25 +2,81 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import resource
 from typing import Any
 
-from pyinit.errors import EXIT_SETUP_FAILED
-from pyinit.linux import caps, seccomp, syscalls
+from pyinit.errors import EXIT_SETUP_FAILED, SetupError
+from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import Process
 from pyinit.runtime import say
 
 
-def _setgroups_allowed() -> bool:
+def setgroups_allowed() -> bool:
+    """May this process call setgroups? Read on the host's /proc, before any pivot.
+
+    A user namespace whose gid_map an unprivileged process wrote has
+    setgroups denied for good; the answer is inherited by every process
+    created in it, so the middle process reads it once for all of them.
+    """
     try:
-        with open("/proc/self/setgroups") as fh:
+        with open("/proc/thread-self/setgroups") as fh:
             return fh.read().strip() != "deny"
-    except OSError:
-        return True
+    except FileNotFoundError:
+        return True  # no user namespace support at all: setgroups is never denied
 
 
-def become(proc: Process, last_cap: int, filt: seccomp.PreparedFilter | None = None) -> None:
+def _above(wanted: int, current: int) -> bool:
+    """Is limit ``wanted`` higher than ``current`` (-1 is RLIM_INFINITY)?"""
+    if current == resource.RLIM_INFINITY:
+        return False
+    return wanted == resource.RLIM_INFINITY or wanted > current
+
+
+def before_namespaces(proc: Process) -> None:
+    """What only the host can grant: set it here, and every child inherits it.
+
+    Runs in the middle process, before it joins or creates any namespace, so
+    ``/proc`` is the host's and the process still has the caller's
+    privileges. Inside a new user namespace, a process can neither lower its
+    oom_score_adj nor raise a hard resource limit (both need CAP_SYS_RESOURCE
+    in the initial user namespace), and its ``/proc/self`` files may belong
+    to an unmapped uid: runc does the same from its parent side.
+
+    oom_score_adj is set to the final value (the container's PID 1 then has
+    it too, as runc's init does). A hard limit is only *raised* here, where
+    the config wants more than the caller has; ``become`` sets the exact
+    values in the workload, which never needs privilege to lower them.
+    """
+    if proc.oom_score_adj is not None:
+        try:
+            task.write_oom_score_adj(proc.oom_score_adj)
+        except OSError as exc:
+            hint = None
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                hint = ("lowering oom_score_adj below its current value needs "
+                        "CAP_SYS_RESOURCE on the host")
+            raise SetupError.from_os("process", f"cannot set it to {proc.oom_score_adj}", exc,
+                                     where="process.oomScoreAdj", hint=hint) from None
+    for i, (res, name, _soft, hard) in enumerate(proc.rlimits):
+        now_soft, now_hard = task.get_rlimit(res)
+        if not _above(hard, now_hard):
+            continue
+        try:
+            task.set_rlimit(res, now_soft, hard)
+        except (OSError, ValueError) as exc:
+            err = getattr(exc, "errno", None) or errno.EPERM
+            shown = "unlimited" if now_hard == resource.RLIM_INFINITY else str(now_hard)
+            raise SetupError.from_os(
+                "process", f"cannot raise the hard {name} to {hard}", OSError(err, str(exc)),
+                where=f"process.rlimits[{i}].hard",
+                hint=f"pyinit's own hard limit is {shown}; raising it needs "
+                "CAP_SYS_RESOURCE on the host") from None
+
+
+def become(proc: Process, last_cap: int, may_setgroups: bool,
+           filt: seccomp.PreparedFilter | None = None) -> None:
     """In the workload's process, before exec: the OCI process settings, then seccomp.
 
     The filter is loaded last, once no_new_privs is set; without
@@ -35,10 +91,6 @@ def become(proc: Process, last_cap: int, filt: seccomp.PreparedFilter | None = N
         step = "rlimits"
         for res, _name, soft, hard in proc.rlimits:
             resource.setrlimit(res, (soft, hard))
-        if proc.oom_score_adj is not None:
-            step = "oomScoreAdj"
-            with open("/proc/self/oom_score_adj", "w") as fh:
-                fh.write(str(proc.oom_score_adj))
         capabilities = proc.capabilities
         if capabilities is not None:
             step = "capabilities.bounding"
@@ -48,8 +100,13 @@ def become(proc: Process, last_cap: int, filt: seccomp.PreparedFilter | None = N
             step = "seccomp"
             seccomp.install(filt)
         step = "user"
-        if proc.user.additional_gids or _setgroups_allowed():
+        if may_setgroups:
             os.setgroups(proc.user.additional_gids)
+        elif proc.user.additional_gids:
+            say("process.user.additionalGids: this user namespace denies setgroups (an "
+                "unprivileged map of only your own gid); map the groups with newgidmap "
+                "(linux.gidMappings) or leave additionalGids out")
+            os._exit(EXIT_SETUP_FAILED)
         os.setresgid(proc.user.gid, proc.user.gid, proc.user.gid)
         os.setresuid(proc.user.uid, proc.user.uid, proc.user.uid)
         if capabilities is not None:

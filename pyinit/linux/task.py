@@ -1,0 +1,64 @@
+"""The calling process's own attributes: oom_score_adj, resource limits,
+dumpability, no_new_privs, and its descriptor table.
+
+Every function here acts on the caller only. Those that go through ``/proc``
+must run while ``/proc`` is still the host's (before any mount namespace or
+pivot): after the pivot the container controls what ``/proc`` means.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from pyinit.linux import syscalls
+
+PR_SET_DUMPABLE = 4
+PR_GET_DUMPABLE = 3
+
+
+def write_oom_score_adj(value: int) -> None:
+    """Set the caller's oom_score_adj (inherited by every child it forks).
+
+    O_NOFOLLOW on the last component, and ``thread-self`` rather than
+    ``self``: the caller is single-threaded here, and the file it means is
+    its own.
+    """
+    fd = os.open("/proc/thread-self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def get_rlimit(res: int) -> tuple[int, int]:
+    return resource.getrlimit(res)
+
+
+def set_rlimit(res: int, soft: int, hard: int) -> None:
+    resource.setrlimit(res, (soft, hard))
+
+
+def set_dumpable(on: bool) -> None:
+    syscalls.prctl(PR_SET_DUMPABLE, int(on))
+
+
+def is_dumpable() -> bool:
+    return bool(syscalls.prctl(PR_GET_DUMPABLE))
+
+
+def set_no_new_privs() -> None:
+    syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def close_from(first: int, keep: frozenset[int] = frozenset()) -> None:
+    """Close every descriptor >= ``first`` except those in ``keep``.
+
+    ``os.closerange`` uses close_range(2) where the kernel has it.
+    """
+    start = first
+    for fd in sorted(k for k in keep if k >= first):
+        if fd > start:
+            os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, 2**31 - 1)

@@ -1,0 +1,323 @@
+"""Every ``process`` and ``linux`` field with a user namespace in the config (issue 14).
+
+As root: container ids 0..65535 map to host 100000..165535 and the rootfs is
+chowned to match, as a user following runc's rootless guide would do. As an
+unprivileged user: ``spec --rootless`` maps only the caller's own ids. A field
+either works there or ``pyinit check`` refuses it with its JSON path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import PYINIT
+from tests.integration.test_rootless import as_user, rootless_bundle, runtime
+from tests.integration.test_run import edit, make_bundle, mountinfo_of, run_bundle
+
+pytestmark = pytest.mark.root
+
+__all__ = ["runtime"]  # the module-scoped fixture, shared with test_rootless
+
+HOST = 100000  # the host id of the container's root
+
+
+def _has_cap_sys_resource() -> bool:
+    with open("/proc/self/status") as fh:
+        eff = next(line for line in fh if line.startswith("CapEff:"))
+    return bool(int(eff.split()[1], 16) >> 24 & 1)
+
+
+@pytest.fixture
+def top() -> Iterator[Path]:
+    """A bundle directory the mapped root can reach (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="pyinit-userns-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def _userns(cfg: dict[str, Any]) -> None:
+    cfg["linux"]["namespaces"].append({"type": "user"})
+    cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": HOST, "size": 65536}]
+    cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": HOST, "size": 65536}]
+
+
+def userns_bundle(top: Path, script: str, change: Any = None) -> Path:
+    bundle = make_bundle(top / "b", script)
+
+    def both(cfg: dict[str, Any]) -> None:
+        _userns(cfg)
+        if change is not None:
+            change(cfg)
+    edit(bundle, both)
+    return bundle
+
+
+def chown_rootfs(bundle: Path) -> None:
+    for p in [bundle / "rootfs", *(bundle / "rootfs").rglob("*")]:
+        os.lchown(p, HOST, HOST)
+
+
+def one_line(res: subprocess.CompletedProcess[str]) -> str:
+    assert res.returncode == 125, (res.returncode, res.stdout, res.stderr)
+    lines = [x for x in res.stderr.splitlines() if x.startswith("pyinit:")]
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+def own_oom_score_adj() -> str:
+    with open("/proc/self/oom_score_adj") as fh:
+        return fh.read().strip()
+
+
+# ------------------------------------------------------------------ oomScoreAdj
+
+def test_the_issue_bundle_with_oom_score_adj_runs(top: Path) -> None:
+    """Issue 14: a runc spec bundle, a mapped user namespace, oomScoreAdj 200."""
+    bundle = userns_bundle(top, "cat /proc/self/oom_score_adj /proc/1/oom_score_adj; id -u",
+                           lambda c: c["process"].update(oomScoreAdj=200))
+    chown_rootfs(bundle)
+    before = own_oom_score_adj()
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["200", "200", "0"]  # the workload, and PID 1 like runc's
+    assert own_oom_score_adj() == before
+
+
+def test_oom_score_adj_is_never_written_through_the_containers_proc(top: Path) -> None:
+    """The image ships proc/self/oom_score_adj as a file and no proc is mounted there."""
+    def no_proc(cfg: dict[str, Any]) -> None:
+        cfg["process"]["oomScoreAdj"] = 300
+        cfg["root"]["readonly"] = False
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/proc"]
+        cfg["linux"]["maskedPaths"] = []
+        cfg["linux"]["readonlyPaths"] = []
+    bundle = userns_bundle(top, "echo ran", no_proc)
+    decoy = bundle / "rootfs" / "proc" / "self" / "oom_score_adj"
+    decoy.parent.mkdir(parents=True)
+    decoy.write_text("decoy\n")
+    decoy.chmod(0o666)
+    chown_rootfs(bundle)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "ran\n"
+    assert decoy.read_text() == "decoy\n"
+
+
+def test_lowering_oom_score_adj_without_cap_sys_resource_names_the_field(top: Path) -> None:
+    bundle = userns_bundle(top, "echo should-not-run",
+                           lambda c: c["process"].update(oomScoreAdj=-500))
+    chown_rootfs(bundle)
+    res = subprocess.run(["setpriv", "--bounding-set=-sys_resource", "--inh-caps=-sys_resource",
+                          PYINIT, "run", "--bundle", str(bundle)], capture_output=True,
+                         text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert one_line(res) == (
+        "pyinit: process.oomScoreAdj: process: cannot set it to -500: Permission denied; "
+        "lowering oom_score_adj below its current value needs CAP_SYS_RESOURCE on the host")
+    assert "should-not-run" not in res.stdout
+
+
+@pytest.mark.skipif(not _has_cap_sys_resource(), reason="this root lacks CAP_SYS_RESOURCE, "
+                    "without which no runtime can lower oom_score_adj")
+def test_negative_oom_score_adj_and_a_raised_hard_limit_in_a_user_namespace(top: Path) -> None:
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["process"]["oomScoreAdj"] = -500
+        cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 5000, "hard": 2**20 + 7}]
+    bundle = userns_bundle(top, "cat /proc/self/oom_score_adj; ulimit -n; ulimit -Hn", change)
+    chown_rootfs(bundle)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == ["-500", "5000", str(2**20 + 7)]
+
+
+def test_raising_a_hard_limit_without_cap_sys_resource_names_the_field(top: Path) -> None:
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    bundle = userns_bundle(top, "echo should-not-run", lambda c: c["process"].update(
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": 10, "hard": hard + 1}]))
+    chown_rootfs(bundle)
+    res = subprocess.run(["setpriv", "--bounding-set=-sys_resource", "--inh-caps=-sys_resource",
+                          PYINIT, "run", "--bundle", str(bundle)], capture_output=True,
+                         text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    assert one_line(res) == (
+        f"pyinit: process.rlimits[0].hard: process: cannot raise the hard RLIMIT_NOFILE to "
+        f"{hard + 1}: Operation not permitted; pyinit's own hard limit is {hard}; raising it "
+        "needs CAP_SYS_RESOURCE on the host")
+
+
+# ------------------------------------------------------------------ the process fields
+
+PROBE = (
+    "cat /proc/self/oom_score_adj; id; pwd; echo FOO=$FOO; ulimit -n; ulimit -Hn; umask;"
+    " grep -E '^(Cap|NoNewPrivs)' /proc/self/status; hostname; cat /proc/sys/kernel/domainname;"
+    " cat /proc/sys/kernel/shmmax /proc/sys/net/ipv4/ip_forward; ls -ldn /work/dir"
+)
+CAPS3 = ["CAP_CHOWN", "CAP_NET_BIND_SERVICE", "CAP_NET_RAW"]
+CAPS3_MASK = f"{(1 << 0) | (1 << 10) | (1 << 13):016x}"
+
+
+def _process_fields(cfg: dict[str, Any], uid: int = 1000, gid: int = 1001,
+                    groups: tuple[int, ...] = (5, 7)) -> None:
+    proc = cfg["process"]
+    proc["oomScoreAdj"] = 300
+    proc["user"] = {"uid": uid, "gid": gid, "additionalGids": list(groups), "umask": 0o027}
+    proc["cwd"] = "/work/dir"
+    proc["env"].append("FOO=bar baz")
+    proc["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 300, "hard": 400}]
+    proc["capabilities"] = {k: CAPS3 for k in ("bounding", "effective", "permitted",
+                                               "inheritable", "ambient")}
+    proc["noNewPrivileges"] = True
+    cfg["hostname"] = "inside"
+    cfg["domainname"] = "example.org"
+    cfg["linux"]["sysctl"] = {"kernel.shmmax": "12345678", "net.ipv4.ip_forward": "1"}
+
+
+def _expected(uid_gid_groups: str) -> list[str]:
+    return ["300", uid_gid_groups, "/work/dir", "FOO=bar baz", "300", "400", "0027",
+            f"CapInh:\t{CAPS3_MASK}", f"CapPrm:\t{CAPS3_MASK}", f"CapEff:\t{CAPS3_MASK}",
+            f"CapBnd:\t{CAPS3_MASK}", f"CapAmb:\t{CAPS3_MASK}", "NoNewPrivs:\t1", "inside",
+            "example.org", "12345678", "1"]
+
+
+def test_every_process_field_in_a_user_namespace(top: Path) -> None:
+    bundle = userns_bundle(top, PROBE, _process_fields)
+    chown_rootfs(bundle)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:-1] == _expected("uid=1000 gid=1001 groups=5,7")
+    assert lines[-1].split()[:4] == ["drwxr-xr-x", "2", "0", "0"]  # made by the mapped root
+    # The host sees the mapped root's ids on what the container created.
+    assert (bundle / "rootfs" / "work" / "dir").stat().st_uid == HOST
+
+
+def test_every_mount_type_in_a_user_namespace(top: Path) -> None:
+    volume = top / "volume"
+    volume.mkdir()
+    (volume / "f").write_text("from the host\n")
+
+    def mounts(cfg: dict[str, Any]) -> None:
+        cfg["mounts"] += [
+            {"destination": "/ro", "type": "bind", "source": str(volume),
+             "options": ["rbind", "ro"]},
+            {"destination": "/rw", "type": "bind", "source": str(volume),
+             "options": ["bind", "nosuid", "nodev"]},
+            {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+             "options": ["size=1m", "mode=1777"]},
+            {"destination": "/copy", "type": "tmpfs", "source": "tmpfs",
+             "options": ["tmpcopyup"]},
+            {"destination": "/ram", "type": "ramfs", "source": "ramfs"},
+        ]
+    script = ("cat /proc/self/mountinfo; echo ---; cat /ro/f; touch /ro/x 2>/dev/null"
+              " || echo ro-refused; cat /copy/from-image; echo hi > /scratch/y && cat /scratch/y")
+    bundle = userns_bundle(top, script, mounts)
+    (bundle / "rootfs" / "copy").mkdir()
+    (bundle / "rootfs" / "copy" / "from-image").write_text("image\n")
+    chown_rootfs(bundle)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    table, rest = res.stdout.split("---\n")
+    found = mountinfo_of(table)
+    want = {"/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",
+            "/dev/mqueue": "mqueue", "/sys": "sysfs", "/scratch": "tmpfs", "/copy": "tmpfs",
+            "/ram": "ramfs"}
+    for dest, fstype in want.items():
+        assert found[dest].endswith(f"- {fstype}"), (dest, found[dest])
+    assert found["/ro"].startswith("ro,") and found["/rw"].startswith("rw,nosuid,nodev")
+    assert rest.splitlines() == ["from the host", "ro-refused", "image", "hi"]
+
+
+@pytest.mark.parametrize(("change", "line"), [
+    (lambda c: c["mounts"].append({"destination": "/disk", "type": "ext4",
+                                   "source": "/dev/vda"}),
+     "mounts[7].type: ext4 cannot be mounted in a user namespace (the kernel allows only "
+     "proc, sysfs, tmpfs, ramfs, devpts, mqueue, cgroup, cgroup2, overlay, fuse there); "
+     "mount it on the host and bind it"),
+    (lambda c: c["process"]["user"].update(uid=70000),
+     "process.user.uid: 70000 is not mapped by linux.uidMappings"),
+    (lambda c: c["process"]["user"].update(gid=65536),
+     "process.user.gid: 65536 is not mapped by linux.gidMappings"),
+    (lambda c: c["process"]["user"].update(additionalGids=[5, 100000]),
+     "process.user.additionalGids[1]: 100000 is not mapped by linux.gidMappings"),
+])
+def test_check_refuses_what_a_user_namespace_rules_out(top: Path, change: Any,
+                                                       line: str) -> None:
+    bundle = userns_bundle(top, "echo should-not-run", change)
+    check = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert check.returncode == 1, check.stderr
+    assert check.stdout.strip() == line, check.stdout
+    res = run_bundle(bundle)
+    assert one_line(res) == f"pyinit: config.json: {line}"
+
+
+# ------------------------------------------------------------------ unprivileged
+
+def test_rootless_process_fields(runtime: tuple[str, int, int], top: Path) -> None:
+    bundle = rootless_bundle(runtime, PROBE)
+    try:
+        def change(cfg: dict[str, Any]) -> None:
+            _process_fields(cfg, uid=0, gid=0, groups=())
+            cfg["root"]["readonly"] = False
+            cfg["linux"]["namespaces"].append({"type": "network"})  # for net.ipv4.ip_forward
+            cfg["mounts"] += [
+                {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["size=1m"]},
+                {"destination": "/ram", "type": "ramfs", "source": "ramfs"},
+            ]
+        edit(bundle, change)
+        res = as_user(runtime, "run", "--bundle", str(bundle))
+        assert res.returncode == 0, res.stderr
+        lines = res.stdout.splitlines()
+        assert lines[:-1] == _expected("uid=0 gid=0")
+        assert lines[-1].split()[:4] == ["drwxr-xr-x", "2", "0", "0"]
+    finally:
+        shutil.rmtree(bundle)
+
+
+@pytest.mark.parametrize(("change", "line"), [
+    (lambda c: c["process"].update(oomScoreAdj=-1),
+     "pyinit: process.oomScoreAdj: process: cannot set it to -1: Permission denied; lowering "
+     "oom_score_adj below its current value needs CAP_SYS_RESOURCE on the host"),
+    (lambda c: c["process"]["user"].update(additionalGids=[0]),
+     "pyinit: process.user.additionalGids: this user namespace denies setgroups (an "
+     "unprivileged map of only your own gid); map the groups with newgidmap "
+     "(linux.gidMappings) or leave additionalGids out"),
+])
+def test_rootless_what_needs_privilege_names_the_field(runtime: tuple[str, int, int],
+                                                      change: Any, line: str) -> None:
+    bundle = rootless_bundle(runtime, "echo should-not-run")
+    try:
+        edit(bundle, change)
+        res = as_user(runtime, "run", "--bundle", str(bundle))
+        assert one_line(res) == line
+        assert "should-not-run" not in res.stdout
+    finally:
+        shutil.rmtree(bundle)
+
+
+def test_rootless_raised_hard_limit_names_the_field(runtime: tuple[str, int, int]) -> None:
+    bundle = rootless_bundle(runtime, "echo should-not-run")
+    try:
+        cfg = json.loads((bundle / "config.json").read_text())
+        cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 2**20 + 7}]
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        import resource
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        res = as_user(runtime, "run", "--bundle", str(bundle))
+        assert one_line(res) == (
+            f"pyinit: process.rlimits[0].hard: process: cannot raise the hard RLIMIT_NOFILE to "
+            f"{2**20 + 7}: Operation not permitted; pyinit's own hard limit is {hard}; raising "
+            "it needs CAP_SYS_RESOURCE on the host")
+    finally:
+        shutil.rmtree(bundle)
