@@ -29,13 +29,13 @@ import trio
 
 from pyinit import cli, core, diagnose, early, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
-from pyinit.linux import caps, seccomp, syscalls
+from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.log import Sink, configure
 from pyinit.oci.config import Config
 from pyinit.report import exit_code
 from pyinit.rootfs import plan
 from pyinit.rootfs.setup import Executor
-from pyinit.runtime import credentials, namespaces, say
+from pyinit.runtime import credentials, hardening, namespaces, say
 from pyinit.runtime.sync import Sync, decode, expect, send
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
 
 def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any, sink: Sink,
                to_unshare: int, start_ns: int, sync: tuple[int, int], name: str,
-               may_setgroups: bool) -> NoReturn:
+               host: credentials.HostFacts) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent = sync
     try:
@@ -70,11 +70,11 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
         trio.run(executor.run, steps)
         env = dict(item.split("=", 1) for item in cfg.process.env)
-        last = caps.last_cap()
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env,
-            prepare=lambda: credentials.become(cfg.process, last, may_setgroups, filt),
+            prepare=lambda: credentials.become(cfg.process, host.last_cap, host.may_setgroups,
+                                               filt),
         )
     except SetupError as exc:
         if exc.step == "namespace":
@@ -91,6 +91,16 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     send(to_parent, Sync.STARTED)  # the parent runs poststart hooks
     os.close(to_parent)
     os.close(from_parent)
+    try:
+        hardening.lock_down(cfg.process.user, host.may_setgroups, host.last_cap,
+                            own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID),
+                            keep_fds=frozenset({sink.fileno()}))
+    except OSError as exc:
+        log.error("pid1.lockdown_failed", error=str(exc))
+        say(f"the container's PID 1 could not drop its privileges: {exc}")
+        os.kill(child.pid, signal.SIGKILL)
+        os.waitpid(child.pid, 0)
+        os._exit(EXIT_SETUP_FAILED)
     from pyinit import supervisor
 
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
@@ -150,7 +160,10 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             os.close(mapped_w)
             if cgroup is not None:
                 cgroup.add(os.getpid())
+            # Nothing the caller left open goes further (pyinit run 9</host/dir).
+            task.close_from(3, frozenset({report_w, mapped_r, *sync, sink.fileno()}))
             credentials.before_namespaces(cfg.process)
+            host = credentials.HostFacts(caps.last_cap(), False)
             to_unshare = namespaces.join(cfg)
             if to_unshare & syscalls.CLONE_NEWUSER:
                 # First, so every namespace created after it is owned by it
@@ -159,7 +172,7 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
                 send(report_w, Sync.USERNS_CREATED)  # the parent writes our maps
                 if not expect(mapped_r, Sync.MAPPED):
                     os._exit(EXIT_SETUP_FAILED)  # the parent has said why
-            may_setgroups = credentials.setgroups_allowed()
+            host = credentials.HostFacts(host.last_cap, credentials.setgroups_allowed())
             if cfg.has_namespace("user"):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
@@ -168,8 +181,8 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             init = os.fork()
             if init == 0:
                 os.close(report_w)
-                _container(cfg, steps, opts, log, sink, to_unshare, start_ns, sync, name,
-                           may_setgroups)
+                os.close(mapped_r)
+                _container(cfg, steps, opts, log, sink, to_unshare, start_ns, sync, name, host)
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
@@ -323,6 +336,9 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         os.close(from_parent)
         if pid is None:
             return EXIT_SETUP_FAILED  # the middle process has said why
+        # Not before the fork: an unprivileged parent must still be able to write
+        # its child's uid_map, which belongs to root once the child is not dumpable.
+        task.set_dumpable(False)
         code = _relay(pid, cfg, name, (from_child, to_child), log)
         evidence = cgroup.oom() if cgroup is not None else None
         if evidence is not None:

@@ -67,6 +67,12 @@ class Sink:
                 self._fd = os.dup(fd)
                 self._poll = True
 
+    def fileno(self) -> int:
+        """The descriptor the sink writes to; -1 when it has none."""
+        if self._sock is not None:
+            return self._sock.fileno()
+        return self._fd
+
     def write(self, data: bytes) -> None:
         if not self.alive:
             self.dropped += 1

@@ -5,12 +5,21 @@ from __future__ import annotations
 import errno
 import os
 import resource
+from dataclasses import dataclass
 from typing import Any
 
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import Process
 from pyinit.runtime import say
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """Read in the middle process from the host's /proc, for the processes after it."""
+
+    last_cap: int  # the highest capability number this kernel knows
+    may_setgroups: bool  # see setgroups_allowed
 
 
 def setgroups_allowed() -> bool:

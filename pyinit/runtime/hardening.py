@@ -1,0 +1,111 @@
+"""The container's PID 1 once the workload runs: nothing left worth taking.
+
+A workload granted ``CAP_SYS_PTRACE`` can attach to its PID 1 when both live
+in the same user namespace that holds the capability (no user namespace in
+the config, for instance). What it could take from PID 1 is therefore made
+worthless, rather than merely hard to reach:
+
+* **Credentials.** PID 1 takes the workload's uid, gid and groups, so an
+  attacker inside it owns no file the workload does not own already.
+* **Capabilities.** It keeps ``CAP_KILL`` alone (effective and permitted; it
+  is also the whole bounding set), and only when the container has its own
+  PID namespace: forwarding a signal to, or killing at shutdown, a process
+  that changed its uid needs it, and ``kill`` cannot name a process outside
+  the namespace. Reaping needs no capability at all. Without a PID namespace
+  it keeps nothing. Inheritable and ambient are empty.
+* **no_new_privs** and **not dumpable**: no setuid or file-capability
+  execve can give anything back, and without ``CAP_SYS_PTRACE`` in the user
+  namespace of its memory (the host's, when pyinit made a user namespace:
+  PID 1 never exec'd) nobody can ptrace it or open ``/proc/1/mem`` or
+  ``/proc/1/fd``.
+* **Descriptors.** Only 0, 1 and 2 (the caller's stdio, which the workload
+  shares by design) and the log sink stay open. The sink is the caller's
+  stderr reopened (a pipe, FIFO, terminal, socket or file): the workload holds
+  the same object on its own fd 2, so keeping it grants nothing new. Every
+  other descriptor, inherited (``pyinit run 9</host/dir``) or a pipe end of
+  the runtime, is closed before the workload is forked.
+
+Capabilities, the bounding set and no_new_privs are per *thread*. A trio
+worker thread left from the setup (it ran a hook or a mount command) would
+keep everything, so each such thread runs the same drop before the main
+thread changes its uid (which glibc applies to every thread), and gives up
+every capability after it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import trio
+
+from pyinit.linux import caps, syscalls, task
+from pyinit.oci.config import User
+
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def _drop(keep: list[int], last_cap: int) -> None:
+    """This thread: bounding set, ambient, inheritable, then no_new_privs."""
+    caps.drop_bounding(keep, last_cap)
+    syscalls.prctl(syscalls.PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    mask = caps.mask(keep)
+    # Keep CAP_SETUID/SETGID/SETPCAP effective until the uid changes (main thread).
+    syscalls.capset(mask | _ID_CAPS, mask | _ID_CAPS, 0)
+    task.set_no_new_privs()
+
+
+_ID_CAPS = caps.mask([caps.CAPS["CAP_SETUID"], caps.CAPS["CAP_SETGID"]])
+
+
+def _in_every_other_thread(fn: object) -> None:
+    """Run ``fn`` once in every thread but this one (trio's idle workers).
+
+    Each job holds its thread at a barrier until all have started, so no two
+    jobs share a thread; afterwards the set of threads that ran it must be
+    exactly the set that exists.
+    """
+    others = threading.active_count() - 1
+    if others <= 0:
+        return
+    barrier = threading.Barrier(others + 1)
+    ran: set[int] = set()
+    errors: list[BaseException] = []
+
+    def job() -> None:
+        try:
+            fn()  # type: ignore[operator]
+            ran.add(threading.get_ident())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            barrier.wait()
+
+    for _ in range(others):
+        trio.lowlevel.start_thread_soon(job, lambda _outcome: None)
+    barrier.wait()
+    if errors:
+        raise errors[0]
+    existing = {t.ident or 0 for t in threading.enumerate()} - {threading.get_ident()}
+    if ran != existing:
+        raise OSError(0, f"threads {sorted(existing - ran)} could not be hardened")
+
+
+def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool,
+              keep_fds: frozenset[int]) -> None:
+    """Make the calling process (the container's PID 1) what the module says."""
+    keep = [caps.CAPS["CAP_KILL"]] if own_pid_ns else []
+    task.close_from(3, keep_fds)
+    _in_every_other_thread(lambda: _drop(keep, last_cap))
+    _drop(keep, last_cap)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
+    if may_setgroups:
+        os.setgroups(user.additional_gids)
+    os.setresgid(user.gid, user.gid, user.gid)
+    os.setresuid(user.uid, user.uid, user.uid)
+    syscalls.capset(caps.mask(keep), caps.mask(keep), 0)
+    syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 0)
+    # The other threads still hold CAP_SETUID and CAP_SETGID when the uid
+    # stayed 0; they never signal anyone, so they keep nothing at all.
+    _in_every_other_thread(lambda: syscalls.capset(0, 0, 0))
+    task.set_dumpable(False)  # after the uid change, which may have reset it

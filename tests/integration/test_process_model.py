@@ -1,0 +1,159 @@
+"""The process model of ``pyinit run`` and ``pyinit sandbox`` under attack (issue 9).
+
+Each test runs a real attack from inside the container with a small static C
+helper (tests/helpers/*.c, built here with ``gcc -static``), and shows that it
+fails and that the host is unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import HELPERS, PYINIT
+from tests.integration.test_run import edit, make_bundle
+
+pytestmark = pytest.mark.root
+
+HOST = 100000
+CAP_KILL = f"{1 << 5:016x}"
+ZERO = f"{0:016x}"
+
+
+@pytest.fixture(scope="module")
+def helpers() -> Iterator[Path]:
+    out = Path(tempfile.mkdtemp(prefix="pyinit-helpers-"))
+    for source in HELPERS.glob("*.c"):
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(out / source.stem), str(source)],
+                       check=True)
+    yield out
+    shutil.rmtree(out)
+
+
+@pytest.fixture
+def top() -> Iterator[Path]:
+    """A bundle directory a mapped root can reach (pytest's tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="pyinit-process-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)
+
+
+def bundle_with(top: Path, helpers: Path, script: str, change: Any,
+                userns: bool = False) -> Path:
+    bundle = make_bundle(top / "b", script)
+    for helper in helpers.iterdir():
+        shutil.copy(helper, bundle / "rootfs" / "bin" / helper.name)
+
+    def both(cfg: dict[str, Any]) -> None:
+        if userns:
+            cfg["linux"]["namespaces"].append({"type": "user"})
+            cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": HOST, "size": 65536}]
+            cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": HOST, "size": 65536}]
+        change(cfg)
+    edit(bundle, both)
+    if userns:
+        for p in [bundle / "rootfs", *(bundle / "rootfs").rglob("*")]:
+            os.lchown(p, HOST, HOST)
+    return bundle
+
+
+def run_with_fd9(bundle: Path, hostdir: Path) -> subprocess.CompletedProcess[str]:
+    """``pyinit run --bundle B 9<hostdir``, as the CVE-2024-21626 pattern."""
+    fd = os.open(hostdir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if fd != 9:
+            os.dup2(fd, 9)
+            os.close(fd)
+        return subprocess.run([PYINIT, "run", "--bundle", str(bundle)], capture_output=True,
+                              text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+                              pass_fds=(9,))
+    finally:
+        os.close(9)
+
+
+def _with_caps(cfg: dict[str, Any], names: list[str]) -> None:
+    cfg["process"]["capabilities"] = {k: names for k in ("bounding", "effective", "permitted",
+                                                         "inheritable", "ambient")}
+
+
+PROBE_PID1 = ("ptrace_pid1; cd /proc/1/fd/9 2>/dev/null && ls || echo fd9: refused;"
+              " grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs):' /proc/1/status")
+
+
+def _status(out: str) -> dict[str, str]:
+    return {k: v.strip() for k, v in (line.split(":", 1) for line in out.splitlines()
+                                       if ":" in line)}
+
+
+def test_a_workload_with_cap_sys_ptrace_in_a_user_namespace_cannot_reach_pid1(
+        top: Path, helpers: Path) -> None:
+    secret = top / "host-secret"
+    secret.mkdir()
+    (secret / "file").write_text("host\n")
+    bundle = bundle_with(top, helpers, PROBE_PID1,
+                         lambda c: _with_caps(c, ["CAP_SYS_PTRACE", "CAP_KILL"]), userns=True)
+    res = run_with_fd9(bundle, secret)
+    assert res.returncode == 0, res.stderr
+    status = _status(res.stdout)
+    assert {k: status[k] for k in ("attach", "process_vm_readv", "open /proc/1/mem", "fd9")} \
+        == {"attach": "EPERM", "process_vm_readv": "EPERM", "open /proc/1/mem": "EACCES",
+            "fd9": "refused"}
+    assert (status["Uid"].split(), status["Gid"].split()) == (["0"] * 4, ["0"] * 4)
+    assert {k: status[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                                   "NoNewPrivs")} == {
+        "CapInh": ZERO, "CapPrm": CAP_KILL, "CapEff": CAP_KILL, "CapBnd": CAP_KILL,
+        "CapAmb": ZERO, "NoNewPrivs": "1"}
+    assert status["pidfd_getfd"] == "EPERM"
+    assert "host" not in res.stdout.splitlines()
+
+
+def test_pid1_attached_without_a_user_namespace_holds_nothing_worth_taking(
+        top: Path, helpers: Path) -> None:
+    """Without a user namespace CAP_SYS_PTRACE is the host's: the attach succeeds,
+    and PID 1 turns out to be the workload's user with CAP_KILL and no host descriptor."""
+    secret = top / "host-secret"
+    secret.mkdir()
+
+    def change(cfg: dict[str, Any]) -> None:
+        _with_caps(cfg, ["CAP_SYS_PTRACE"])
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000, "additionalGids": [44]}
+        # A mount command runs in a trio worker thread, which then idles in
+        # PID 1 for 10 s: it must be stripped like the main thread.
+        cfg["mounts"][-1]["io.pyinit.postmount"] = [{"path": "/bin/true"}]
+    threads = ("; for t in /proc/1/task/*; do echo task $(grep -E"
+               " '^(CapPrm|CapEff|CapBnd|NoNewPrivs)' $t/status | tr -s '\t\n' '  '); done")
+    bundle = bundle_with(top, helpers, PROBE_PID1 + threads, change)
+    res = run_with_fd9(bundle, secret)
+    assert res.returncode == 0, res.stderr
+    status = _status(res.stdout)
+    assert (status["attach"], status["process_vm_readv"], status["fd9"]) == ("OK", "OK",
+                                                                              "refused")
+    assert (status["Uid"].split(), status["Gid"].split(), status["Groups"]) == (
+        ["1000"] * 4, ["1000"] * 4, "44")
+    assert {k: status[k] for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                                   "NoNewPrivs")} == {
+        "CapInh": ZERO, "CapPrm": CAP_KILL, "CapEff": CAP_KILL, "CapBnd": CAP_KILL,
+        "CapAmb": ZERO, "NoNewPrivs": "1"}
+    tasks = [line for line in res.stdout.splitlines() if line.startswith("task ")]
+    assert len(tasks) >= 2  # the main thread and trio's idle worker
+    assert set(tasks) == {f"task CapPrm: {CAP_KILL} CapEff: {CAP_KILL} CapBnd: {CAP_KILL} "
+                          "NoNewPrivs: 1"} | {f"task CapPrm: {ZERO} CapEff: {ZERO} "
+                                              f"CapBnd: {CAP_KILL} NoNewPrivs: 1"}, tasks
+    # Every descriptor of PID 1, stolen with pidfd_getfd: stdio (the container's
+    # /dev/null and the test's pipes), the log sink (the same pipe as stderr),
+    # and later trio's own; never the host directory.
+    stolen = {int(line.split()[2]): line.split(" -> ", 1)[1]
+              for line in res.stdout.splitlines() if line.startswith("pid1 fd ")}
+    assert stolen[0] == "/dev/null" and stolen[1].startswith("pipe:")
+    assert stolen[3] == stolen[2] and stolen[2].startswith("pipe:")
+    assert 9 not in stolen or stolen[9].startswith(("anon_inode:", "socket:", "pipe:"))
+    assert all(t.startswith(("pipe:", "anon_inode:", "socket:", "/dev/null"))
+               for t in stolen.values()), stolen
