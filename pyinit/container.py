@@ -58,6 +58,11 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
                host: credentials.HostFacts) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent = sync
+    # A session of its own, without the caller's terminal as its controlling
+    # one: neither PID 1 nor anything it starts can type into the caller's
+    # shell (TIOCSTI) or take its terminal over. The parent stays in the
+    # caller's session and relays Ctrl-C and friends.
+    os.setsid()
     try:
         namespaces.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
@@ -75,6 +80,7 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env,
             prepare=lambda: credentials.become(cfg.process, host.last_cap, host.may_setgroups,
                                                filt),
+            new_session=True,
         )
     except SetupError as exc:
         if exc.step == "namespace":

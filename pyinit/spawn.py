@@ -143,7 +143,7 @@ def _owns_terminal() -> bool:
 
 def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
           preserve_fds: int, clock_ns: int, env: dict[str, str] | None = None,
-          prepare: Callable[[], None] | None = None) -> Spawned:
+          prepare: Callable[[], None] | None = None, new_session: bool = False) -> Spawned:
     """Fork and exec ``argv`` in its own process group (in the terminal's foreground).
 
     ``env`` replaces pyinit's environment (PATH is searched in it), and
@@ -151,10 +151,15 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
     the OCI process's user, limits and capabilities there). Returns once the
     child has either exec'd or failed to; a failure is reported through a
     close-on-exec pipe as the errno.
+
+    ``new_session``: the child calls setsid() instead (``pyinit run`` and
+    ``sandbox``): it has no controlling terminal, so it can never push input
+    into the caller's with TIOCSTI nor take it over. The init mode keeps job
+    control, because there the terminal belongs to the workload by design.
     """
     mask = frozenset(mask)
     reset = frozenset(reset)
-    foreground = _owns_terminal()
+    foreground = not new_session and _owns_terminal()
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     # The preserved range must not swallow our own pipe.
     if write_end < 3 + preserve_fds:
@@ -166,7 +171,10 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
         code = 1
         try:
             os.close(read_end)
-            os.setpgid(0, 0)
+            if new_session:
+                os.setsid()
+            else:
+                os.setpgid(0, 0)
             if foreground:
                 try:
                     # SIGTTOU is still blocked, so this works from the background too.
@@ -189,10 +197,11 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
         finally:
             os._exit(code)
     os.close(write_end)
-    try:
-        os.setpgid(pid, pid)  # also in the parent, so either order of the race works
-    except OSError:
-        pass
+    if not new_session:  # setsid() fails in a child that already leads a group
+        try:
+            os.setpgid(pid, pid)  # also in the parent, so either order of the race works
+        except OSError:
+            pass
     spawned_ns = clock_ns
     data = b""
     while True:

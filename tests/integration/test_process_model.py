@@ -157,3 +157,43 @@ def test_pid1_attached_without_a_user_namespace_holds_nothing_worth_taking(
     assert 9 not in stolen or stolen[9].startswith(("anon_inode:", "socket:", "pipe:"))
     assert all(t.startswith(("pipe:", "anon_inode:", "socket:", "/dev/null"))
                for t in stolen.values()), stolen
+
+
+# ------------------------------------------------------------------ finding 4: TIOCSTI
+
+def _under_a_terminal(argv: list[str]) -> tuple[subprocess.CompletedProcess[str], bytes]:
+    """Run ``argv`` with a new pty as its controlling terminal and stdin, as a shell would.
+
+    Returns the result and whatever input is queued on the terminal afterwards:
+    what the caller's shell would read next.
+    """
+    import fcntl
+    import termios
+
+    master, slave = os.openpty()
+
+    def take_terminal() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    try:
+        res = subprocess.run(argv, stdin=slave, capture_output=True, text=True, timeout=60,
+                             check=False, start_new_session=True, preexec_fn=take_terminal)
+        os.set_blocking(slave, False)
+        try:
+            queued = os.read(slave, 4096)
+        except BlockingIOError:
+            queued = b""
+        return res, queued
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_run_workload_cannot_type_into_the_callers_terminal(top: Path, helpers: Path) -> None:
+    bundle = bundle_with(top, helpers, "tiocsti", lambda c: c["process"].update(
+        user={"uid": 65534, "gid": 65534}))
+    res, queued = _under_a_terminal([PYINIT, "run", "--bundle", str(bundle)])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "tiocsti: EPERM\n"
+    assert queued == b""
+
