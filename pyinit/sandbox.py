@@ -9,6 +9,10 @@ With no mount option at all, the embedded default applies: the host's
 ``/usr``, ``/bin``, ``/sbin``, ``/lib*`` and ``/etc`` read-only (a host
 symlink such as ``/bin -> usr/bin`` is recreated as a symlink), a fresh
 ``/proc``, a minimal ``/dev`` and a ``/tmp``.
+
+The program runs with the caller's uid and gid, no supplementary groups,
+no_new_privs, and no capability at all (bounding set included) unless
+``--cap-add`` keeps one, which only root may ask for.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import tempfile
 from typing import Any, NoReturn
 
 from pyinit import cli
-from pyinit.linux import flags
+from pyinit.linux import caps, flags
 from pyinit.oci import resources
 from pyinit.oci.config import Config, Mount, Namespace, Process, User
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
@@ -72,6 +76,9 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
                    help="at most N tasks: linux.resources.pids.limit")
     p.add_argument("--cpus", metavar="X", type=_cpus,
                    help="at most X CPUs' worth of time: cpu quota X*100000 per 100000 µs")
+    p.add_argument("--cap-add", action="append", default=[], metavar="CAP",
+                   help="keep capability CAP (e.g. CAP_NET_RAW; only when started as root); "
+                   "every other one is dropped")
     p.add_argument("--grace", type=float, default=5.0)
     p.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
     p.add_argument("--log-level", choices=cli.LOG_LEVELS, default="warning")
@@ -138,6 +145,25 @@ def _default_ops() -> list[tuple[str, list[str]]]:
     return ops
 
 
+def capabilities(names: list[str], euid: int) -> dict[str, list[int]]:
+    """All five sets: only the ``--cap-add`` ones, and those only for root.
+
+    As bubblewrap does: as root, the program would otherwise keep every
+    capability (and remount a --ro-bind read-write); as anyone else it has
+    none to keep, so asking for one is an error rather than a silent no-op.
+    """
+    numbers = []
+    for name in names:
+        full = name.upper() if name.upper().startswith("CAP_") else f"CAP_{name.upper()}"
+        if full not in caps.CAPS:
+            raise ValueError(f"--cap-add {name}: unknown capability")
+        numbers.append(caps.CAPS[full])
+    if numbers and euid != 0:
+        raise ValueError("--cap-add needs pyinit to be started as root")
+    return {kind: list(numbers) for kind in ("bounding", "effective", "permitted",
+                                             "inheritable", "ambient")}
+
+
 def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, str]]]:
     """The Config for these options, and the symlinks to create after the mounts."""
     ops = getattr(args, "ops", None) or _default_ops()
@@ -174,11 +200,15 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, 
     namespaces = [Namespace(t) for t in ("mount", "pid", "ipc", "uts")]
     if args.unshare_net:
         namespaces.append(Namespace("network"))
+    kept = capabilities(args.cap_add, os.geteuid())
+    names = {number: name for name, number in caps.CAPS.items()}
     cfg = Config(
         bundle=root, root_path=root, root_readonly=False, root_tmpfs=True,
-        seccomp=None if args.no_seccomp else _seccomp(args.seccomp_profile),
+        seccomp=None if args.no_seccomp else _seccomp(
+            args.seccomp_profile, [names[n] for n in kept["bounding"]]),
         process=Process(args=args.program, cwd=args.chdir, env=env,
-                        user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True),
+                        user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True,
+                        capabilities=kept),
         hostname=args.hostname, mounts=mounts, namespaces=namespaces,
         dev_setup=any(kind == "dev" for kind, _ in ops),
         cgroup=cgroup_spec(args),
@@ -186,9 +216,9 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, 
     return cfg, links
 
 
-def _seccomp(path: str | None) -> Seccomp | None:
-    """The sandbox's profile: FILE's linux.seccomp object, or the default without caps."""
-    doc = default_profile(())
+def _seccomp(path: str | None, kept: list[str]) -> Seccomp | None:
+    """The sandbox's profile: FILE's linux.seccomp object, or the default for ``kept``."""
+    doc = default_profile(kept)
     if path is not None:
         try:
             with open(path, encoding="utf-8") as fh:

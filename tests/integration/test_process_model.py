@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 
 from tests.conftest import HELPERS, PYINIT
+from tests.integration.test_rootless import as_user, runtime
 from tests.integration.test_run import edit, make_bundle
 
 pytestmark = pytest.mark.root
+
+__all__ = ["runtime"]  # the module-scoped fixture, shared with test_rootless
 
 HOST = 100000
 CAP_KILL = f"{1 << 5:016x}"
@@ -197,3 +200,54 @@ def test_run_workload_cannot_type_into_the_callers_terminal(top: Path, helpers: 
     assert res.stdout == "tiocsti: EPERM\n"
     assert queued == b""
 
+
+def test_sandbox_program_cannot_type_into_the_callers_terminal(helpers: Path) -> None:
+    res, queued = _under_a_terminal([PYINIT, "sandbox", "--ro-bind", str(helpers), "/h", "--",
+                                     "/h/tiocsti"])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "tiocsti: EPERM\n"
+    assert queued == b""
+
+
+# ------------------------------------------------------------------ finding 5: sandbox as root
+
+SANDBOX_BASE = ("--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink",
+                "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc")
+STATUS = "grep -E '^(CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status"
+
+
+def sandbox(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYINIT, "sandbox", *args], capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)
+
+
+def test_sandbox_program_cannot_remount_a_ro_bind_writable(top: Path) -> None:
+    src = top / "secret"
+    src.mkdir()
+    (src / "f").write_text("original\n")
+    res = sandbox(*SANDBOX_BASE, "--ro-bind", str(src), "/data", "--", "sh", "-c",
+                  "mount -o remount,bind,rw /data 2>/dev/null && echo remounted;"
+                  " echo changed > /data/f 2>/dev/null || echo write-refused; " + STATUS)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "write-refused", f"CapPrm:\t{ZERO}", f"CapEff:\t{ZERO}", f"CapBnd:\t{ZERO}",
+        f"CapAmb:\t{ZERO}", "NoNewPrivs:\t1"]
+    assert (src / "f").read_text() == "original\n"
+
+
+def test_sandbox_cap_add_keeps_exactly_that_one() -> None:
+    res = sandbox(*SANDBOX_BASE, "--cap-add", "CAP_NET_RAW", "--", "sh", "-c", STATUS)
+    assert res.returncode == 0, res.stderr
+    raw = f"{1 << 13:016x}"
+    assert res.stdout.splitlines() == [f"CapPrm:\t{raw}", f"CapEff:\t{raw}", f"CapBnd:\t{raw}",
+                                       f"CapAmb:\t{raw}", "NoNewPrivs:\t1"]
+
+
+def test_sandbox_cap_add_unknown_or_unprivileged_is_a_usage_error(
+        runtime: tuple[str, int, int]) -> None:
+    res = sandbox("--cap-add", "CAP_BOGUS", "--", "true")
+    assert (res.returncode, res.stderr) == (
+        2, "pyinit sandbox: error: --cap-add CAP_BOGUS: unknown capability\n")
+    res = as_user(runtime, "sandbox", "--cap-add", "CAP_NET_RAW", "--", "true")
+    assert (res.returncode, res.stderr) == (
+        2, "pyinit sandbox: error: --cap-add needs pyinit to be started as root\n")
