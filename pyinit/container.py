@@ -19,6 +19,7 @@ from __future__ import annotations
 import _signal
 import errno
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
-from pyinit import cli, core, diagnose, early, spawn
+from pyinit import cli, core, diagnose, early, hooks, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.log import Sink, configure
@@ -63,6 +64,9 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     # shell (TIOCSTI) or take its terminal over. The parent stays in the
     # caller's session and relays Ctrl-C and friends.
     os.setsid()
+    # startContainer hooks run the image's binaries: as the workload runs.
+    hooks.as_workload = partial(credentials.take_identity, cfg.process, host.last_cap,
+                                host.may_setgroups)
     try:
         namespaces.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
@@ -119,8 +123,6 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
 
 def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log: Any) -> bool:
     """Hooks that run in the runtime's namespaces; False if one failed."""
-    from pyinit import hooks
-
     state = hooks.state_json(name, status, pid, cfg.bundle)
     for cmd in cfg.hooks.get(kind, []):
         try:

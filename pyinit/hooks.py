@@ -8,6 +8,24 @@ waits for them (trap 1).
 trio starts processes from a worker thread, and the child inherits that
 thread's signal mask: in pyinit everything is blocked, so the child unblocks
 all signals itself before exec (``preexec_fn``).
+
+OCI hooks (not the per-mount commands, which are pyinit's extension and keep
+their documented defaults):
+
+* get exactly the ``env`` the config gives them, nothing of pyinit's own
+  environment (which is the caller's, secrets included);
+* have a timeout even when the config gives none (:data:`DEFAULT_HOOK_TIMEOUT`);
+* ``startContainer`` hooks run the image's binaries inside the container, so
+  they run as the workload does: its uid, gid, groups, limits, capabilities
+  and no_new_privs (:data:`as_workload`, set by the container's PID 1).
+
+Every command runs in a session and process group of its own (no controlling
+terminal). When it exits or its timeout fires, the whole group is killed
+while the leader is still an unreaped zombie (so its group id cannot have
+been reused), and every member that was reparented to us is reaped: a
+background child that keeps stdout open cannot hang the setup, and nothing a
+command started outlives it. A child that calls setsid() itself leaves the
+group; only cgroups could follow it.
 """
 
 from __future__ import annotations
@@ -18,6 +36,7 @@ import math
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +45,11 @@ import trio
 from pyinit.errors import SetupError
 
 LAST_LINES = 5
+DEFAULT_HOOK_TIMEOUT = 60.0  # seconds, for an OCI hook whose config gives none
+
+# Set by the container's PID 1 before its setup runs: turns a forked child
+# into the workload's identity (everything but its working directory).
+as_workload: Callable[[], None] | None = None
 
 
 @dataclass
@@ -46,10 +70,29 @@ class Command:
 class Result:
     code: int | None  # None: killed at the timeout
     tail: list[str] = field(default_factory=list)
+    timeout: float | None = None  # the one that applied
 
 
 def _unblock_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, ())
+
+
+def _reap_group(pgid: int) -> None:
+    """Reap every member of process group ``pgid`` that is our child (all were killed)."""
+    while True:
+        try:
+            os.waitpid(-pgid, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:  # pragma: no cover - all signals are blocked
+            continue
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 async def _pump(stream: Any, name: str, log: Any, tail: collections.deque[str],
@@ -68,22 +111,40 @@ async def _pump(stream: Any, name: str, log: Any, tail: collections.deque[str],
         log.info("command.output", stream=name, line=line, **tags)
 
 
-async def run(cmd: Command, log: Any, stdin: bytes | None = None, **tags: Any) -> Result:
-    """Run ``cmd`` to completion (or its timeout); its output goes to the log."""
-    env = None if cmd.env is None else dict(item.split("=", 1) for item in cmd.env)
+async def run(cmd: Command, log: Any, stdin: bytes | None = None, *, hook: bool = False,
+              prepare: Callable[[], None] | None = None, **tags: Any) -> Result:
+    """Run ``cmd`` to completion (or its timeout); its output goes to the log.
+
+    ``hook``: an OCI hook (its env only, a default timeout); ``prepare`` runs
+    in the child before exec, after signals are unblocked.
+    """
+    if cmd.env is not None:
+        env: dict[str, str] | None = dict(item.split("=", 1) for item in cmd.env)
+    else:
+        env = {} if hook else None
+    timeout = cmd.timeout or (DEFAULT_HOOK_TIMEOUT if hook else None)
+
+    def child_setup() -> None:
+        _unblock_signals()
+        if prepare is not None:
+            prepare()
+
     tail: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
     try:
         proc = await trio.lowlevel.open_process(
             cmd.argv, executable=cmd.path, env=env, cwd=cmd.cwd,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=_unblock_signals,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=child_setup,
+            start_new_session=True,
         )
     except OSError as exc:
         raise SetupError.from_os("command", f"cannot start {cmd.path}", exc, where=cmd.where,
                                  **tags) from None
+    # Its own pidfd: "exited" without reaping, so the group id stays ours.
+    pidfd = os.pidfd_open(proc.pid)
     timed_out = False
     try:
-        with trio.move_on_after(cmd.timeout if cmd.timeout else math.inf) as scope:
+        with trio.move_on_after(timeout if timeout else math.inf) as scope:
             async with trio.open_nursery() as nursery:
                 assert proc.stdout is not None and proc.stderr is not None
                 nursery.start_soon(_pump, proc.stdout, "stdout", log, tail, tags)
@@ -94,23 +155,26 @@ async def run(cmd: Command, log: Any, stdin: bytes | None = None, **tags: Any) -
                     except trio.BrokenResourceError:
                         pass
                     await proc.stdin.aclose()
-                await proc.wait()
+                await trio.lowlevel.wait_readable(pidfd)
+                _kill_group(proc.pid)  # its background children hold the pipes open
         if scope.cancelled_caught:
             timed_out = True
-            proc.kill()
     finally:
         with trio.CancelScope(shield=True):
+            _kill_group(proc.pid)
+            os.close(pidfd)
             await proc.wait()
+            _reap_group(proc.pid)
             for stream in (proc.stdin, proc.stdout, proc.stderr):
                 if stream is not None:
                     await stream.aclose()
-    return Result(None if timed_out else proc.returncode, list(tail))
+    return Result(None if timed_out else proc.returncode, list(tail), timeout)
 
 
 def describe_failure(cmd: Command, result: Result) -> str:
     what = f"{' '.join(cmd.argv)!r}"
     if result.code is None:
-        status = f"was killed after its timeout of {cmd.timeout:g}s"
+        status = f"was killed after its timeout of {result.timeout or cmd.timeout or 0:g}s"
     elif result.code < 0:
         status = f"was killed by signal {-result.code}"
     else:
@@ -122,8 +186,11 @@ def describe_failure(cmd: Command, result: Result) -> str:
 async def run_checked(cmd: Command, log: Any, step: str, stdin: bytes | None = None,
                       **tags: Any) -> None:
     """Run ``cmd``; a non-zero exit or a timeout becomes a SetupError."""
-    log.debug("command.started", argv=cmd.argv, timeout_s=cmd.timeout, **tags)
-    result = await run(cmd, log, stdin=stdin, **tags)
+    hook = step == "hook"
+    timeout = cmd.timeout or (DEFAULT_HOOK_TIMEOUT if hook else None)
+    log.debug("command.started", argv=cmd.argv, timeout_s=timeout, **tags)
+    prepare = as_workload if tags.get("kind") == "startContainer" else None
+    result = await run(cmd, log, stdin=stdin, hook=hook, prepare=prepare, **tags)
     if result.code != 0:
         tags.setdefault("where", cmd.where)
         raise SetupError(step, describe_failure(cmd, result), **tags)

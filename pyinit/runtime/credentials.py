@@ -86,18 +86,28 @@ def before_namespaces(proc: Process) -> None:
 
 def become(proc: Process, last_cap: int, may_setgroups: bool,
            filt: seccomp.PreparedFilter | None = None) -> None:
-    """In the workload's process, before exec: the OCI process settings, then seccomp.
-
-    The filter is loaded last, once no_new_privs is set; without
-    noNewPrivileges, before the capabilities go, while CAP_SYS_ADMIN lets the
-    kernel take it (runc's order).
-    """
-    step = "cwd"
+    """In the workload's process, before exec: the OCI process settings, then seccomp."""
     try:
         os.chdir(proc.cwd)
         if os.getcwd() != os.path.normpath(proc.cwd):
             raise OSError(0, f"the working directory is {os.getcwd()}, not {proc.cwd}")
-        step = "rlimits"
+    except OSError as exc:
+        say(f"process.cwd: {exc.strerror or exc}")
+        os._exit(EXIT_SETUP_FAILED)
+    take_identity(proc, last_cap, may_setgroups, filt)
+
+
+def take_identity(proc: Process, last_cap: int, may_setgroups: bool,
+                  filt: seccomp.PreparedFilter | None = None) -> None:
+    """Everything of the workload but its working directory (also for startContainer hooks).
+
+    The seccomp filter is loaded last, once no_new_privs is set; without
+    noNewPrivileges, before the capabilities go, while CAP_SYS_ADMIN lets the
+    kernel take it (runc's order). Exits the process (status 125, one line on
+    stderr) when a setting fails: this runs in a forked child, before exec.
+    """
+    step = "rlimits"
+    try:
         for res, _name, soft, hard in proc.rlimits:
             resource.setrlimit(res, (soft, hard))
         capabilities = proc.capabilities

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import HELPERS, PYINIT
+from tests.conftest import HELPERS, PYINIT, events
 from tests.integration.test_rootless import as_user, runtime
 from tests.integration.test_run import edit, make_bundle
 
@@ -251,3 +251,104 @@ def test_sandbox_cap_add_unknown_or_unprivileged_is_a_usage_error(
     res = as_user(runtime, "sandbox", "--cap-add", "CAP_NET_RAW", "--", "true")
     assert (res.returncode, res.stderr) == (
         2, "pyinit sandbox: error: --cap-add needs pyinit to be started as root\n")
+
+
+# ------------------------------------------------------------------ finding 8: hooks
+
+def _hook_lines(stderr: str) -> list[str]:
+    return [ev["line"] for ev in events(stderr) if ev.get("event") == "command.output"]
+
+
+def test_start_container_hook_runs_as_the_workload_with_only_its_env(
+        top: Path, helpers: Path) -> None:
+    probe = ("grep -E '^(Uid|Gid|Groups|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs):'"
+             " /proc/self/status; tr '\\0' '\\n' < /proc/$$/environ; true")  # sh, not tr
+
+    def change(cfg: dict[str, Any]) -> None:
+        _with_caps(cfg, ["CAP_NET_RAW"])
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1001, "additionalGids": [7]}
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", probe],
+                                            "env": ["ONLY=given"]}]}
+    bundle = bundle_with(top, helpers, "true", change)
+    res = subprocess.run([PYINIT, "run", "--bundle", str(bundle), "--log-format", "json",
+                          "--log-level", "info"], capture_output=True, text=True, timeout=60,
+                         check=False, stdin=subprocess.DEVNULL,
+                         env={**os.environ, "HOST_SECRET": "hunter2"})
+    assert res.returncode == 0, res.stderr
+    raw = f"{1 << 13:016x}"
+    assert _hook_lines(res.stderr) == [
+        "Uid:\t1000\t1000\t1000\t1000", "Gid:\t1001\t1001\t1001\t1001", "Groups:\t7 ",
+        f"CapPrm:\t{raw}", f"CapEff:\t{raw}", f"CapBnd:\t{raw}", f"CapAmb:\t{raw}",
+        "NoNewPrivs:\t1", "ONLY=given"]
+
+
+def test_host_side_hooks_get_only_their_env(top: Path, helpers: Path) -> None:
+    given, none = top / "given", top / "none"
+
+    def dump(to: Path) -> list[str]:
+        return ["sh", "-c", f"tr '\\0' '\\n' < /proc/$$/environ > {to}"]
+    bundle = bundle_with(top, helpers, "true", lambda c: c.update(hooks={
+        "poststart": [{"path": "/bin/sh", "args": dump(given), "env": ["ONLY=given"]}],
+        "prestart": [{"path": "/bin/sh", "args": dump(none)}]}))
+    res = subprocess.run([PYINIT, "run", "--bundle", str(bundle)], capture_output=True,
+                         text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+                         env={**os.environ, "HOST_SECRET": "hunter2"})
+    assert res.returncode == 0, res.stderr
+    assert (given.read_text(), none.read_text()) == ("ONLY=given\n", "")
+
+
+@pytest.mark.parametrize("kind", ["prestart", "startContainer"])
+def test_a_hooks_background_child_cannot_hang_the_setup(top: Path, helpers: Path,
+                                                        kind: str) -> None:
+    """The hook exits at once; its child keeps stdout open and would run 1000 s."""
+    pids = top / "pids"
+    record = f"echo $! >> {pids}" if kind == "prestart" else "echo bg=$!"
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["hooks"] = {kind: [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"sleep 1000 & {record}; echo hook-done"]}]}
+    bundle = bundle_with(top, helpers, "ps -o comm | grep -c sleep", change)
+    res = subprocess.run([PYINIT, "run", "--bundle", str(bundle), "--log-format", "json",
+                          "--log-level", "info"], capture_output=True, text=True, timeout=60,
+                         check=False, stdin=subprocess.DEVNULL)
+    assert res.stdout == "0\n", res.stderr  # no sleep inside the container
+    assert res.returncode == 1  # grep -c found nothing
+    assert "hook-done" in _hook_lines(res.stderr)
+    if kind == "prestart":
+        pid = int(pids.read_text())
+        assert not Path(f"/proc/{pid}").exists()  # killed and reaped by pyinit
+
+
+def test_a_hooks_timeout_kills_its_whole_group(top: Path, helpers: Path) -> None:
+    pids = top / "pids"
+    bundle = bundle_with(top, helpers, "echo should-not-run", lambda c: c.update(hooks={
+        "prestart": [{"path": "/bin/sh", "timeout": 1, "args": [
+            "sh", "-c", f"sleep 1000 & echo $! >> {pids}; echo $$ >> {pids}; exec sleep 999"]}]}))
+    res = subprocess.run([PYINIT, "run", "--bundle", str(bundle)], capture_output=True,
+                         text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    line = [x for x in res.stderr.splitlines() if x.startswith("pyinit:")]
+    assert res.returncode == 125 and "should-not-run" not in res.stdout
+    assert line == ["pyinit: hooks.prestart[0]: hook: 'sh -c "
+                    f"sleep 1000 & echo $! >> {pids}; echo $$ >> {pids}; exec sleep 999' "
+                    "was killed after its timeout of 1s; no output"]
+    for pid in pids.read_text().split():
+        assert not Path(f"/proc/{pid}").exists(), pid
+
+
+async def test_a_hook_without_a_timeout_gets_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    import structlog
+
+    from pyinit import hooks
+    from pyinit.errors import SetupError
+
+    monkeypatch.setattr(hooks, "DEFAULT_HOOK_TIMEOUT", 0.5)
+    hook = hooks.Command("/bin/sleep", ["sleep", "1000"], where="hooks.prestart[0]")
+    with pytest.raises(SetupError) as info:
+        await hooks.run_checked(hook, structlog.get_logger(), "hook", kind="prestart")
+    assert info.value.line() == ("hooks.prestart[0]: hook: 'sleep 1000' was killed after its "
+                                 "timeout of 0.5s; no output")
+    # A mount command keeps its documented default: no timeout, pyinit's environment.
+    cmd = hooks.Command("/bin/sh", ["sh", "-c", "echo $HOME"], where="mounts[0]")
+    result = await hooks.run(cmd, structlog.get_logger())
+    assert (result.code, result.tail, result.timeout) == (0, [f"stdout: {os.environ['HOME']}"],
+                                                          None)
