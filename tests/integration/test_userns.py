@@ -234,6 +234,12 @@ def test_every_mount_type_in_a_user_namespace(top: Path) -> None:
     for dest, fstype in want.items():
         assert found[dest].endswith(f"- {fstype}"), (dest, found[dest])
     assert found["/ro"].startswith("ro,") and found["/rw"].startswith("rw,nosuid,nodev")
+    # cgroup: the same hierarchies as the host's, whichever version it runs.
+    with open("/proc/self/mountinfo") as fh:
+        host = {k: v.split(" - ")[1] for k, v in mountinfo_of(fh.read()).items()
+                if k.startswith("/sys/fs/cgroup")}
+    inside = {k: v.split(" - ")[1] for k, v in found.items() if k.startswith("/sys/fs/cgroup")}
+    assert inside == host
     assert rest.splitlines() == ["from the host", "ro-refused", "image", "hi"]
 
 
