@@ -32,6 +32,9 @@ def _parser() -> argparse.ArgumentParser:
                          "from config.json, and supervise process.args as PID 1.")
     run.add_argument("--bundle", "-b", default=".", help="bundle directory (default: .)")
     run.add_argument("--id", default=None, help="a name for the container, for the logs")
+    run.add_argument("--console-socket", metavar="PATH", default=None,
+                     help="with process.terminal: send the pty's master to the unix socket "
+                     "PATH (SCM_RIGHTS) instead of relaying it, as runc does")
     run.add_argument("--no-pivot", action="store_true",
                      help="MS_MOVE and chroot instead of pivot_root (for roots pivot_root "
                      "refuses); the host's /proc and /sys are hidden first")
@@ -84,7 +87,7 @@ def main(argv: list[str], start_ns: int) -> int:
     opts.log_format = args.log_format
     opts.log_level = args.log_level
     container.run(args.bundle, opts, start_ns, args.id, no_pivot=args.no_pivot,
-                  sysfs_fallback=args.sysfs_fallback)
+                  sysfs_fallback=args.sysfs_fallback, console_socket=args.console_socket)
 
 
 def spec(bundle: str, rootless: bool = False) -> int:

@@ -20,6 +20,7 @@ import _signal
 import errno
 import os
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from pyinit.oci.config import Config
 from pyinit.report import exit_code
 from pyinit.rootfs import plan
 from pyinit.rootfs.setup import Executor
-from pyinit.runtime import credentials, hardening, namespaces, say
+from pyinit.runtime import console, credentials, hardening, namespaces, say
 from pyinit.runtime.sync import Sync, decode, expect, send
 
 if TYPE_CHECKING:
@@ -55,10 +56,10 @@ def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
 
 
 def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any, sink: Sink,
-               to_unshare: int, start_ns: int, sync: tuple[int, int], name: str,
+               to_unshare: int, start_ns: int, sync: tuple[int, int, int], name: str,
                host: credentials.HostFacts) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
-    to_parent, from_parent = sync
+    to_parent, from_parent, console_sock = sync
     # A session of its own, without the caller's terminal as its controlling
     # one: neither PID 1 nor anything it starts can type into the caller's
     # shell (TIOCSTI) or take its terminal over. The parent stays in the
@@ -78,14 +79,21 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
                             user_ns=cfg.has_namespace("user"), sysfs_fallback=cfg.sysfs_fallback)
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
         trio.run(executor.run, steps)
+        peer = _open_console(console_sock) if cfg.process.terminal else -1
+
+        def prepare() -> None:
+            if peer >= 0:
+                console.attach(peer)
+            credentials.become(cfg.process, host.last_cap, host.may_setgroups, filt)
+
         env = dict(item.split("=", 1) for item in cfg.process.env)
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
-            preserve_fds=0, clock_ns=time.monotonic_ns(), env=env,
-            prepare=lambda: credentials.become(cfg.process, host.last_cap, host.may_setgroups,
-                                               filt),
+            preserve_fds=0, clock_ns=time.monotonic_ns(), env=env, prepare=prepare,
             new_session=True,
         )
+        if peer >= 0:
+            os.close(peer)
     except SetupError as exc:
         if exc.step == "namespace":
             log.error("namespace.failed", **exc.log_fields())
@@ -121,6 +129,20 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     supervisor.run(opts, child, startup, logging=(log, sink))
 
 
+def _open_console(sock: int) -> int:
+    """process.terminal: the master goes to the parent; the workload's end stays here."""
+    try:
+        master, peer = console.allocate()
+    except OSError as exc:
+        raise SetupError.from_os("terminal", f"allocate a pty from {console.PTMX}", exc,
+                                 where="process.terminal") from None
+    try:
+        console.send_master(sock, master)
+    finally:
+        os.close(master)
+    return peer
+
+
 def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log: Any) -> bool:
     """Hooks that run in the runtime's namespaces; False if one failed."""
     state = hooks.state_json(name, status, pid, cfg.bundle)
@@ -140,7 +162,7 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
 
 def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
-                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int],
+                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int],
                     cgroup: Cgroup | None = None) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
@@ -216,11 +238,31 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
     return int(data) if data else None
 
 
-def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) -> int:
+def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
+           console_sock: int = -1, console_socket: str | None = None) -> int:
     """The parent: hooks at their moments, every signal passed on; the child's status."""
     from_child, to_child = sync
+    terminal: console.Relay | None = None
     os.set_blocking(from_child, False)
     relay = core.Core(pid, kill_group=False, everyone=False)  # the child, by its PID only
+
+    def take_console() -> None:
+        nonlocal terminal
+        master = console.receive_master(console_sock)
+        if master is None:
+            return
+        if console_socket is None:
+            terminal = console.Relay(master)
+            terminal.start()
+            return
+        try:
+            console.hand_to_socket(console_socket, master)
+        except OSError as exc:
+            say(f"--console-socket {console_socket}: {exc.strerror or exc}")
+            log.error("console.failed", path=console_socket, error=str(exc))
+            os.kill(pid, signal.SIGKILL)
+        finally:
+            os.close(master)
 
     def handle_news() -> None:
         try:
@@ -235,22 +277,31 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any) ->
                     send(to_child, Sync.GO if ok else Sync.FAILED)
                 except BrokenPipeError:
                     pass
-            elif event is Sync.STARTED and not _parent_hooks(cfg, "poststart", name, pid, "running",
-                                                     log):
-                log.warning("hook.poststart_failed", detail="the spec says to warn and go on")
+            elif event is Sync.STARTED:
+                if console_sock >= 0:
+                    take_console()
+                if not _parent_hooks(cfg, "poststart", name, pid, "running", log):
+                    log.warning("hook.poststart_failed",
+                                detail="the spec says to warn and go on")
 
     while True:
         handle_news()
         info = _signal.sigtimedwait(core.WATCHED, 0.05)
+        if info is not None and info.si_signo == signal.SIGWINCH and terminal is not None:
+            terminal.resize()  # the kernel tells the workload, through its terminal
+            continue
         for outcome in relay.reap() if info is None else relay.handle(info.si_signo,
                                                                       info.si_pid):
             if isinstance(outcome, core.Exited):
                 handle_news()  # a quick workload: "started" may still be unread
+                if terminal is not None:
+                    terminal.finish()
                 return exit_code(outcome.status)
 
 
 def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None = None,
-        no_pivot: bool = False, sysfs_fallback: bool = False) -> NoReturn:
+        no_pivot: bool = False, sysfs_fallback: bool = False,
+        console_socket: str | None = None) -> NoReturn:
     from pyinit.oci import config
 
     try:
@@ -263,19 +314,21 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
     except config.ConfigError as exc:
         say(f"config.json: {exc.first_line()}")
         os._exit(EXIT_SETUP_FAILED)
-    run_config(cfg, opts, start_ns, container_id or os.path.basename(cfg.bundle) or "pyinit")
+    run_config(cfg, opts, start_ns, container_id or os.path.basename(cfg.bundle) or "pyinit",
+               console_socket=console_socket)
 
 
 def run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
                cleanup: Callable[[], None] | None = None,
-               extra_steps: list[plan.Step] | None = None) -> NoReturn:
+               extra_steps: list[plan.Step] | None = None,
+               console_socket: str | None = None) -> NoReturn:
     """Run a validated config (from a bundle, or built by ``pyinit sandbox``).
 
     ``extra_steps`` go right after the mounts (the sandbox's symlinks).
     """
     code = EXIT_SETUP_FAILED
     try:
-        code = _run_config(cfg, opts, start_ns, name, extra_steps or [])
+        code = _run_config(cfg, opts, start_ns, name, extra_steps or [], console_socket)
     finally:
         if cleanup is not None:
             cleanup()
@@ -313,7 +366,7 @@ def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
 
 
 def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
-                extra_steps: list[plan.Step]) -> int:
+                extra_steps: list[plan.Step], console_socket: str | None) -> int:
     early.load_runtime()  # everything the container will need, before the fork
     log, sink = configure(opts.log_format, opts.log_level)
     steps = plan.build(cfg)
@@ -338,16 +391,22 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     try:
         from_child, to_parent = os.pipe2(os.O_CLOEXEC)
         from_parent, to_child = os.pipe2(os.O_CLOEXEC)
+        pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) \
+            if cfg.process.terminal else None  # the pty's master comes back through it
         pid = _fork_container(cfg, steps, opts, log, sink, start_ns, name,
-                              (to_parent, from_parent), cgroup)
+                              (to_parent, from_parent, pair[1].fileno() if pair else -1),
+                              cgroup)
         os.close(to_parent)
         os.close(from_parent)
+        if pair is not None:
+            pair[1].close()
         if pid is None:
             return EXIT_SETUP_FAILED  # the middle process has said why
         # Not before the fork: an unprivileged parent must still be able to write
         # its child's uid_map, which belongs to root once the child is not dumpable.
         task.set_dumpable(False)
-        code = _relay(pid, cfg, name, (from_child, to_child), log)
+        code = _relay(pid, cfg, name, (from_child, to_child), log,
+                      pair[0].fileno() if pair else -1, console_socket)
         evidence = cgroup.oom() if cgroup is not None else None
         if evidence is not None:
             log.error("oom.killed", **evidence.log_fields(), hint=evidence.hint())

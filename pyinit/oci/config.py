@@ -67,6 +67,7 @@ class Process:
     capabilities: dict[str, list[int]] | None = None  # set name -> capability numbers
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
+    terminal: bool = False  # a pty from the container's devpts (docs/config.md)
 
 
 @dataclass
@@ -217,9 +218,7 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
         r.problem("process.args", "must name a program (at least one entry)")
     cwd = r.get(proc, "cwd", "process", str, "/", required=bool(proc))
     _absolute(r, cwd, "process.cwd")
-    if r.get(proc, "terminal", "process", bool, False):
-        r.problem("process.terminal", "true is not supported: pyinit passes its stdio "
-                  "through (set it to false)")
+    terminal = r.get(proc, "terminal", "process", bool, False)
     env = r.strings(proc, "env", "process")
     for i, item in enumerate(env):
         if "=" not in item:
@@ -267,7 +266,7 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
     return Process(
         args=args, cwd=cwd, env=env, user=user, rlimits=rlimits, capabilities=caps,
         no_new_privileges=r.get(proc, "noNewPrivileges", "process", bool, False),
-        oom_score_adj=r.get(proc, "oomScoreAdj", "process", int, None),
+        oom_score_adj=r.get(proc, "oomScoreAdj", "process", int, None), terminal=terminal,
     )
 
 
@@ -453,6 +452,10 @@ def parse(doc: Any, bundle: str) -> Config:
     if cfg.root_path and not os.path.isdir(cfg.root_path):
         r.problem("root.path", f"{cfg.root_path} is not a directory")
     _check_user_namespace(r, cfg)
+    if cfg.process.terminal and not any(
+            m.type == "devpts" and m.destination.rstrip("/") == "/dev/pts" for m in cfg.mounts):
+        r.problem("process.terminal", "needs a devpts mount on /dev/pts: the terminal is "
+                  "allocated from the container's own devpts")
     if cfg.hostname is not None and not cfg.has_namespace("uts"):
         r.problem("hostname", "needs a uts namespace in linux.namespaces")
     for i, m in enumerate(cfg.mounts):

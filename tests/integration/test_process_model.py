@@ -352,3 +352,78 @@ async def test_a_hook_without_a_timeout_gets_the_default(monkeypatch: pytest.Mon
     result = await hooks.run(cmd, structlog.get_logger())
     assert (result.code, result.tail, result.timeout) == (0, [f"stdout: {os.environ['HOME']}"],
                                                           None)
+
+
+# ------------------------------------------------------------------ process.terminal
+
+def _terminal(cfg: dict[str, Any]) -> None:
+    cfg["process"]["terminal"] = True
+
+
+def test_terminal_true_relays_a_pty_from_the_containers_devpts(top: Path,
+                                                                helpers: Path) -> None:
+    import pexpect
+
+    script = ("tty; stty size; trap 'stty size; exit 5' WINCH; echo ready; read line;"
+              " echo got:$line; while :; do sleep 0.1; done")
+    bundle = bundle_with(top, helpers, script, _terminal)
+    child = pexpect.spawn(PYINIT, ["run", "--bundle", str(bundle)], dimensions=(24, 80),
+                          timeout=30, env={**os.environ, "TERM": "dumb"})
+    try:
+        child.expect_exact("/dev/pts/0\r\n24 80\r\nready\r\n")
+        child.sendline("hello")
+        child.expect_exact("got:hello\r\n")
+        child.setwinsize(30, 100)
+        child.expect_exact("30 100\r\n")
+        child.expect(pexpect.EOF)
+        # The caller's terminal is back in the mode it had: canonical, echoing.
+        import termios
+        lflag = termios.tcgetattr(child.child_fd)[3]
+        assert lflag & termios.ICANON and lflag & termios.ECHO
+    finally:
+        child.close()
+    assert child.exitstatus == 5
+
+
+def test_terminal_master_goes_to_the_console_socket(top: Path, helpers: Path) -> None:
+    import socket
+
+    bundle = bundle_with(top, helpers, "tty; echo on-the-console", _terminal)
+    path = top / "console.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(path))
+        server.listen(1)
+        proc = subprocess.Popen([PYINIT, "run", "--bundle", str(bundle), "--console-socket",
+                                 str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        conn, _ = server.accept()
+        with conn:
+            _data, fds, _flags, _addr = socket.recv_fds(conn, 16, 1)
+        master = fds[0]
+        output = b""
+        try:
+            while True:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:  # EIO: the container's end is closed
+                    break
+                if not chunk:
+                    break
+                output += chunk
+        finally:
+            os.close(master)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert (output, out) == (b"/dev/pts/0\r\non-the-console\r\n", b"")
+
+
+def test_terminal_without_devpts_is_refused_by_check(top: Path, helpers: Path) -> None:
+    def change(cfg: dict[str, Any]) -> None:
+        _terminal(cfg)
+        cfg["mounts"] = [m for m in cfg["mounts"] if m["destination"] != "/dev/pts"]
+    bundle = bundle_with(top, helpers, "true", change)
+    check = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert (check.returncode, check.stdout) == (1, (
+        "process.terminal: needs a devpts mount on /dev/pts: the terminal is allocated "
+        "from the container's own devpts\n"))
