@@ -1,14 +1,21 @@
 """``pyinit run --bundle DIR``: namespaces, the root filesystem, then PID 1.
 
-The process model (the kernel forces most of it):
+The process model (the kernel forces most of it; docs/config.md has the
+whole story of what each process holds):
 
 1. The parent validates config.json and plans the setup, imports everything
-   the container will need (nothing can be imported after pivot_root), then
-   unshares the PID namespace, which only applies to children, and forks.
-2. The child is PID 1 of the new PID namespace. It unshares mount, uts, ipc,
-   net and cgroup, sets the root filesystem up, pivots, spawns the workload
-   with the OCI process settings, and becomes the supervisor.
-3. The parent relays every signal to the child and exits with its status.
+   the container will need (nothing can be imported after pivot_root), and
+   forks a middle process.
+2. The middle process closes what the caller left open, sets what only the
+   host can grant (oom_score_adj, raised hard limits), joins or creates the
+   user namespace (the parent writes its maps), unshares the PID namespace,
+   which only applies to children, forks PID 1 and exits.
+3. PID 1 starts its own session, unshares mount, uts, ipc, net and cgroup,
+   sets the root filesystem up, pivots, spawns the workload with the OCI
+   process settings, locks itself down (runtime/hardening.py) and becomes
+   the supervisor.
+4. The parent runs the host-side hooks, relays every signal (and the
+   terminal, with ``process.terminal``) and exits with the workload's status.
 
 Nothing forks inside a running trio loop: the setup runs in one ``trio.run``
 that has returned before the workload is forked.
