@@ -327,3 +327,15 @@ def test_rootless_raised_hard_limit_names_the_field(runtime: tuple[str, int, int
             "it needs CAP_SYS_RESOURCE on the host")
     finally:
         shutil.rmtree(bundle)
+
+
+def test_rootless_terminal(runtime: tuple[str, int, int]) -> None:
+    """process.terminal as an unprivileged user: the pty comes from the container's devpts."""
+    bundle = rootless_bundle(runtime, "tty; echo rootless-tty")
+    try:
+        edit(bundle, lambda c: c["process"].update(terminal=True))
+        res = as_user(runtime, "run", "--bundle", str(bundle))
+        assert res.returncode == 0, res.stderr
+        assert res.stdout == "/dev/pts/0\nrootless-tty\n"  # the pty's \r\n, read as text
+    finally:
+        shutil.rmtree(bundle)
