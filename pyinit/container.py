@@ -86,7 +86,8 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
                             user_ns=cfg.has_namespace("user"), sysfs_fallback=cfg.sysfs_fallback)
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
         trio.run(executor.run, steps)
-        peer = _open_console(console_sock) if cfg.process.terminal else -1
+        peer = _open_console(console_sock, cfg.process.console_size) \
+            if cfg.process.terminal else -1
 
         def prepare() -> None:
             if peer >= 0:
@@ -136,10 +137,10 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     supervisor.run(opts, child, startup, logging=(log, sink))
 
 
-def _open_console(sock: int) -> int:
+def _open_console(sock: int, size: tuple[int, int] | None) -> int:
     """process.terminal: the master goes to the parent; the workload's end stays here."""
     try:
-        master, peer = console.allocate()
+        master, peer = console.allocate(size)
     except OSError as exc:
         raise SetupError.from_os("terminal", f"allocate a pty from {console.PTMX}", exc,
                                  where="process.terminal") from None

@@ -68,6 +68,7 @@ class Process:
     no_new_privileges: bool = False
     oom_score_adj: int | None = None
     terminal: bool = False  # a pty from the container's devpts (docs/config.md)
+    console_size: tuple[int, int] | None = None  # (height, width) of that pty
 
 
 @dataclass
@@ -219,6 +220,15 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
     cwd = r.get(proc, "cwd", "process", str, "/", required=bool(proc))
     _absolute(r, cwd, "process.cwd")
     terminal = r.get(proc, "terminal", "process", bool, False)
+    console_size = None
+    size_doc = r.get(proc, "consoleSize", "process", dict, None)
+    if size_doc is not None:
+        height = r.get(size_doc, "height", "process.consoleSize", int, 0, required=True)
+        width = r.get(size_doc, "width", "process.consoleSize", int, 0, required=True)
+        for key, value in (("height", height), ("width", width)):
+            if not 0 <= value <= 65535:
+                r.problem(f"process.consoleSize.{key}", f"{value} is not 0 to 65535")
+        console_size = (height, width)
     env = r.strings(proc, "env", "process")
     for i, item in enumerate(env):
         if "=" not in item:
@@ -267,6 +277,7 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
         args=args, cwd=cwd, env=env, user=user, rlimits=rlimits, capabilities=caps,
         no_new_privileges=r.get(proc, "noNewPrivileges", "process", bool, False),
         oom_score_adj=r.get(proc, "oomScoreAdj", "process", int, None), terminal=terminal,
+        console_size=console_size,
     )
 
 

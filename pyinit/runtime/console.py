@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import struct
 import termios
 import threading
 import tty
@@ -32,14 +33,20 @@ from pyinit.linux import pty
 PTMX = "/dev/pts/ptmx"
 
 
-def allocate() -> tuple[int, int]:
-    """In PID 1, after the pivot: (master, the workload's end)."""
+def allocate(size: tuple[int, int] | None) -> tuple[int, int]:
+    """In PID 1, after the pivot: (master, the workload's end).
+
+    Its window size from the start: ``process.consoleSize`` if given, else
+    the caller's (fd 0 is still the caller's terminal here), so that the
+    parent's first resize changes nothing and sends no SIGWINCH.
+    """
     master = pty.open_ptmx(PTMX)
     try:
-        # The caller's window size from the start (fd 0 is still the caller's
-        # terminal here): a later change would SIGWINCH the workload for nothing.
         with contextlib.suppress(OSError):
-            pty.set_window_size(master, pty.window_size(0))
+            if size is not None:
+                pty.set_window_size(master, struct.pack("HHHH", size[0], size[1], 0, 0))
+            else:
+                pty.set_window_size(master, pty.window_size(0))
         return master, pty.open_peer(master)
     except BaseException:
         os.close(master)

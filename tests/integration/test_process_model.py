@@ -388,7 +388,10 @@ def test_terminal_true_relays_a_pty_from_the_containers_devpts(top: Path,
 def test_terminal_master_goes_to_the_console_socket(top: Path, helpers: Path) -> None:
     import socket
 
-    bundle = bundle_with(top, helpers, "tty; echo on-the-console", _terminal)
+    def change(cfg: dict[str, Any]) -> None:
+        _terminal(cfg)
+        cfg["process"]["consoleSize"] = {"height": 33, "width": 77}
+    bundle = bundle_with(top, helpers, "tty; stty size; echo on-the-console", change)
     path = top / "console.sock"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(str(path))
@@ -414,7 +417,7 @@ def test_terminal_master_goes_to_the_console_socket(top: Path, helpers: Path) ->
             os.close(master)
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert (output, out) == (b"/dev/pts/0\r\non-the-console\r\n", b"")
+    assert (output, out) == (b"/dev/pts/0\r\n33 77\r\non-the-console\r\n", b"")
 
 
 def test_terminal_without_devpts_is_refused_by_check(top: Path, helpers: Path) -> None:
