@@ -121,3 +121,13 @@ def test_the_largest_valid_id_is_accepted(bundle: Path) -> None:
     doc["process"]["user"].update(uid=2**32 - 2, gid=2**32 - 2, additionalGids=[0, 2**32 - 2])
     user = parse(doc, str(bundle)).process.user
     assert (user.uid, user.gid, user.additional_gids) == (2**32 - 2, 2**32 - 2, [0, 2**32 - 2])
+
+
+def test_terminal_and_console_size(bundle: Path) -> None:
+    doc = copy.deepcopy(default_config())
+    doc["process"].update(terminal=True, consoleSize={"height": 40, "width": 120})
+    proc = parse(doc, str(bundle)).process
+    assert (proc.terminal, proc.console_size) == (True, (40, 120))
+    doc["process"]["consoleSize"] = {"height": -1, "width": 70000}
+    assert problems(doc, bundle) == [("process.consoleSize.height", "-1 is not 0 to 65535"),
+                                     ("process.consoleSize.width", "70000 is not 0 to 65535")]
