@@ -478,7 +478,8 @@ def test_sandbox_applies_the_default_unless_told_not_to() -> None:
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["Seccomp:\t2", "unshare=1"]
     assert "unshare: unshare failed: Operation not permitted" in res.stderr.splitlines()
-    res = sandbox("--no-seccomp", "--", "sh", "-c", _UNSHARE)
+    # The sandbox drops every capability: unshare needs CAP_SYS_ADMIN kept.
+    res = sandbox("--no-seccomp", "--cap-add", "CAP_SYS_ADMIN", "--", "sh", "-c", _UNSHARE)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["Seccomp:\t0", "unshare=0"]
 
@@ -488,8 +489,8 @@ def test_sandbox_seccomp_profile(tmp_path: Path) -> None:
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps(deny(["mkdir", "mkdirat"], "SCMP_ACT_ERRNO",
                                        errnoRet=EACCES)))
-    res = sandbox("--seccomp-profile", str(profile), "--setenv", "LC_ALL", "C", "--", "sh",
-                  "-c", "mkdir /tmp/d; echo rc=$?; " + _UNSHARE)
+    res = sandbox("--seccomp-profile", str(profile), "--cap-add", "CAP_SYS_ADMIN", "--setenv",
+                  "LC_ALL", "C", "--", "sh", "-c", "mkdir /tmp/d; echo rc=$?; " + _UNSHARE)
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines() == ["rc=1", "Seccomp:\t2", "unshare=0"]
     assert "mkdir: cannot create directory '/tmp/d': Permission denied" in \
