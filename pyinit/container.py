@@ -98,7 +98,9 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env, prepare=prepare,
-            new_session=True,
+            new_session=True, gate=lambda: hardening.lock_down(
+                cfg.process.user, host.may_setgroups, host.last_cap,
+                own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID)),
         )
         if peer >= 0:
             os.close(peer)
@@ -117,16 +119,7 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     send(to_parent, Sync.STARTED)  # the parent runs poststart hooks
     os.close(to_parent)
     os.close(from_parent)
-    try:
-        hardening.lock_down(cfg.process.user, host.may_setgroups, host.last_cap,
-                            own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID),
-                            keep_fds=frozenset({sink.fileno()}))
-    except OSError as exc:
-        log.error("pid1.lockdown_failed", error=str(exc))
-        say(f"the container's PID 1 could not drop its privileges: {exc}")
-        os.kill(child.pid, signal.SIGKILL)
-        os.waitpid(child.pid, 0)
-        os._exit(EXIT_SETUP_FAILED)
+    hardening.close_all_but(frozenset({sink.fileno()}))
     from pyinit import supervisor
 
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
@@ -251,6 +244,7 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
     """The parent: hooks at their moments, every signal passed on; the child's status."""
     from_child, to_child = sync
     terminal: console.Relay | None = None
+    seen: set[Sync] = set()
     os.set_blocking(from_child, False)
     relay = core.Core(pid, kill_group=False, everyone=False)  # the child, by its PID only
 
@@ -278,6 +272,9 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
         except (BlockingIOError, OSError):
             return
         for event in decode(news):
+            if event in seen:
+                continue  # each moment comes once; a repeat is not PID 1's doing
+            seen.add(event)
             if event is Sync.NAMESPACES_READY:
                 ok = (_parent_hooks(cfg, "prestart", name, pid, "creating", log)
                       and _parent_hooks(cfg, "createRuntime", name, pid, "creating", log))

@@ -143,7 +143,8 @@ def _owns_terminal() -> bool:
 
 def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
           preserve_fds: int, clock_ns: int, env: dict[str, str] | None = None,
-          prepare: Callable[[], None] | None = None, new_session: bool = False) -> Spawned:
+          prepare: Callable[[], None] | None = None, new_session: bool = False,
+          gate: Callable[[], None] | None = None) -> Spawned:
     """Fork and exec ``argv`` in its own process group (in the terminal's foreground).
 
     ``env`` replaces pyinit's environment (PATH is searched in it), and
@@ -151,6 +152,11 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
     the OCI process's user, limits and capabilities there). Returns once the
     child has either exec'd or failed to; a failure is reported through a
     close-on-exec pipe as the errno.
+
+    ``gate`` runs in the parent after the fork, while the child waits between
+    ``prepare`` and the exec: ``pyinit run``'s PID 1 locks itself down there,
+    so that the workload never runs next to a PID 1 that still holds
+    anything. If it raises, the child exits without exec'ing.
 
     ``new_session``: the child calls setsid() instead (``pyinit run`` and
     ``sandbox``): it has no controlling terminal, so it can never push input
@@ -166,11 +172,14 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
         moved = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
         os.close(write_end)
         write_end = moved
+    gate_r, gate_w = os.pipe2(os.O_CLOEXEC) if gate is not None else (-1, -1)
     pid = os.fork()
     if pid == 0:  # the workload-to-be
         code = 1
         try:
             os.close(read_end)
+            if gate_w >= 0:
+                os.close(gate_w)
             if new_session:
                 os.setsid()
             else:
@@ -183,6 +192,8 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
                     pass
             if prepare is not None:
                 prepare()
+            if gate_r >= 0 and os.read(gate_r, 1) != b"G":
+                os._exit(code)  # the parent could not finish its side
             _prepare_fds(preserve_fds, keep=write_end)
             _restore_signals(reset, mask)
             _exec(argv, env)
@@ -197,6 +208,13 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
         finally:
             os._exit(code)
     os.close(write_end)
+    if gate is not None:
+        os.close(gate_r)
+        try:
+            gate()
+            os.write(gate_w, b"G")
+        finally:
+            os.close(gate_w)  # on failure: EOF, and the child exits
     if not new_session:  # setsid() fails in a child that already leads a group
         try:
             os.setpgid(pid, pid)  # also in the parent, so either order of the race works

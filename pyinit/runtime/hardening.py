@@ -21,9 +21,10 @@ worthless, rather than merely hard to reach:
 * **Descriptors.** Only 0, 1 and 2 (the caller's stdio, which the workload
   shares by design) and the log sink stay open. The sink is the caller's
   stderr reopened (a pipe, FIFO, terminal, socket or file): the workload holds
-  the same object on its own fd 2, so keeping it grants nothing new. Every
-  other descriptor, inherited (``pyinit run 9</host/dir``) or a pipe end of
-  the runtime, is closed before the workload is forked.
+  the same object on its own fd 2, so keeping it grants nothing new. What
+  the caller left open (``pyinit run 9</host/dir``) was closed by the middle
+  process before any namespace existed; the runtime's own pipe ends are
+  closed as soon as the workload has exec'd.
 
 Capabilities, the bounding set and no_new_privs are per *thread*. A trio
 worker thread left from the setup (it ran a hook or a mount command) would
@@ -91,11 +92,14 @@ def _in_every_other_thread(fn: object) -> None:
         raise OSError(0, f"threads {sorted(existing - ran)} could not be hardened")
 
 
-def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool,
-              keep_fds: frozenset[int]) -> None:
-    """Make the calling process (the container's PID 1) what the module says."""
+def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool) -> None:
+    """The calling process's (the container's PID 1) credentials, as the module says.
+
+    Runs between the workload's fork and its exec (spawn's ``gate``), so the
+    workload never runs next to a PID 1 that still holds anything. The
+    descriptors are closed right after (:func:`close_all_but`).
+    """
     keep = [caps.CAPS["CAP_KILL"]] if own_pid_ns else []
-    task.close_from(3, keep_fds)
     _in_every_other_thread(lambda: _drop(keep, last_cap))
     _drop(keep, last_cap)
     syscalls.prctl(syscalls.PR_SET_KEEPCAPS, 1)
@@ -109,3 +113,8 @@ def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool,
     # stayed 0; they never signal anyone, so they keep nothing at all.
     _in_every_other_thread(lambda: syscalls.capset(0, 0, 0))
     task.set_dumpable(False)  # after the uid change, which may have reset it
+
+
+def close_all_but(keep_fds: frozenset[int]) -> None:
+    """Every descriptor above 2 but ``keep_fds`` (the log sink)."""
+    task.close_from(3, keep_fds)

@@ -35,5 +35,11 @@ def expect(fd: int, message: Sync) -> bool:
 
 
 def decode(data: bytes) -> list[Sync]:
-    """Every message in ``data``; an unknown byte is a protocol error (ValueError)."""
-    return [Sync(data[i:i + 1]) for i in range(len(data))]
+    """Every known message in ``data``, in order; other bytes are dropped.
+
+    The container's side writes these, and its descriptors may end up in the
+    hands of a workload for a moment: the reader never trusts them blindly
+    (the parent also acts on each message at most once).
+    """
+    known = {m.value for m in Sync}
+    return [Sync(data[i:i + 1]) for i in range(len(data)) if data[i:i + 1] in known]

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
-
 from pyinit.linux import task
 from pyinit.runtime.sync import Sync, decode
 
@@ -16,9 +14,8 @@ def test_each_message_is_one_byte_and_decodes_back() -> None:
     assert decode(b"".join(m.value for m in Sync)) == list(Sync)
 
 
-def test_an_unknown_byte_is_a_protocol_error() -> None:
-    with pytest.raises(ValueError):
-        decode(b"NX")
+def test_unknown_bytes_are_dropped() -> None:
+    assert decode(b"NX\0S") == [Sync.NAMESPACES_READY, Sync.STARTED]
 
 
 def test_close_from_keeps_exactly_the_listed_descriptors() -> None:
