@@ -72,9 +72,6 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
     # shell (TIOCSTI) or take its terminal over. The parent stays in the
     # caller's session and relays Ctrl-C and friends.
     os.setsid()
-    # startContainer hooks run the image's binaries: as the workload runs.
-    hooks.as_workload = partial(credentials.take_identity, cfg.process, host.last_cap,
-                                host.may_setgroups)
     try:
         namespaces.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
@@ -85,6 +82,9 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
                             cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP),
                             user_ns=cfg.has_namespace("user"), sysfs_fallback=cfg.sysfs_fallback)
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
+        # startContainer hooks run the image's binaries: as the workload runs.
+        hooks.as_workload = partial(credentials.take_identity, cfg.process, host.last_cap,
+                                    host.may_setgroups, filt)
         trio.run(executor.run, steps)
         peer = _open_console(console_sock, cfg.process.console_size) \
             if cfg.process.terminal else -1

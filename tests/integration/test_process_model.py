@@ -433,3 +433,14 @@ def test_terminal_without_devpts_is_refused_by_check(top: Path, helpers: Path) -
     assert (check.returncode, check.stdout) == (1, (
         "process.terminal: needs a devpts mount on /dev/pts: the terminal is allocated "
         "from the container's own devpts\n"))
+
+
+def test_start_container_hook_gets_the_workloads_seccomp_filter(top: Path) -> None:
+    bundle = make_bundle(top / "b", "grep Seccomp: /proc/self/status")  # spec's default profile
+    edit(bundle, lambda c: c.update(hooks={"startContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "grep Seccomp: /proc/self/status"]}]}))
+    res = subprocess.run([PYINIT, "run", "--bundle", str(bundle), "--log-format", "json",
+                          "--log-level", "info"], capture_output=True, text=True, timeout=60,
+                         check=False, stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    assert (_hook_lines(res.stderr), res.stdout) == (["Seccomp:\t2"], "Seccomp:\t2\n")
