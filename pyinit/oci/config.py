@@ -201,17 +201,6 @@ def _absolute(r: _Reader, value: str, where: str) -> None:
         r.problem(where, f"must be an absolute path, not {value!r}")
 
 
-MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to setresuid and friends
-
-
-def _id(r: _Reader, value: int, where: str) -> int:
-    """A uid or gid: 0..2^32-2. -1 would leave the workload with pyinit's own id."""
-    if not 0 <= value <= MAX_ID:
-        r.problem(where, f"{value} is not a valid id (0 to {MAX_ID})")
-        return 0
-    return value
-
-
 def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
     proc = r.get(doc, "process", "", dict, {}, required=True)
     args = r.strings(proc, "args", "process", required=bool(proc))
@@ -235,16 +224,13 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
             r.problem(f"process.env[{i}]", f"{item!r} is not KEY=VALUE")
     user_doc = r.get(proc, "user", "process", dict, {})
     user = User(
-        uid=_id(r, r.get(user_doc, "uid", "process.user", int, 0), "process.user.uid"),
-        gid=_id(r, r.get(user_doc, "gid", "process.user", int, 0), "process.user.gid"),
+        uid=r.get(user_doc, "uid", "process.user", int, 0),
+        gid=r.get(user_doc, "gid", "process.user", int, 0),
         umask=r.get(user_doc, "umask", "process.user", int, None),
+        # Ids outside 0..2^32-2 are refused with their paths by refusals.py.
+        additional_gids=[g for g in r.get(user_doc, "additionalGids", "process.user", list, [])
+                         if isinstance(g, int) and not isinstance(g, bool)],
     )
-    for i, gid in enumerate(r.get(user_doc, "additionalGids", "process.user", list, [])):
-        where = f"process.user.additionalGids[{i}]"
-        if isinstance(gid, int) and not isinstance(gid, bool):
-            user.additional_gids.append(_id(r, gid, where))
-        else:
-            r.problem(where, f"must be an integer, not {type(gid).__name__}")
     rlimits = []
     seen = set()
     for where, limit in r.objects(proc, "rlimits", "process"):
@@ -412,6 +398,9 @@ USERNS_FILESYSTEMS = ("proc", "sysfs", "tmpfs", "ramfs", "devpts", "mqueue", "cg
 
 
 def _mapped(maps: list[IDMap], value: int) -> bool:
+    """Is ``value`` mapped? An id that is no id at all counts as mapped: refusals.py says why."""
+    if not 0 <= value <= 2**32 - 2:
+        return True
     return any(m.container_id <= value < m.container_id + m.size for m in maps)
 
 

@@ -36,6 +36,11 @@ def setgroups_allowed() -> bool:
         return True  # no user namespace support at all: setgroups is never denied
 
 
+def _limit(value: int) -> int:
+    """config.json's unlimited (2^64-1) as Python's RLIM_INFINITY: it does not fit a C long."""
+    return resource.RLIM_INFINITY if value >= 2**63 else value
+
+
 def _above(wanted: int, current: int) -> bool:
     """Is limit ``wanted`` higher than ``current`` (-1 is RLIM_INFINITY)?"""
     if current == resource.RLIM_INFINITY:
@@ -68,7 +73,8 @@ def before_namespaces(proc: Process) -> None:
                         "CAP_SYS_RESOURCE on the host")
             raise SetupError.from_os("process", f"cannot set it to {proc.oom_score_adj}", exc,
                                      where="process.oomScoreAdj", hint=hint) from None
-    for i, (res, name, _soft, hard) in enumerate(proc.rlimits):
+    for i, (res, name, _soft, wanted) in enumerate(proc.rlimits):
+        hard = _limit(wanted)
         now_soft, now_hard = task.get_rlimit(res)
         if not _above(hard, now_hard):
             continue
@@ -78,7 +84,9 @@ def before_namespaces(proc: Process) -> None:
             err = getattr(exc, "errno", None) or errno.EPERM
             shown = "unlimited" if now_hard == resource.RLIM_INFINITY else str(now_hard)
             raise SetupError.from_os(
-                "process", f"cannot raise the hard {name} to {hard}", OSError(err, str(exc)),
+                "process", f"cannot raise the hard {name} to "
+                f"{'unlimited' if hard == resource.RLIM_INFINITY else hard}",
+                OSError(err, str(exc)),
                 where=f"process.rlimits[{i}].hard",
                 hint=f"pyinit's own hard limit is {shown}; raising it needs "
                 "CAP_SYS_RESOURCE on the host") from None
@@ -109,7 +117,7 @@ def take_identity(proc: Process, last_cap: int, may_setgroups: bool,
     step = "rlimits"
     try:
         for res, _name, soft, hard in proc.rlimits:
-            resource.setrlimit(res, (soft, hard))
+            resource.setrlimit(res, (_limit(soft), _limit(hard)))
         capabilities = proc.capabilities
         if capabilities is not None:
             step = "capabilities.bounding"

@@ -99,30 +99,6 @@ def test_rootless_spec(bundle: Path) -> None:
     assert "/sys/fs/cgroup" not in [m.destination for m in cfg.mounts]
 
 
-@pytest.mark.parametrize(("user", "path", "reason"), [
-    ({"uid": -1}, "process.user.uid", "-1 is not a valid id (0 to 4294967294)"),
-    ({"uid": 2**32 - 1}, "process.user.uid", "4294967295 is not a valid id (0 to 4294967294)"),
-    ({"gid": -1}, "process.user.gid", "-1 is not a valid id (0 to 4294967294)"),
-    ({"additionalGids": [5, -1]}, "process.user.additionalGids[1]",
-     "-1 is not a valid id (0 to 4294967294)"),
-    ({"additionalGids": [5, "7"]}, "process.user.additionalGids[1]",
-     "must be an integer, not str"),
-])
-def test_process_user_ids_are_0_to_2_32_minus_2(bundle: Path, user: dict[str, Any], path: str,
-                                                reason: str) -> None:
-    """(uid_t)-1 means "leave unchanged" to setresuid: the workload would stay root."""
-    doc = copy.deepcopy(default_config())
-    doc["process"]["user"].update(user)
-    assert problems(doc, bundle) == [(path, reason)]
-
-
-def test_the_largest_valid_id_is_accepted(bundle: Path) -> None:
-    doc = copy.deepcopy(default_config())
-    doc["process"]["user"].update(uid=2**32 - 2, gid=2**32 - 2, additionalGids=[0, 2**32 - 2])
-    user = parse(doc, str(bundle)).process.user
-    assert (user.uid, user.gid, user.additional_gids) == (2**32 - 2, 2**32 - 2, [0, 2**32 - 2])
-
-
 def test_terminal_and_console_size(bundle: Path) -> None:
     doc = copy.deepcopy(default_config())
     doc["process"].update(terminal=True, consoleSize={"height": 40, "width": 120})
