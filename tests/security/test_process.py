@@ -56,8 +56,6 @@ def _host_dir(tmp_path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- finding 2: ptrace
-@pytest.mark.xfail(strict=True, reason="issue 9 finding 2: PID 1 keeps every capability and "
-                   "no_new_privs is off, so code injected by ptrace runs with all of them")
 def test_ptrace_into_pid1_gains_nothing(tmp_path: Path, helpers: dict[str, Path]) -> None:
     # Without a user namespace CAP_SYS_PTRACE beats PR_SET_DUMPABLE, so the
     # attach itself cannot be refused: what PID 1 holds must be no more than
@@ -93,12 +91,7 @@ def test_ptrace_into_pid1_is_refused_in_a_user_namespace(reachable: Path,  # noq
 # the workload has less than PID 1 today, so the kernel refuses; a workload
 # with CAP_SYS_PTRACE (no user namespace) always passes, so only closing the
 # descriptor protects it.
-FD9_LEAK = pytest.mark.xfail(strict=True, reason="issue 9 finding 2: PID 1 keeps the caller's "
-                             "fd 9, and `cd /proc/1/fd/9` enters the host directory "
-                             "(CVE-2024-21626 pattern)")
-
-
-@pytest.mark.parametrize("caps", [None, pytest.param(PTRACE_CAPS, marks=FD9_LEAK)],
+@pytest.mark.parametrize("caps", [None, PTRACE_CAPS],
                          ids=["default-caps", "cap-sys-ptrace"])
 def test_cd_into_pid1s_inherited_host_directory(tmp_path: Path, helpers: dict[str, Path],
                                                 caps: list[str] | None) -> None:
@@ -114,7 +107,6 @@ def test_cd_into_pid1s_inherited_host_directory(tmp_path: Path, helpers: dict[st
     assert sorted(p.name for p in secret.iterdir()) == ["passwords"]
 
 
-@FD9_LEAK
 def test_pid1_holds_no_path_outside_the_container(tmp_path: Path,
                                                   helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(tmp_path, "for f in /proc/1/fd/*; do readlink $f; done; exit 0",
@@ -136,8 +128,6 @@ def test_the_workload_inherits_only_its_stdio(tmp_path: Path, helpers: dict[str,
     assert res.stdout.split() == ["0", "1", "2", "3"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 finding 2: during setup PID 1 still holds the "
-                   "caller's fd 9, visible to a startContainer hook (CVE-2016-9962)")
 def test_no_host_descriptor_is_reachable_during_setup(tmp_path: Path,
                                                       helpers: dict[str, Path]) -> None:
     # CVE-2016-9962: runc's init held a host directory fd while in the
@@ -153,9 +143,6 @@ def test_no_host_descriptor_is_reachable_during_setup(tmp_path: Path,
     assert paths <= {"/", "/dev/null", "/fds"}, paths  # "/": the container's root
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 finding 8: a startContainer hook's background "
-                   "child outlives the hook with every capability and seizes the workload's "
-                   "process before its exec, while it still holds all of pyinit's capabilities")
 def test_short_lived_setup_process_cannot_be_seized(tmp_path: Path,
                                                     helpers: dict[str, Path]) -> None:
     # The processes between PID 1 and the workload's execve run pyinit's

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 from tests.integration.test_sandbox import sandbox
 
 
@@ -62,8 +60,6 @@ def test_mount_remount_rw_fails(tmp_path: Path) -> None:
     _unchanged(src)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 finding 5: the sandbox leaves the program every "
-                   "capability; only the seccomp profile stands between it and the host")
 def test_sandbox_program_has_no_capabilities() -> None:
     res = sandbox("--", "sh", "-c", "grep -E '^(Cap(Prm|Eff|Bnd|Amb)|NoNewPrivs)' "
                   "/proc/self/status")

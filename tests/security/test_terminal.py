@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pexpect
-import pytest
 
 from tests.conftest import PYINIT
 from tests.integration.test_run import edit
@@ -52,8 +51,6 @@ def _in_a_shell_on_a_terminal(bundle: Path) -> tuple[str, str]:
     return pushed, after
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 finding 4: no setsid, the workload shares the "
-                   "caller's session and terminal, and TIOCSTI types into the caller's shell")
 def test_workload_cannot_type_into_the_callers_terminal(tmp_path: Path,
                                                         helpers: dict[str, Path]) -> None:
     # With legacy_tiocsti=0 TIOCSTI needs CAP_SYS_ADMIN anyway: the attack
@@ -66,9 +63,6 @@ def test_workload_cannot_type_into_the_callers_terminal(tmp_path: Path,
     assert after.startswith("pending 0 ")  # nothing typed into the caller's shell
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 finding 4: pyinit run gives the workload the "
-                   "terminal's foreground and never gives it back: the calling shell then "
-                   "cannot read its own terminal (EIO)")
 def test_the_caller_keeps_its_terminal(tmp_path: Path, helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(tmp_path, "echo 'tiocsti: unused'", helpers)
     assert _in_a_shell_on_a_terminal(bundle) == ("tiocsti: unused", "pending 0 foreground True")
