@@ -212,7 +212,10 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
         os.close(gate_r)
         try:
             gate()
-            os.write(gate_w, b"G")
+            try:
+                os.write(gate_w, b"G")
+            except BrokenPipeError:
+                pass  # prepare() failed in the child, which has said why and exited
         finally:
             os.close(gate_w)  # on failure: EOF, and the child exits
     if not new_session:  # setsid() fails in a child that already leads a group
