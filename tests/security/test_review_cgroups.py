@@ -1,0 +1,97 @@
+"""issue 9 review: the cgroup2 mount of a container without a cgroup namespace.
+
+rootfs/cgroups.py mounts a *fresh* cgroup2 (on a cgroup2 host at
+/sys/fs/cgroup, on a hybrid host at /sys/fs/cgroup/unified) whether or not
+the container has its own cgroup namespace. Without one, a fresh cgroup2
+mount's root is the host's root cgroup: the container sees every cgroup on
+the host, and when the mount is not read-only (a config without "ro" on
+/sys/fs/cgroup, as configs for systemd in a container have), uid 0 with no
+capability at all can move itself to the host's root cgroup (out of the
+container's cgroup: on a cgroup2 host that drops its memory and pids limits
+and its device eBPF filter) and write any host cgroup's files (freeze a
+host service). For v1 hierarchies the same code binds the container's own
+cgroup instead, which is what runc does for cgroup2 too.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_run import edit, run_bundle
+from tests.security.conftest import attack_bundle
+
+
+def _v2_root() -> Path:
+    """Where the host mounts its cgroup2 hierarchy."""
+    kind = subprocess.run(["stat", "-f", "-c", "%T", "/sys/fs/cgroup"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    return Path("/sys/fs/cgroup" if kind == "cgroup2fs" else "/sys/fs/cgroup/unified")
+
+
+@pytest.fixture
+def victim() -> Iterator[Path]:
+    """An empty cgroup of the host's, standing for a host service."""
+    path = _v2_root() / f"pyinit-review-victim-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        (path / "cgroup.freeze").write_text("0\n")
+        path.rmdir()
+
+
+def _without_cgroupns(read_only: bool) -> Any:
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
+                                      if n["type"] != "cgroup"]
+        for m in cfg["mounts"]:
+            if m["destination"] == "/sys/fs/cgroup":
+                m["options"] = [o for o in m["options"] if o != "ro"] + (
+                    ["ro"] if read_only else [])
+    return change
+
+
+def _inside(path: Path) -> str:
+    """``path`` (under the host's cgroup2 root) as the container's mount shows it."""
+    return str(Path("/sys/fs/cgroup") / path.relative_to(Path("/sys/fs/cgroup")))
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 review: without a cgroup namespace the "
+                   "container's cgroup2 mount is the host's whole hierarchy")
+def test_the_host_cgroup_tree_is_not_shown(tmp_path: Path, helpers: dict[str, Path],
+                                           victim: Path) -> None:
+    seen = _inside(victim)
+    bundle = attack_bundle(tmp_path, f"test -d {seen} && echo seen || echo hidden", helpers)
+    edit(bundle, _without_cgroupns(read_only=True))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "hidden\n"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 review: without a cgroup namespace a rw "
+                   "cgroup2 mount lets uid 0 with no capability leave its cgroup and freeze "
+                   "a host cgroup")
+def test_no_capability_workload_cannot_touch_host_cgroups(tmp_path: Path,
+                                                          helpers: dict[str, Path],
+                                                          victim: Path) -> None:
+    root = _inside(_v2_root())
+    script = (f"echo 1 > {_inside(victim)}/cgroup.freeze 2>/dev/null; echo freeze=$?;"
+              f" echo $$ > {root}/cgroup.procs 2>/dev/null; echo move=$?;"
+              " grep '^0::' /proc/self/cgroup; grep CapEff /proc/self/status")
+    bundle = attack_bundle(tmp_path, script, helpers)
+    edit(bundle, _without_cgroupns(read_only=False))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    # What a bind of the container's own cgroup gives: the victim is not
+    # there (freeze=1), and moving into the mount's root is moving into its
+    # own cgroup (move=0). CapEff: CAP_AUDIT_WRITE, CAP_KILL and
+    # CAP_NET_BIND_SERVICE, the default spec's.
+    assert res.stdout == (f"freeze=1\nmove=0\n0::/pyinit/{bundle.name}\n"
+                          "CapEff:\t0000000020000420\n")
+    assert (victim / "cgroup.freeze").read_text() == "0\n"
