@@ -1,0 +1,49 @@
+"""issue 9 review: PID 1 runs without the workload's seccomp filter.
+
+The filter is loaded in the workload's process just before its exec; the
+container's PID 1 (pyinit, which stays to reap and forward signals) never
+loads it. A workload granted ``CAP_SYS_PTRACE`` (and the default profile
+allows ``ptrace`` itself, as moby's does) attaches to PID 1 and has it make
+the calls its own filter refuses: ``socket(AF_VSOCK)`` and ``keyctl`` here;
+``bpf``, ``io_uring_setup``, ``userfaultfd`` or ``perf_event_open`` the same
+way. Under runc or crun there is no such process: the runtime's init
+*becomes* the workload, and an init inside the container (tini, catatonit)
+is exec'd under the filter. The process9 hardening (PID 1 takes the
+workload's uid, keeps CAP_KILL, not dumpable) does not change this: without
+a user namespace, CAP_SYS_PTRACE in it is enough to attach.
+
+The expectation below is the fix "PID 1 loads the workload's filter too,
+once its own set-up is done"; a fix that makes PID 1 unreachable instead
+changes the expected output to ``attach: EPERM``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_run import edit, run_bundle
+from tests.security.conftest import attack_bundle
+
+pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64",
+                                reason="the helper injects calls with x86_64 registers")
+
+
+def _grant_ptrace(cfg: dict[str, Any]) -> None:
+    for kind in ("bounding", "effective", "permitted"):
+        cfg["process"]["capabilities"][kind].append("CAP_SYS_PTRACE")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 9 review: PID 1 has no seccomp filter; a "
+                   "workload with CAP_SYS_PTRACE makes it run the calls the filter refuses")
+def test_pid1_is_no_way_around_the_seccomp_filter(tmp_path: Path,
+                                                  helpers: dict[str, Path]) -> None:
+    bundle = attack_bundle(tmp_path, "inject", helpers)
+    edit(bundle, _grant_ptrace)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ("self socket(AF_VSOCK): EPERM\nself keyctl: EPERM\n"
+                          "pid1 socket(AF_VSOCK): EPERM\npid1 keyctl: EPERM\n")
