@@ -7,7 +7,7 @@ container's /proc gets (``readonlyPaths``: /proc/sys, /proc/sysrq-trigger,
 file mode against the euid (``test_perm``): uid 0 needs no capability at
 all, so dropping capabilities and setting no_new_privs (process9) does not
 help, and the seccomp profile allows ``write``. ``kernel.core_pattern`` or
-``kernel.modprobe`` set to ``|/proc/%P/root/...`` makes the host's kernel
+``kernel.modprobe`` (where the kernel has modules) set to ``|/proc/%P/root/...`` makes the host's kernel
 run a program of the sandbox's as root; without ``--unshare-net`` the
 ``net.*`` sysctls are the host's own.
 
@@ -23,7 +23,7 @@ import pytest
 
 from tests.integration.test_sandbox import sandbox
 
-SYSCTLS = ["/proc/sys/kernel/core_pattern", "/proc/sys/kernel/modprobe",
+SYSCTLS = ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/overcommit_memory",
            "/proc/sys/net/ipv4/ip_forward"]
 
 
