@@ -6,9 +6,10 @@ container's /proc gets (``readonlyPaths``: /proc/sys, /proc/sysrq-trigger,
 ...; bubblewrap covers the same ones). A sysctl's permission check is its
 file mode against the euid (``test_perm``): uid 0 needs no capability at
 all, so dropping capabilities and setting no_new_privs (process9) does not
-help, and the seccomp profile allows ``write``. ``kernel.core_pattern`` or
-``kernel.modprobe`` (where the kernel has modules) set to ``|/proc/%P/root/...`` makes the host's kernel
-run a program of the sandbox's as root; without ``--unshare-net`` the
+help, and the seccomp profile allows ``write``. ``kernel.core_pattern`` (or
+``kernel.modprobe``, where the kernel has modules) set to
+``|/proc/%P/root/...`` makes the host's kernel run a program of the
+sandbox's as root; without ``--unshare-net`` the
 ``net.*`` sysctls are the host's own.
 
 The helper only opens each file for writing and closes it: nothing is

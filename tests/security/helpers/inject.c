@@ -2,12 +2,15 @@
  * whether PID 1 is bound by the workload's seccomp filter. Each call is made
  * twice: directly ("self ...") and inside PID 1 ("pid1 ..."). Lines:
  * "<who> <call>: ok <result>" or "<who> <call>: <ERRNO>"; "attach: <ERRNO>"
- * when ptrace is refused. A descriptor PID 1 got is closed in PID 1 again. */
+ * when ptrace is refused. A descriptor PID 1 got is closed in PID 1 again.
+ * "inject nice": only PID 1's CapEff, then setpriority(PRIO_PROCESS, 0, -20)
+ * made by PID 1, which needs CAP_SYS_NICE in PID 1 ("pid1 setpriority: ok"). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ptrace.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/user.h>
 #include <sys/wait.h>
@@ -37,11 +40,24 @@ static void say(const char *what, long r) {
     else printf("%s: ok\n", what);
 }
 
-int main(void) {
-    long r = syscall(SYS_socket, 40, 1, 0);
-    say("self socket(AF_VSOCK)", r < 0 ? -errno : r);
-    r = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0);
-    say("self keyctl", r < 0 ? -errno : r);
+static void cap_eff(void) {
+    char line[256];
+    FILE *f = fopen("/proc/1/status", "r");
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, "CapEff:", 7) == 0) printf("pid1 %s", line);
+    if (f) fclose(f);
+}
+
+int main(int argc, char **argv) {
+    int nice_only = argc > 1 && strcmp(argv[1], "nice") == 0;
+    long r = nice_only ? 0 : syscall(SYS_socket, 40, 1, 0);
+    if (nice_only) {
+        cap_eff();
+    } else {
+        say("self socket(AF_VSOCK)", r < 0 ? -errno : r);
+        r = syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3 /* session */, 0);
+        say("self keyctl", r < 0 ? -errno : r);
+    }
 
     int status;
     if (ptrace(PTRACE_SEIZE, target, 0, 0) == -1 ||
@@ -54,6 +70,8 @@ int main(void) {
     long word = ptrace(PTRACE_PEEKTEXT, target, saved.rip - 2, 0);
     if ((word & 0xffff) != 0x050f) {
         printf("attach: not stopped after a syscall instruction\n");
+    } else if (nice_only) {
+        say("pid1 setpriority", in_target(SYS_setpriority, PRIO_PROCESS, 0, -20));
     } else {
         long fd = in_target(SYS_socket, 40, 1, 0);
         say("pid1 socket(AF_VSOCK)", fd);
