@@ -73,16 +73,11 @@ def bundle_with(top: Path, helpers: Path, script: str, change: Any,
 
 def run_with_fd9(bundle: Path, hostdir: Path) -> subprocess.CompletedProcess[str]:
     """``pyinit run --bundle B 9<hostdir``, as the CVE-2024-21626 pattern."""
-    fd = os.open(hostdir, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        if fd != 9:
-            os.dup2(fd, 9)
-            os.close(fd)
-        return subprocess.run([PYINIT, "run", "--bundle", str(bundle)], capture_output=True,
-                              text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
-                              pass_fds=(9,))
-    finally:
-        os.close(9)
+    # The shell opens fd 9, not this process: a dup2 onto 9 here would close
+    # whatever pytest keeps there (its faulthandler's stderr, for one).
+    return subprocess.run(["sh", "-c", 'exec "$0" run --bundle "$1" 9<"$2"', PYINIT,
+                           str(bundle), str(hostdir)], capture_output=True, text=True,
+                          timeout=60, check=False, stdin=subprocess.DEVNULL)
 
 
 def _with_caps(cfg: dict[str, Any], names: list[str]) -> None:
