@@ -67,7 +67,20 @@ int main(int argc, char **argv) {
     }
     waitpid(target, &status, __WALL);
     ptrace(PTRACE_GETREGS, target, 0, &saved);
+    struct user_regs_struct restore = saved;
     long word = ptrace(PTRACE_PEEKTEXT, target, saved.rip - 2, 0);
+    if ((word & 0xffff) != 0x050f) {
+        /* Stopped in user space: run PID 1 to its next system call's entry,
+         * and on leaving make it issue that call again. */
+        ptrace(PTRACE_SYSCALL, target, 0, 0);
+        waitpid(target, &status, __WALL);
+        ptrace(PTRACE_GETREGS, target, 0, &saved);
+        restore = saved;
+        restore.rip = saved.rip - 2;
+        restore.rax = saved.orig_rax;
+        restore.orig_rax = -1;
+        word = ptrace(PTRACE_PEEKTEXT, target, saved.rip - 2, 0);
+    }
     if ((word & 0xffff) != 0x050f) {
         printf("attach: not stopped after a syscall instruction\n");
     } else if (nice_only) {
@@ -78,7 +91,7 @@ int main(int argc, char **argv) {
         if (fd >= 0) in_target(SYS_close, fd, 0, 0);
         say("pid1 keyctl", in_target(SYS_keyctl, 0, -3, 0));
     }
-    ptrace(PTRACE_SETREGS, target, 0, &saved);
+    ptrace(PTRACE_SETREGS, target, 0, &restore);
     ptrace(PTRACE_DETACH, target, 0, 0);
     return 0;
 }
