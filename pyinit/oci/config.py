@@ -456,8 +456,11 @@ def parse(doc: Any, bundle: str) -> Config:
             m.type == "devpts" and m.destination.rstrip("/") == "/dev/pts" for m in cfg.mounts):
         r.problem("process.terminal", "needs a devpts mount on /dev/pts: the terminal is "
                   "allocated from the container's own devpts")
-    if cfg.hostname is not None and not cfg.has_namespace("uts"):
-        r.problem("hostname", "needs a uts namespace in linux.namespaces")
+    # Without a private UTS namespace sethostname/setdomainname would rename
+    # the host (runc refuses both the same way).
+    for key, value in (("hostname", cfg.hostname), ("domainname", cfg.domainname)):
+        if value is not None and not cfg.has_namespace("uts"):
+            r.problem(key, "needs a uts namespace in linux.namespaces")
     for i, m in enumerate(cfg.mounts):
         if m.parsed.is_bind and m.source and not os.path.isabs(m.source):
             cfg.mounts[i].source = os.path.normpath(os.path.join(bundle, m.source))

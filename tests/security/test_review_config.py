@@ -16,8 +16,6 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.integration.test_run import EXIT_SETUP_FAILED, PYINIT, edit
 from tests.security.conftest import attack_bundle
 
@@ -41,8 +39,6 @@ def test_the_uts_stand_in_starts_without_a_domainname() -> None:
     assert res.stdout == "rc=0\nhost-domainname=(none)\n"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review: domainname without a uts namespace is "
-                   "accepted and setdomainname renames the host's domain")
 def test_domainname_without_a_uts_namespace_is_refused(tmp_path: Path,
                                                        helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(tmp_path, "echo should-not-run", helpers)
