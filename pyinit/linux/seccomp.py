@@ -50,7 +50,19 @@ Other behaviour, as runc's:
   more. A call made through an architecture not in the filter kills the
   thread (libseccomp's default for a bad architecture).
 * A rule whose action is the default action is redundant and skipped
-  (libseccomp refuses it with EACCES).
+  (libseccomp refuses it with EACCES), except on a multiplexer (below).
+
+The multiplexers (``socketcall``, ``ipc`` on i386, s390, ppc …) need care.
+libseccomp turns a rule on ``socket`` (or ``bind`` …) into one on the direct
+call and one on ``socketcall`` whose first argument selects it; the rule's
+argument conditions cannot be checked there (the arguments are in memory)
+and are dropped. So an ``ALLOW socket`` rule with a condition allows every
+``socketcall(SYS_SOCKET, …)``. A rule on the multiplexer itself, without
+conditions, replaces all of these. When that rule's action is the default
+action libseccomp refuses it in the same filter, so pyinit compiles such
+rules into a second, small filter (default ALLOW) loaded with the first:
+the kernel takes the strictest answer of the two, and the multiplexer gets
+the default action whatever the first filter derived for it.
 * Conditions on different arguments of one rule must all hold (AND).
   When one argument is compared more than once, each comparison becomes its
   own rule, so any one of them matching is enough (OR): libseccomp 2.5
@@ -121,6 +133,7 @@ class PreparedFilter:
     program: bytes  # struct sock_filter[], exactly as the kernel takes it
     flags: int = 0  # SECCOMP_FILTER_FLAG_* for seccomp(2)
     skipped: tuple[str, ...] = ()  # system-call names this libseccomp does not know
+    multiplexers: bytes = b""  # a second program: default-action rules on socketcall/ipc
 
     @property
     def instructions(self) -> int:
@@ -188,14 +201,22 @@ def _fail(where: str, reason: str, err: int | None = None) -> SetupError:
     return SetupError("seccomp", reason, err=err, where=where)
 
 
-def _add_rules(lib: ctypes.CDLL, ctx: int, profile: Seccomp) -> list[str]:
+_MULTIPLEXERS = ("socketcall", "ipc")
+
+
+def _add_rules(lib: ctypes.CDLL, ctx: int, profile: Seccomp,
+               multiplexers: bool = False) -> list[str]:
+    """Add the profile's rules to ``ctx``; with ``multiplexers``, only the
+    default-action rules on socketcall/ipc (for the second filter)."""
     skipped: list[str] = []
     default = action_value(profile.default_action)
     for rule in profile.syscalls:
         action = action_value(rule.action)
-        if action == default:
+        if (action == default) != multiplexers:
             continue  # redundant (libseccomp would refuse it with EACCES)
         for name in rule.names:
+            if multiplexers and name not in _MULTIPLEXERS:
+                continue
             number = lib.seccomp_syscall_resolve_name(name.encode())
             if number == _NR_SCMP_ERROR:
                 if name not in skipped:
@@ -232,7 +253,22 @@ def prepare(profile: Seccomp) -> PreparedFilter:
     refused (an architecture this version does not know, a rule it rejects).
     """
     lib = library()
-    ctx = lib.seccomp_init(action_value(profile.default_action))
+    default = action_value(profile.default_action)
+    program, skipped = _compile(lib, profile, default, multiplexers=False)
+    if len(program) // SOCK_FILTER_SIZE > BPF_MAXINSNS:
+        raise _fail(profile.where, f"the filter has {len(program) // SOCK_FILTER_SIZE} "
+                    f"instructions; the kernel takes at most {BPF_MAXINSNS}")
+    second = b""
+    if any(action_value(r.action) == default and set(r.names) & set(_MULTIPLEXERS)
+           for r in profile.syscalls):
+        second, _ = _compile(lib, profile, _ACTION_BITS["SCMP_ACT_ALLOW"], multiplexers=True)
+    return PreparedFilter(program, profile.flag_bits, tuple(skipped), second)
+
+
+def _compile(lib: ctypes.CDLL, profile: Seccomp, default: int,
+             multiplexers: bool) -> tuple[bytes, list[str]]:
+    """One BPF program for ``profile``'s architectures (see :func:`_add_rules`)."""
+    ctx = lib.seccomp_init(default)
     if not ctx:
         raise _fail(f"{profile.where}.defaultAction", "seccomp_init failed (does this "
                     "libseccomp or kernel support the action?)")
@@ -246,14 +282,10 @@ def prepare(profile: Seccomp) -> PreparedFilter:
             rc = lib.seccomp_arch_add(ctypes.c_void_p(ctx), token)
             if rc < 0 and rc != -errno.EEXIST:  # the native one is always there
                 raise _fail(where, f"seccomp_arch_add {name}: {os.strerror(-rc)}", -rc)
-        skipped = _add_rules(lib, ctx, profile)
-        program = _export(lib, ctx, profile.where)
+        skipped = _add_rules(lib, ctx, profile, multiplexers)
+        return _export(lib, ctx, profile.where), skipped
     finally:
         lib.seccomp_release(ctypes.c_void_p(ctx))
-    if len(program) // SOCK_FILTER_SIZE > BPF_MAXINSNS:
-        raise _fail(profile.where, f"the filter has {len(program) // SOCK_FILTER_SIZE} "
-                    f"instructions; the kernel takes at most {BPF_MAXINSNS}")
-    return PreparedFilter(program, profile.flag_bits, tuple(skipped))
 
 
 def read_program(fd: int) -> PreparedFilter:
@@ -282,10 +314,17 @@ def install(prepared: PreparedFilter) -> None:
     if _NR_SECCOMP is None:
         raise OSError(errno.ENOSYS, f"seccomp: pyinit does not know the system call number "
                       f"on {os.uname().machine}")
-    buffer = ctypes.create_string_buffer(prepared.program, len(prepared.program))
-    prog = _SockFprog(prepared.instructions, ctypes.cast(buffer, ctypes.c_void_p))
+    if prepared.multiplexers:
+        _load(prepared.multiplexers, prepared.flags)
+    _load(prepared.program, prepared.flags)
+
+
+def _load(program: bytes, flags: int) -> None:
+    assert _NR_SECCOMP is not None
+    buffer = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // SOCK_FILTER_SIZE, ctypes.cast(buffer, ctypes.c_void_p))
     rc = _libc.syscall(ctypes.c_long(_NR_SECCOMP), ctypes.c_long(SECCOMP_SET_MODE_FILTER),
-                      ctypes.c_long(prepared.flags), ctypes.byref(prog))
+                      ctypes.c_long(flags), ctypes.byref(prog))
     if rc != 0:
         err = ctypes.get_errno() if rc == -1 else errno.ESRCH  # TSYNC: a thread's id
         raise OSError(err, f"seccomp(SECCOMP_SET_MODE_FILTER): {os.strerror(err)}")

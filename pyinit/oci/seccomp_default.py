@@ -20,7 +20,15 @@ all:
   fails with ENOSYS, so glibc falls back to ``clone``;
 * ``personality`` except the harmless values (Linux, 32-bit Linux, UNAME26,
   the query 0xffffffff): other personalities disable ASLR and more;
-* ``socket`` for AF_VSOCK (40), which talks to the hypervisor.
+* ``socket`` for AF_VSOCK (40), which talks to the hypervisor;
+* ``socketcall``, i386's (and s390's, ppc's) socket multiplexer: its
+  arguments live in memory no filter can read, so allowing it would let
+  ``socket(AF_VSOCK)`` through ``int 0x80`` past the rule above. Every direct
+  socket call it multiplexes is allowed, and 32-bit glibc uses those since
+  Linux 4.3; only old 32-bit binaries that know nothing else lose sockets.
+  libseccomp derives ``socketcall`` rules from the socket rules (dropping
+  their conditions), so the profile refuses it with an explicit rule, which
+  pyinit loads as a second filter (see pyinit/linux/seccomp.py).
 
 Capabilities the process keeps bring their calls back, as in moby:
 ``CAP_SYS_ADMIN`` mount, namespaces, any ``clone`` and ``clone3``;
@@ -77,7 +85,7 @@ set_robust_list set_thread_area set_tid_address setfsgid setfsgid32 setfsuid set
 setgid setgid32 setgroups setgroups32 setitimer setpgid setpriority setregid setregid32
 setresgid setresgid32 setresuid setresuid32 setreuid setreuid32 setrlimit setsid setsockopt
 setuid setuid32 setxattr shmat shmctl shmdt shmget shutdown sigaltstack signalfd signalfd4
-sigprocmask sigreturn socketcall socketpair splice stat stat64 statfs statfs64 statx symlink
+sigprocmask sigreturn socketpair splice stat stat64 statfs statfs64 statx symlink
 symlinkat sync sync_file_range syncfs sysinfo tee tgkill time timer_create timer_delete
 timer_getoverrun timer_gettime timer_gettime64 timer_settime timer_settime64 timerfd_create
 timerfd_gettime timerfd_gettime64 timerfd_settime timerfd_settime64 times tkill truncate
@@ -148,6 +156,7 @@ def default_profile(capabilities: Iterable[str] = (),
               for value in _PERSONALITIES]
     rules.append(_allow(["socket"], args=[{"index": 0, "value": _AF_VSOCK,
                                             "op": "SCMP_CMP_NE"}]))
+    rules.append({"names": ["socketcall"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM})
     if "CAP_SYS_ADMIN" in caps:
         rules.append(_allow(["clone", "clone3"]))
     else:

@@ -47,8 +47,6 @@ def test_run_the_direct_socket_calls_are_refused(tmp_path: Path,
     assert lines[:2] + lines[3:] == ["socket: EPERM", "i386 socket: EPERM", "x32 socket: EPERM"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review: the default seccomp profile allows "
-                   "i386 socketcall, so socket(AF_VSOCK) through int 0x80 bypasses its rule")
 def test_run_vsock_through_i386_socketcall_is_refused(tmp_path: Path,
                                                       helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(tmp_path, "compat32", helpers)
@@ -57,8 +55,6 @@ def test_run_vsock_through_i386_socketcall_is_refused(tmp_path: Path,
     assert res.stdout == REFUSED
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review: the sandbox's default seccomp profile "
-                   "allows i386 socketcall, so socket(AF_VSOCK) through int 0x80 gets through")
 def test_sandbox_vsock_through_i386_socketcall_is_refused(helpers: dict[str, Path]) -> None:
     res = sandbox("--ro-bind", str(helpers["compat32"].parent), "/h", "--", "/h/compat32")
     assert res.returncode == 0, res.stderr
