@@ -100,7 +100,7 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env, prepare=prepare,
             new_session=True, gate=lambda: hardening.lock_down(
                 cfg.process.user, host.may_setgroups, host.last_cap,
-                own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID)),
+                own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID), filt=filt),
         )
         if peer >= 0:
             os.close(peer)

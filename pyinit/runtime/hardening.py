@@ -18,6 +18,17 @@ worthless, rather than merely hard to reach:
   namespace of its memory (the host's, when pyinit made a user namespace:
   PID 1 never exec'd) nobody can ptrace it or open ``/proc/1/mem`` or
   ``/proc/1/fd``.
+* **The workload's seccomp filter.** ``CAP_SYS_PTRACE`` overrides
+  non-dumpability, so a workload that holds it can still attach and have
+  PID 1 make calls for it. PID 1 therefore loads the same filter (on every
+  thread, TSYNC) as the last step of the lock-down: what it is made to call
+  is refused as the workload's own call would be. A profile that refuses
+  what PID 1 itself needs (``read``/``epoll``/``signalfd`` for its signals,
+  ``wait4``/``waitid``, ``kill``, ``write`` for logs, ``exit_group``) stops
+  PID 1, and with it the container: failing closed. pyinit does not try to
+  detect such a profile (conditions and actions make that guesswork); the
+  workload's own shell would need the same calls, and the default profile
+  allows them. See docs/config.md.
 * **Descriptors.** Only 0, 1 and 2 (the caller's stdio, which the workload
   shares by design) and the log sink stay open. The sink is the caller's
   stderr reopened (a pipe, FIFO, terminal, socket or file): the workload holds
@@ -37,10 +48,11 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 
 import trio
 
-from pyinit.linux import caps, syscalls, task
+from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import User
 
 PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -92,7 +104,11 @@ def _in_every_other_thread(fn: object) -> None:
         raise OSError(0, f"threads {sorted(existing - ran)} could not be hardened")
 
 
-def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool) -> None:
+SECCOMP_FILTER_FLAG_TSYNC = 1
+
+
+def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool,
+              filt: seccomp.PreparedFilter | None = None) -> None:
     """The calling process's (the container's PID 1) credentials, as the module says.
 
     Runs between the workload's fork and its exec (spawn's ``gate``), so the
@@ -113,6 +129,8 @@ def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool) 
     # stayed 0; they never signal anyone, so they keep nothing at all.
     _in_every_other_thread(lambda: syscalls.capset(0, 0, 0))
     task.set_dumpable(False)  # after the uid change, which may have reset it
+    if filt is not None:  # last: no_new_privs is set on every thread (_drop)
+        seccomp.install(replace(filt, flags=filt.flags | SECCOMP_FILTER_FLAG_TSYNC))
 
 
 def close_all_but(keep_fds: frozenset[int]) -> None:

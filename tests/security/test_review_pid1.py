@@ -39,8 +39,6 @@ def _grant_ptrace(cfg: dict[str, Any]) -> None:
         cfg["process"]["capabilities"][kind].append("CAP_SYS_PTRACE")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review: PID 1 has no seccomp filter; a "
-                   "workload with CAP_SYS_PTRACE makes it run the calls the filter refuses")
 def test_pid1_is_no_way_around_the_seccomp_filter(tmp_path: Path,
                                                   helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(tmp_path, "inject", helpers)
