@@ -104,6 +104,13 @@ class Kernel:
     def copy_tree(self, src_fd: int, dst_fd: int) -> int:
         return _call("copy", None, lambda: copyup.copy_tree(src_fd, dst_fd))
 
+    def release(self) -> None:
+        """Close what the seam itself holds (the host's /proc/self/fd): PID 1 keeps no fd
+        of the host once the setup is done."""
+        if self._fd_dir is not None:
+            os.close(self._fd_dir)
+            self._fd_dir = None
+
     def describe_fd(self, fd: int) -> str:
         """Where ``fd`` is, for the log only; nothing acts on this string.
 

@@ -47,6 +47,7 @@ class Context:
         if self.root_mount >= 0:
             self.kernel.close(self.root_mount)
             self.root_mount = -1
+        self.kernel.release()
 
 
 def dev_of(st: os.stat_result) -> tuple[int, int]:
