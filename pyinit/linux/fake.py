@@ -237,6 +237,9 @@ class FakeKernel(Kernel):
     def fchownat(self, dirfd: int, name: str, uid: int, gid: int) -> None:
         self.calls.append(f"chown {self._child(dirfd, name)} {uid}:{gid}")
 
+    def fchmodat(self, dirfd: int, name: str, mode: int) -> None:
+        self.calls.append(f"chmod {self._child(dirfd, name)} {mode:04o}")
+
     def symlinkat(self, target: str, dirfd: int, name: str) -> None:
         self._check_fail("symlink", name)
         path = self._child(dirfd, name)

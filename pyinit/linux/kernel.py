@@ -70,6 +70,9 @@ class Kernel:
         _call("chown", name, lambda: os.chown(name, uid, gid, dir_fd=dirfd,
                                               follow_symlinks=False))
 
+    def fchmodat(self, dirfd: int, name: str, mode: int) -> None:
+        _call("chmod", name, lambda: os.chmod(name, mode, dir_fd=dirfd))
+
     def symlinkat(self, target: str, dirfd: int, name: str) -> None:
         _call("symlink", name, lambda: os.symlink(target, name, dir_fd=dirfd))
 

@@ -52,6 +52,9 @@ def make(ctx: Context, step: MakeDevice) -> None:
                 raise _wrong(step)
             if created:
                 k.fchownat(parent, name, d.uid, d.gid)
+            else:  # the image's node: the config's mode and owner, as runc does
+                k.fchmodat(parent, name, d.file_mode & 0o7777)
+                k.fchownat(parent, name, d.uid, d.gid)
             if kind != stat.S_IFIFO and k.fstatvfs_flags(fd) & os.ST_NODEV:
                 _allow(ctx, fd)
         finally:

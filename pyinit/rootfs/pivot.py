@@ -17,6 +17,7 @@ from pyinit.rootfs.plan import NoPivot, Pivot
 
 def pivot(ctx: Context, step: Pivot) -> None:
     k = ctx.kernel
+    k.release()  # nothing of the host's /proc stays open into the container's life
     k.fchdir(ctx.root_mount)
     try:
         k.pivot_root(".", ".")
@@ -64,6 +65,7 @@ def no_pivot(ctx: Context, step: NoPivot) -> None:
                 k.close(cover)
         hidden.append(entry.mount_point)
     ctx.log.debug("nopivot.hidden", mounts=hidden)
+    k.release()
     k.fchdir(ctx.root_mount)
     k.move_mount(ctx.root_mount, "", syscalls.AT_FDCWD, "/", syscalls.MOVE_MOUNT_F_EMPTY_PATH)
     k.chroot(".")
