@@ -141,17 +141,27 @@ def _show(value: object) -> str:
 
 
 def check(bundle: str) -> int:
-    from pyinit.oci.config import ConfigError, load
+    """Exactly what ``pyinit run`` would refuse, and otherwise its plan."""
+    from pyinit.errors import SetupError
+    from pyinit.linux import host
+    from pyinit.oci.config import ConfigError, RunOptions, load
     from pyinit.rootfs import plan
 
     try:
         cfg = load(bundle)
+        setup = plan.build(cfg, RunOptions(), host.probe())
     except ConfigError as exc:
         for path, reason in exc.problems:
             sys.stdout.write(f"{path}: {reason}\n")
         return EXIT_CHECK_FAILED
+    except SetupError as exc:
+        from pyinit.diagnose import explain_error
+
+        exc.hint = exc.hint or explain_error(exc, {}, evidence=False)
+        sys.stdout.write(exc.line() + "\n")
+        return EXIT_CHECK_FAILED
     sys.stdout.write(f"config.json is valid; the setup plan for {cfg.root_path}:\n")
-    for i, step in enumerate(plan.build(cfg), 1):
+    for i, step in enumerate(setup.steps, 1):
         sys.stdout.write(f"{i:3}. {step.kind:<11} {step.summary}\n")
     if cfg.seccomp is not None:
         sc = cfg.seccomp

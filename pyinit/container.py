@@ -39,11 +39,12 @@ import trio
 from pyinit import cli, core, diagnose, early, hooks, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
+from pyinit.linux import host as linux_host
 from pyinit.log import Sink, configure
-from pyinit.oci.config import Config
+from pyinit.oci.config import Config, RunOptions
 from pyinit.report import exit_code
 from pyinit.rootfs import plan
-from pyinit.rootfs.setup import Executor
+from pyinit.rootfs.executor import Executor
 from pyinit.runtime import console, credentials, hardening, namespaces, say
 from pyinit.runtime.sync import Sync, decode, expect, send
 
@@ -62,7 +63,7 @@ def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
     return filt
 
 
-def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any, sink: Sink,
+def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink: Sink,
                to_unshare: int, start_ns: int, sync: tuple[int, int, int], name: str,
                host: credentials.HostFacts) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
@@ -79,20 +80,19 @@ def _container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
         if not expect(from_parent, Sync.GO):
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
-                            cgroup_ns=bool(to_unshare & syscalls.CLONE_NEWCGROUP),
-                            user_ns=cfg.has_namespace("user"), sysfs_fallback=cfg.sysfs_fallback)
+                            user_ns=cfg.has_namespace("user"))
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
         # startContainer hooks run the image's binaries: as the workload runs.
-        hooks.as_workload = partial(credentials.take_identity, cfg.process, host.last_cap,
+        hooks.as_workload = partial(credentials.take_identity, setup.process, host.last_cap,
                                     host.may_setgroups, filt)
-        trio.run(executor.run, steps)
+        trio.run(executor.run, setup.steps)
         peer = _open_console(console_sock, cfg.process.console_size) \
             if cfg.process.terminal else -1
 
         def prepare() -> None:
             if peer >= 0:
                 console.attach(peer)
-            credentials.become(cfg.process, host.last_cap, host.may_setgroups, filt)
+            credentials.become(setup.process, host.last_cap, host.may_setgroups, filt)
 
         env = dict(item.split("=", 1) for item in cfg.process.env)
         child = spawn.spawn(
@@ -162,7 +162,7 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
     return True
 
 
-def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log: Any,
+def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                     sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int],
                     cgroup: Cgroup | None = None) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
@@ -213,7 +213,7 @@ def _fork_container(cfg: Config, steps: list[plan.Step], opts: cli.Options, log:
             if init == 0:
                 os.close(report_w)
                 os.close(mapped_r)
-                _container(cfg, steps, opts, log, sink, to_unshare, start_ns, sync, name, host)
+                _container(cfg, setup, opts, log, sink, to_unshare, start_ns, sync, name, host)
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
@@ -311,8 +311,6 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
 
     try:
         cfg = config.load(bundle)
-        cfg.no_pivot = no_pivot
-        cfg.sysfs_fallback = sysfs_fallback
         if not cfg.has_namespace("mount"):
             raise config.ConfigError([("linux.namespaces", "pyinit run needs a mount "
                                        "namespace (add {\"type\": \"mount\"})")])
@@ -320,20 +318,18 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
         say(f"config.json: {exc.first_line()}")
         os._exit(EXIT_SETUP_FAILED)
     run_config(cfg, opts, start_ns, container_id or os.path.basename(cfg.bundle) or "pyinit",
-               console_socket=console_socket)
+               console_socket=console_socket,
+               run=RunOptions(no_pivot=no_pivot, sysfs_fallback=sysfs_fallback))
 
 
 def run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
                cleanup: Callable[[], None] | None = None,
-               extra_steps: list[plan.Step] | None = None,
-               console_socket: str | None = None) -> NoReturn:
-    """Run a validated config (from a bundle, or built by ``pyinit sandbox``).
-
-    ``extra_steps`` go right after the mounts (the sandbox's symlinks).
-    """
+               console_socket: str | None = None,
+               run: RunOptions | None = None) -> NoReturn:
+    """Run a validated config (from a bundle, or built by ``pyinit sandbox``) as ``run`` says."""
     code = EXIT_SETUP_FAILED
     try:
-        code = _run_config(cfg, opts, start_ns, name, extra_steps or [], console_socket)
+        code = _run_config(cfg, opts, start_ns, name, run or RunOptions(), console_socket)
     finally:
         if cleanup is not None:
             cleanup()
@@ -371,16 +367,20 @@ def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
 
 
 def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
-                extra_steps: list[plan.Step], console_socket: str | None) -> int:
+                run: RunOptions, console_socket: str | None) -> int:
     early.load_runtime()  # everything the container will need, before the fork
     log, sink = configure(opts.log_format, opts.log_level)
-    steps = plan.build(cfg)
-    after_mounts = max((i for i, s in enumerate(steps) if s.kind in ("mount", "command")),
-                       default=1) + 1
-    steps[after_mounts:after_mounts] = extra_steps
-    credentials.grantable_ambient(cfg.process, log)
+    try:  # the host as it is now, before any namespace or mount
+        setup = plan.build(cfg, run, linux_host.probe())
+    except SetupError as exc:
+        exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
+        log.error(f"{exc.step}.failed", **exc.log_fields())
+        say(exc.line())
+        return EXIT_SETUP_FAILED
+    for event, fields in setup.notes:
+        log.warning(event, **fields)
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
-             namespaces=[ns.type for ns in cfg.namespaces], steps=len(steps))
+             namespaces=[ns.type for ns in cfg.namespaces], steps=len(setup.steps))
     try:
         cgroup = _cgroup(cfg, name, log)
     except SetupError as exc:
@@ -398,7 +398,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         from_parent, to_child = os.pipe2(os.O_CLOEXEC)
         pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) \
             if cfg.process.terminal else None  # the pty's master comes back through it
-        pid = _fork_container(cfg, steps, opts, log, sink, start_ns, name,
+        pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,
                               (to_parent, from_parent, pair[1].fileno() if pair else -1),
                               cgroup)
         os.close(to_parent)

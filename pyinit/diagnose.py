@@ -13,8 +13,11 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from pyinit.errors import SetupError
 from pyinit.linux import mountinfo
 
 CAP_SYS_ADMIN = 21
@@ -185,80 +188,226 @@ def no_capability() -> str | None:
             "use a privileged container")
 
 
-def explain(step: str, err: int, ctx: dict[str, Any]) -> str | None:
-    """The hint for ``err`` at ``step``; ``ctx`` holds the step's fields."""
-    fstype = ctx.get("fstype")
+def _host_dest(ctx: dict[str, Any]) -> str:
     dest = ctx.get("destination") or ""
     root = ctx.get("root_path") or ""
-    host_dest = root.rstrip("/") + dest if root and dest.startswith("/") else dest
+    return root.rstrip("/") + dest if root and dest.startswith("/") else dest
+
+
+def _sysfs(ctx: dict[str, Any]) -> str | None:
+    if not in_user_namespace():
+        return None
+    return ("sysfs can only be mounted in a user namespace that owns the network "
+            "namespace, and this one does not: add {\"type\": \"network\"} to "
+            "linux.namespaces, bind /sys read-only instead, or run with "
+            "--sysfs-fallback to do that automatically (it keeps ro)")
+
+
+def _proc(ctx: dict[str, Any]) -> str | None:
+    if not in_user_namespace():
+        return None
+    covered = mounts_on_top_of("/proc")
+    if covered:
+        return ("a new proc needs a fully visible /proc in the mount namespace, and "
+                f"the visible one has mounts on top of it: {', '.join(covered[:8])}"
+                f"{' …' if len(covered) > 8 else ''}; unmount them, or give the "
+                "container a PID namespace it owns")
+    return ("proc in a user namespace needs a PID namespace owned by it: add "
+            "{\"type\": \"pid\"} to linux.namespaces")
+
+
+def _owned_ns(ctx: dict[str, Any]) -> str | None:
+    fstype = ctx.get("fstype") or ""
+    if not in_user_namespace():
+        return None
+    need = {"mqueue": "ipc", "cgroup": "cgroup", "cgroup2": "cgroup"}[fstype]
+    return (f"{fstype} in a user namespace needs a {need} namespace owned by it: add "
+            f"{{\"type\": \"{need}\"}} to linux.namespaces")
+
+
+def _locked(ctx: dict[str, Any]) -> str:
+    names = ctx.get("locked") or "some flags"
+    return (f"the source is mounted {names} outside this user namespace, and such flags "
+            f"are locked here: the config's options clear {names}, which the kernel "
+            "refuses; drop those options (suid, dev, exec, ...) or remount the source on "
+            "the host")
+
+
+def _unknown_fs(ctx: dict[str, Any]) -> str | None:
+    fstype = ctx.get("fstype")
+    if not fstype:
+        return None
+    if fstype == "bind":
+        return "type bind needs the bind or rbind option"
+    known = filesystems()
+    return (f"the kernel does not know the filesystem type {fstype!r}; it offers: "
+            f"{', '.join(known)}" if known else f"the kernel does not know {fstype!r}")
+
+
+def _not_a_dir(ctx: dict[str, Any]) -> str | None:
+    dest = ctx.get("destination") or ""
+    root = ctx.get("root_path") or ""
     source = ctx.get("source") or ""
-    if err == errno.EPERM:
-        missing = no_capability()
-        if missing:
-            return missing
-        if fstype == "sysfs" and in_user_namespace():
-            return ("sysfs can only be mounted in a user namespace that owns the network "
-                    "namespace, and this one does not: add {\"type\": \"network\"} to "
-                    "linux.namespaces, bind /sys read-only instead, or run with "
-                    "--sysfs-fallback to do that automatically (it keeps ro)")
-        if fstype == "proc" and in_user_namespace():
-            covered = mounts_on_top_of("/proc")
-            if covered:
-                return ("a new proc needs a fully visible /proc in the mount namespace, and "
-                        f"the visible one has mounts on top of it: {', '.join(covered[:8])}"
-                        f"{' …' if len(covered) > 8 else ''}; unmount them, or give the "
-                        "container a PID namespace it owns")
-            return ("proc in a user namespace needs a PID namespace owned by it: add "
-                    "{\"type\": \"pid\"} to linux.namespaces")
-        if fstype in ("mqueue", "cgroup", "cgroup2") and in_user_namespace():
-            need = {"mqueue": "ipc", "cgroup": "cgroup", "cgroup2": "cgroup"}[fstype]
-            return (f"{fstype} in a user namespace needs a {need} namespace owned by it: add "
-                    f"{{\"type\": \"{need}\"}} to linux.namespaces")
-    if err == errno.ENODEV and fstype:
-        known = filesystems()
-        if fstype == "bind":
-            return "type bind needs the bind or rbind option"
-        return (f"the kernel does not know the filesystem type {fstype!r}; it offers: "
-                f"{', '.join(known)}" if known else f"the kernel does not know {fstype!r}")
-    if err == errno.ENOTDIR:
-        element = first_file_in_path(host_dest) if host_dest else None
-        if element:
-            if element.rstrip("/") == host_dest.rstrip("/") and source and os.path.isdir(source):
-                return (f"the source {source} is a directory and the destination {dest} is a "
-                        "file: mount a directory onto a directory")
-            inside = element[len(root.rstrip("/")):] if root and element.startswith(root) \
-                else element
-            return f"{inside} is a file where the path needs a directory"
-        if source and os.path.exists(source) and not os.path.isdir(source):
-            return (f"the source {source} is a file and the destination {dest} a directory: "
-                    "mount a file onto a file, or a directory onto a directory")
-    if err == errno.EISDIR or (err == errno.ENOTDIR and source and os.path.isdir(source)):
-        return (f"the source {source} is a directory and the destination {dest} is not: "
-                "mount a directory onto a directory")
-    if err == errno.ENOENT:
-        if source and source.startswith("/") and not os.path.exists(source):
-            where = first_missing_in_path(source)
-            return f"the source is missing: {where or source} does not exist"
-        where = first_missing_in_path(host_dest) if host_dest else None
-        if where:
-            return f"the destination is missing: {where} does not exist"
-    if err == errno.ENOSPC:
-        limit, count = mount_limit()
-        return (f"the mount table is full: {count} mounts here, and /proc/sys/fs/mount-max "
-                f"is {limit}; raise it (sysctl fs.mount-max) or mount less")
-    if err == errno.EACCES:
-        uid, gid = host_id_of_root()
-        for path in (source, host_dest):
-            if path and path.startswith("/"):
-                element = unreachable_element(path, uid, gid)
-                if element:
-                    return (f"host uid {uid} (the container's root) cannot search {element}: "
-                            "give that directory the x bit for it, or move the files")
-    if err == errno.EBUSY and host_dest:
-        users = busy_users(host_dest)
-        if users:
-            return f"busy because of: {'; '.join(users[:5])}"
+    host_dest = _host_dest(ctx)
+    element = first_file_in_path(host_dest) if host_dest else None
+    if element:
+        if element.rstrip("/") == host_dest.rstrip("/") and source and os.path.isdir(source):
+            return (f"the source {source} is a directory and the destination {dest} is a "
+                    "file: mount a directory onto a directory")
+        inside = element[len(root.rstrip("/")):] if root and element.startswith(root) \
+            else element
+        return f"{inside} is a file where the path needs a directory"
+    if source and os.path.exists(source) and not os.path.isdir(source):
+        return (f"the source {source} is a file and the destination {dest} a directory: "
+                "mount a file onto a file, or a directory onto a directory")
+    if source and os.path.isdir(source):
+        return _is_a_dir(ctx)
     return None
+
+
+def _is_a_dir(ctx: dict[str, Any]) -> str:
+    return (f"the source {ctx.get('source') or ''} is a directory and the destination "
+            f"{ctx.get('destination') or ''} is not: mount a directory onto a directory")
+
+
+def _missing(ctx: dict[str, Any]) -> str | None:
+    source = ctx.get("source") or ""
+    if source and source.startswith("/") and not os.path.exists(source):
+        where = first_missing_in_path(source)
+        return f"the source is missing: {where or source} does not exist"
+    host_dest = _host_dest(ctx)
+    where = first_missing_in_path(host_dest) if host_dest else None
+    if where:
+        return f"the destination is missing: {where} does not exist"
+    return None
+
+
+def _mount_limit(ctx: dict[str, Any]) -> str:
+    limit, count = mount_limit()
+    return (f"the mount table is full: {count} mounts here, and /proc/sys/fs/mount-max "
+            f"is {limit}; raise it (sysctl fs.mount-max) or mount less")
+
+
+def _unreachable(ctx: dict[str, Any]) -> str | None:
+    uid, gid = host_id_of_root()
+    for path in (ctx.get("source") or "", _host_dest(ctx)):
+        if path and path.startswith("/"):
+            element = unreachable_element(path, uid, gid)
+            if element:
+                return (f"host uid {uid} (the container's root) cannot search {element}: "
+                        "give that directory the x bit for it, or move the files")
+    if ctx.get("user_ns"):
+        return ("in a user namespace the container's root is a host user: it must be "
+                "able to reach the rootfs (check the parent directories' permissions)")
+    return None
+
+
+def _busy(ctx: dict[str, Any]) -> str | None:
+    host_dest = _host_dest(ctx)
+    users = busy_users(host_dest) if host_dest else []
+    return f"busy because of: {'; '.join(users[:5])}" if users else None
+
+
+def _pivot(ctx: dict[str, Any]) -> str:
+    return pivot_einval(ctx.get("root_path") or ctx.get("destination") or "/")
+
+
+def _text(text: str) -> Callable[[dict[str, Any]], str]:
+    return lambda ctx: text
+
+
+@dataclass(frozen=True)
+class Hint:
+    """One row of the table: when it applies, and what it says.
+
+    ``op`` is the failed operation or the step's kind (None: any), ``err``
+    the errno (None: any, e.g. for pyinit's own refusals), ``fstype`` the
+    filesystem type (None: any). ``evidence`` rows read the host's /proc and
+    are skipped after the pivot, where /proc is the container's.
+    """
+
+    op: str | None
+    err: int | None
+    fstype: str | tuple[str, ...] | None
+    say: Callable[[dict[str, Any]], str | None]
+    evidence: bool = True
+
+
+HINTS: tuple[Hint, ...] = (
+    Hint("locked-flags", errno.EPERM, None, _locked, evidence=False),
+    Hint(None, errno.EPERM, None, lambda ctx: no_capability()),
+    Hint(None, errno.EPERM, "sysfs", _sysfs),
+    Hint(None, errno.EPERM, "proc", _proc),
+    Hint(None, errno.EPERM, ("mqueue", "cgroup", "cgroup2"), _owned_ns),
+    Hint(None, errno.ENODEV, None, _unknown_fs),
+    Hint(None, errno.ENOTDIR, None, _not_a_dir),
+    Hint(None, errno.EISDIR, None, _is_a_dir),
+    Hint(None, errno.ENOENT, None, _missing),
+    Hint(None, errno.ENOSPC, None, _mount_limit),
+    Hint(None, errno.EACCES, None, _unreachable),
+    Hint(None, errno.EBUSY, None, _busy),
+    Hint(None, errno.EBUSY, None, _text(
+        "something holds the mount busy (an open file or a process with its cwd there)"),
+        evidence=False),
+    Hint("pivot_root", errno.EINVAL, None, _pivot),
+    Hint("proc-on-symlink", None, None, _text(
+        "a symlinked /proc or /sys could send the mount outside the container "
+        "(CVE-2019-19921); fix the image"), evidence=False),
+    Hint("mount-refused", None, None, _text(
+        "a mount inside /proc or /sys could replace what the kernel shows the container "
+        "there (runc's checkProcMount, CVE-2019-19921 and CVE-2025-52881): mount "
+        "elsewhere, or use the filesystem's own type"), evidence=False),
+    Hint("proc-only", None, None, _text("use type proc, or drop this mount"),
+         evidence=False),
+    Hint("mount-on-root", None, None, _text(
+        "a symlink in the image or a volume (or a rename racing the lookup) led there; "
+        "pyinit never mounts over the root: fix the path or the volume"), evidence=False),
+    Hint("sysctl-not-procfs", None, None, _text(
+        "something is mounted over /proc/sys; refusing to write there (CVE-2025-52881)"),
+        evidence=False),
+    Hint("mask-devnull", None, None, _text(
+        "a /dev/null replaced by a symlink would expose what it points to "
+        "(CVE-2025-31133)"), evidence=False),
+    Hint("cwd", None, None, _text(
+        "it must be a real directory path; magic links such as /proc/self/fd/N are "
+        "refused"), evidence=False),
+)
+
+
+def _matches(row: Hint, ops: tuple[str | None, ...], err: int | None,
+             fstype: str | None) -> bool:
+    if row.op is not None and row.op not in ops:
+        return False
+    if row.err is not None and row.err != err:
+        return False
+    if row.fstype is not None:
+        wanted = (row.fstype,) if isinstance(row.fstype, str) else row.fstype
+        if fstype not in wanted:
+            return False
+    return True
+
+
+def explain(op: str | tuple[str | None, ...], err: int | None, ctx: dict[str, Any],
+            evidence: bool = True) -> str | None:
+    """The first hint of the table for this operation, errno and filesystem type.
+
+    ``ctx`` holds the failure's fields (destination, source, fstype,
+    root_path, locked, ...). Without ``evidence`` (after the pivot) only the
+    rows that read nothing apply.
+    """
+    ops = (op,) if isinstance(op, str) else op
+    fstype = ctx.get("fstype")
+    for row in HINTS:
+        if (evidence or not row.evidence) and _matches(row, ops, err, fstype):
+            said = row.say(ctx)
+            if said:
+                return said
+    return None
+
+
+def explain_error(exc: SetupError, ctx: dict[str, Any], evidence: bool = True) -> str | None:
+    """The hint for a SetupError: keyed by its operation and step, errno and fstype."""
+    return explain((exc.op, exc.step), exc.errno, {**ctx, **exc.fields}, evidence)
 
 
 def pivot_einval(root_path: str) -> str:
@@ -376,8 +525,8 @@ def _limits() -> dict[str, Any]:
 
 def report() -> dict[str, Any]:
     """The environment, as pyinit sees it (docs/diagnose.schema.json)."""
+    from pyinit.linux import host as cgroups
     from pyinit.linux import syscalls
-    from pyinit.rootfs import cgroups
 
     try:
         subreaper = syscalls.is_child_subreaper()
@@ -431,6 +580,16 @@ def predict(bundle: str, env: dict[str, Any]) -> list[dict[str, Any]]:
         return [{"where": path, "problem": reason, "hint": "fix config.json"}
                 for path, reason in exc.problems]
     found = []
+    from pyinit.linux import host
+    from pyinit.oci.config import RunOptions
+    from pyinit.rootfs import plan
+
+    try:
+        plan.build(cfg, RunOptions(), host.probe())
+    except SetupError as exc:  # exactly what pyinit run and check refuse
+        found.append({"where": exc.where, "destination": exc.fields.get("destination"),
+                      "problem": exc.reason,
+                      "hint": explain_error(exc, {}, evidence=False)})
     user_ns = cfg.has_namespace("user")
     own_net = any(n.type == "network" and n.path is None for n in cfg.namespaces)
     for m in cfg.mounts:

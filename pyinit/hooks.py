@@ -31,7 +31,6 @@ group; only cgroups could follow it.
 from __future__ import annotations
 
 import collections
-import json
 import math
 import os
 import signal
@@ -43,6 +42,10 @@ from typing import Any
 import trio
 
 from pyinit.errors import SetupError
+from pyinit.oci.command import Command, parse_command, state_json
+
+__all__ = ["Command", "Result", "describe_failure", "parse_command", "run", "run_checked",
+           "state_json"]
 
 LAST_LINES = 5
 DEFAULT_HOOK_TIMEOUT = 60.0  # seconds, for an OCI hook whose config gives none
@@ -50,20 +53,6 @@ DEFAULT_HOOK_TIMEOUT = 60.0  # seconds, for an OCI hook whose config gives none
 # Set by the container's PID 1 before its setup runs: turns a forked child
 # into the workload's identity (everything but its working directory).
 as_workload: Callable[[], None] | None = None
-
-
-@dataclass
-class Command:
-    path: str
-    args: list[str]
-    env: list[str] | None = None  # None: pyinit's own environment
-    cwd: str | None = None
-    timeout: float | None = None
-    where: str = ""  # its JSON path, for messages
-
-    @property
-    def argv(self) -> list[str]:
-        return self.args or [self.path]
 
 
 @dataclass
@@ -112,19 +101,26 @@ async def _pump(stream: Any, name: str, log: Any, tail: collections.deque[str],
 
 
 async def run(cmd: Command, log: Any, stdin: bytes | None = None, *, hook: bool = False,
-              prepare: Callable[[], None] | None = None, **tags: Any) -> Result:
+              prepare: Callable[[], None] | None = None, cwd_fd: int | None = None,
+              **tags: Any) -> Result:
     """Run ``cmd`` to completion (or its timeout); its output goes to the log.
 
     ``hook``: an OCI hook (its env only, a default timeout); ``prepare`` runs
-    in the child before exec, after signals are unblocked.
+    in the child before exec, after signals are unblocked. ``cwd_fd``: the
+    command starts in that directory, entered by fd in the child (a
+    post-mount command starts in its new mount), unless it names its own
+    ``cwd``.
     """
     if cmd.env is not None:
         env: dict[str, str] | None = dict(item.split("=", 1) for item in cmd.env)
     else:
         env = {} if hook else None
     timeout = cmd.timeout or (DEFAULT_HOOK_TIMEOUT if hook else None)
+    start_in = cwd_fd if cmd.cwd is None else None
 
     def child_setup() -> None:
+        if start_in is not None:
+            os.fchdir(start_in)
         _unblock_signals()
         if prepare is not None:
             prepare()
@@ -184,39 +180,15 @@ def describe_failure(cmd: Command, result: Result) -> str:
 
 
 async def run_checked(cmd: Command, log: Any, step: str, stdin: bytes | None = None,
-                      **tags: Any) -> None:
+                      cwd_fd: int | None = None, **tags: Any) -> None:
     """Run ``cmd``; a non-zero exit or a timeout becomes a SetupError."""
     hook = step == "hook"
     timeout = cmd.timeout or (DEFAULT_HOOK_TIMEOUT if hook else None)
     log.debug("command.started", argv=cmd.argv, timeout_s=timeout, **tags)
     prepare = as_workload if tags.get("kind") == "startContainer" else None
-    result = await run(cmd, log, stdin=stdin, hook=hook, prepare=prepare, **tags)
+    result = await run(cmd, log, stdin=stdin, hook=hook, prepare=prepare, cwd_fd=cwd_fd,
+                       **tags)
     if result.code != 0:
         tags.setdefault("where", cmd.where)
         raise SetupError(step, describe_failure(cmd, result), **tags)
     log.debug("command.done", argv=cmd.argv, **tags)
-
-
-def state_json(container_id: str, status: str, pid: int, bundle: str) -> bytes:
-    """The OCI state a hook reads on its stdin (runtime.md "State")."""
-    return json.dumps({"ociVersion": "1.0.2", "id": container_id, "status": status,
-                       "pid": pid, "bundle": bundle, "annotations": {}}).encode()
-
-
-def parse_command(r: Any, item: dict[str, Any], where: str) -> Command:
-    """One command object of config.json ({path, args, env, cwd, timeout})."""
-    path = r.get(item, "path", where, str, "", required=True)
-    if path and not os.path.isabs(path):
-        r.problem(f"{where}.path", f"must be an absolute path, not {path!r}")
-    args = r.strings(item, "args", where)
-    env = r.strings(item, "env", where) if "env" in item else None
-    for i, entry in enumerate(env or []):
-        if "=" not in entry:
-            r.problem(f"{where}.env[{i}]", f"{entry!r} is not KEY=VALUE")
-    cwd = r.get(item, "cwd", where, str, None)
-    if cwd is not None and not os.path.isabs(cwd):
-        r.problem(f"{where}.cwd", f"must be an absolute path, not {cwd!r}")
-    timeout = r.get(item, "timeout", where, (int, float), None)
-    if timeout is not None and timeout <= 0:
-        r.problem(f"{where}.timeout", "must be a positive number of seconds")
-    return Command(path, args, env, cwd, timeout, where)

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 from pyinit import cli
 from pyinit.linux import caps, flags
 from pyinit.oci import resources
-from pyinit.oci.config import Config, Mount, Namespace, Process, User
+from pyinit.oci.config import Config, Mount, Namespace, Process, RunOptions, User
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 from pyinit.oci.seccomp_default import default_profile
 
@@ -131,7 +131,7 @@ def cgroup_spec(args: argparse.Namespace) -> resources.CgroupSpec | None:
 
 
 def _mount(index: int, dest: str, kind: str, source: str, options: list[str]) -> Mount:
-    return Mount(index, dest, kind, source, options, flags.parse_options(options))
+    return Mount(index, dest, kind, source, tuple(options), flags.parse_options(options))
 
 
 def _default_ops() -> list[tuple[str, list[str]]]:
@@ -164,8 +164,8 @@ def capabilities(names: list[str], euid: int) -> dict[str, list[int]]:
                                              "inheritable", "ambient")}
 
 
-def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, str]]]:
-    """The Config for these options, and the symlinks to create after the mounts."""
+def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
+    """The Config for these options, and how to run it (the symlinks after the mounts)."""
     ops = getattr(args, "ops", None) or _default_ops()
     mounts: list[Mount] = []
     links: list[tuple[str, str]] = []
@@ -203,17 +203,18 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, list[tuple[str, 
     kept = capabilities(args.cap_add, os.geteuid())
     names = {number: name for name, number in caps.CAPS.items()}
     cfg = Config(
-        bundle=root, root_path=root, root_readonly=False, root_tmpfs=True,
+        bundle=root, root_path=root, root_readonly=False,
         seccomp=None if args.no_seccomp else _seccomp(
             args.seccomp_profile, [names[n] for n in kept["bounding"]]),
         process=Process(args=args.program, cwd=args.chdir, env=env,
                         user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True,
                         capabilities=kept),
-        hostname=args.hostname, mounts=mounts, namespaces=namespaces,
-        dev_setup=any(kind == "dev" for kind, _ in ops),
+        hostname=args.hostname, mounts=tuple(mounts), namespaces=tuple(namespaces),
         cgroup=cgroup_spec(args),
     )
-    return cfg, links
+    run = RunOptions(root_tmpfs=True, dev_setup=any(kind == "dev" for kind, _ in ops),
+                     symlinks=tuple(links))
+    return cfg, run
 
 
 def _seccomp(path: str | None, kept: list[str]) -> Seccomp | None:
@@ -242,25 +243,22 @@ def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentPar
     args.program = program
     root = tempfile.mkdtemp(prefix="pyinit-sandbox-")
     try:
-        cfg, links = build(args, root)
+        cfg, run = build(args, root)
     except ValueError as exc:
         os.rmdir(root)
         sys.stderr.write(f"pyinit sandbox: error: {exc}\n")
         return cli.EXIT_USAGE
-    return _run(cfg, links, args, start_ns, root)
+    return _run(cfg, run, args, start_ns, root)
 
 
-def _run(cfg: Config, links: list[tuple[str, str]], args: argparse.Namespace, start_ns: int,
+def _run(cfg: Config, run: RunOptions, args: argparse.Namespace, start_ns: int,
          root: str) -> NoReturn:
     from pyinit import container
-    from pyinit.rootfs import plan
 
     opts = cli.Options()
     opts.grace = args.grace
     opts.log_format = args.log_format
     opts.log_level = args.log_level
-    extra = [plan.Step("symlink", f"{dest} -> {target}", {"path": dest, "target": target})
-             for target, dest in links]
 
     def cleanup() -> None:
         # The tmpfs lived in the sandbox's mount namespace: on the host there
@@ -270,4 +268,4 @@ def _run(cfg: Config, links: list[tuple[str, str]], args: argparse.Namespace, st
         except OSError:
             pass
 
-    container.run_config(cfg, opts, start_ns, "sandbox", cleanup=cleanup, extra_steps=extra)
+    container.run_config(cfg, opts, start_ns, "sandbox", cleanup=cleanup, run=run)

@@ -6,6 +6,8 @@ from pyinit.linux import syscalls
 from pyinit.linux.capnames import CAPS as CAPS  # re-exported for its users
 from pyinit.linux.capnames import NAMES
 
+LAST_KNOWN = len(NAMES) - 1
+
 
 def last_cap() -> int:
     """The highest capability this kernel knows (read before any pivot_root)."""
@@ -13,7 +15,7 @@ def last_cap() -> int:
         with open("/proc/sys/kernel/cap_last_cap") as fh:
             return int(fh.read())
     except OSError:
-        return len(NAMES) - 1
+        return LAST_KNOWN
 
 
 def mask(numbers: list[int]) -> int:

@@ -5,7 +5,7 @@ Pure data and pure functions: unit-tested without root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -133,14 +133,14 @@ UNSUPPORTED = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class MountOptions:
     flags: int = 0  # MS_* to set
     cleared: int = 0  # MS_* explicitly cleared (rw, suid, ...)
-    propagation: list[int] = field(default_factory=list)
+    propagation: tuple[int, ...] = ()
     rec_set: int = 0
     rec_clr: int = 0
-    data: list[str] = field(default_factory=list)
+    data: tuple[str, ...] = ()
     tmpcopyup: bool = False
 
     @property
@@ -148,34 +148,91 @@ class MountOptions:
         return bool(self.flags & MS_BIND)
 
 
-def parse_options(options: list[str]) -> MountOptions:
+def parse_options(options: list[str] | tuple[str, ...]) -> MountOptions:
     """Split OCI mount options into flags, propagation, recursive attributes and data.
 
     Raises ValueError naming the option, for the options pyinit refuses.
     """
-    out = MountOptions()
+    mflags = cleared = rec_set = rec_clr = 0
+    propagation: list[int] = []
+    data: list[str] = []
+    tmpcopyup = False
     for opt in options:
         if opt in OPTIONS:
             clear, flag = OPTIONS[opt]
             if clear:
-                out.flags &= ~flag
-                out.cleared |= flag
+                mflags &= ~flag
+                cleared |= flag
             else:
-                out.flags |= flag
-                out.cleared &= ~flag
+                mflags |= flag
+                cleared &= ~flag
         elif opt in PROPAGATION:
-            out.propagation.append(PROPAGATION[opt])
+            propagation.append(PROPAGATION[opt])
         elif opt in RECURSIVE:
             attr_set, attr_clr = RECURSIVE[opt]
-            out.rec_set = (out.rec_set & ~attr_clr) | attr_set
-            out.rec_clr = (out.rec_clr & ~attr_set) | attr_clr
+            rec_set = (rec_set & ~attr_clr) | attr_set
+            rec_clr = (rec_clr & ~attr_set) | attr_clr
         elif opt == "tmpcopyup":
-            out.tmpcopyup = True
+            tmpcopyup = True
         elif opt in UNSUPPORTED:
             raise ValueError(UNSUPPORTED[opt])
         else:
-            out.data.append(opt)
-    return out
+            data.append(opt)
+    return MountOptions(mflags, cleared, tuple(propagation), rec_set, rec_clr, tuple(data),
+                        tmpcopyup)
+
+
+# MS_* flags that are per-mount attributes (mount_setattr / fsmount), and theirs.
+_ATTR_OF_MS = ((MS_RDONLY, MOUNT_ATTR_RDONLY), (MS_NOSUID, MOUNT_ATTR_NOSUID),
+               (MS_NODEV, MOUNT_ATTR_NODEV), (MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+               (MS_NODIRATIME, MOUNT_ATTR_NODIRATIME), (MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW))
+# Superblock flags: for a new filesystem, fsconfig(FSCONFIG_SET_FLAG, name).
+SB_FLAG_NAMES = {MS_SYNCHRONOUS: "sync", MS_DIRSYNC: "dirsync", MS_MANDLOCK: "mand",
+                 MS_LAZYTIME: "lazytime"}
+
+
+def mount_attr(ms_flags: int) -> tuple[int, int]:
+    """The (attr_set, attr_clr) of mount_setattr for the MS_* flags to set.
+
+    An atime mode replaces the current one (its clear is MOUNT_ATTR__ATIME);
+    with no atime flag given the mount keeps its own, as a bind remount does.
+    """
+    attr_set = 0
+    for ms, attr in _ATTR_OF_MS:
+        if ms_flags & ms:
+            attr_set |= attr
+    attr_clr = 0
+    if ms_flags & MS_NOATIME:
+        attr_set |= MOUNT_ATTR_NOATIME
+        attr_clr |= MOUNT_ATTR__ATIME
+    elif ms_flags & MS_STRICTATIME:
+        attr_set |= MOUNT_ATTR_STRICTATIME
+        attr_clr |= MOUNT_ATTR__ATIME
+    elif ms_flags & MS_RELATIME:
+        attr_clr |= MOUNT_ATTR__ATIME
+    return attr_set, attr_clr
+
+
+def mount_attr_cleared(ms_cleared: int) -> int:
+    """The MOUNT_ATTR_* bits the config explicitly turns off (rw, suid, dev, exec...)."""
+    attr_clr = 0
+    for ms, attr in _ATTR_OF_MS:
+        if ms_cleared & ms:
+            attr_clr |= attr
+    return attr_clr
+
+
+ATTR_NAMES = {MOUNT_ATTR_RDONLY: "MOUNT_ATTR_RDONLY", MOUNT_ATTR_NOSUID: "MOUNT_ATTR_NOSUID",
+              MOUNT_ATTR_NODEV: "MOUNT_ATTR_NODEV", MOUNT_ATTR_NOEXEC: "MOUNT_ATTR_NOEXEC",
+              MOUNT_ATTR_NOATIME: "MOUNT_ATTR_NOATIME",
+              MOUNT_ATTR_STRICTATIME: "MOUNT_ATTR_STRICTATIME",
+              MOUNT_ATTR_NODIRATIME: "MOUNT_ATTR_NODIRATIME",
+              MOUNT_ATTR_NOSYMFOLLOW: "MOUNT_ATTR_NOSYMFOLLOW"}
+
+
+def attr_names(attr: int) -> str:
+    """``MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV``; ``0`` when none is set."""
+    return "|".join(name for bit, name in ATTR_NAMES.items() if attr & bit) or "0"
 
 
 def names(flags: int) -> str:

@@ -113,35 +113,52 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-_NR_UNSHARE = 272
-_NR_SETNS = 308
-_NR_PIVOT_ROOT = 155
-_NR_OPEN_TREE = 428
-_NR_MOVE_MOUNT = 429
-_NR_OPENAT2 = 437
-_NR_MOUNT_SETATTR = 442
+# Raw numbers only for what glibc 2.36 has no wrapper for. The numbers of
+# syscalls added since 5.0 are the same on every architecture (the unified
+# table); the older ones differ, so each is named per architecture.
+_NR: dict[str, dict[str, int]] = {
+    "x86_64": {"openat2": 437},
+    "aarch64": {"openat2": 437},
+}
+
+
+def _machine() -> str:
+    machine = os.uname().machine
+    if machine not in _NR:
+        raise RuntimeError(f"pyinit knows the syscall numbers of {', '.join(_NR)}, "
+                           f"not of {machine}")
+    return machine
+
+
+_NR_OPENAT2 = _NR[_machine()]["openat2"]
 
 _libc.syscall.restype = ctypes.c_long
 
 
 def unshare(flags: int) -> None:
-    _check(_libc.syscall(ctypes.c_long(_NR_UNSHARE), ctypes.c_long(flags)), "unshare")
+    _check(_libc.unshare(ctypes.c_int(flags)), "unshare")
 
 
 def setns(fd: int, nstype: int) -> None:
-    _check(_libc.syscall(ctypes.c_long(_NR_SETNS), ctypes.c_long(fd), ctypes.c_long(nstype)),
-           "setns")
+    _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
 # ----- mounts -------------------------------------------------------------
 MNT_DETACH = 2
 UMOUNT_NOFOLLOW = 8
 AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 OPEN_TREE_CLONE = 1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x04
 MOVE_MOUNT_T_EMPTY_PATH = 0x40
+FSOPEN_CLOEXEC = 1
+FSMOUNT_CLOEXEC = 1
+FSCONFIG_SET_FLAG = 0
+FSCONFIG_SET_STRING = 1
+FSCONFIG_CMD_CREATE = 6
 
 
 def _b(value: str | None) -> bytes | None:
@@ -159,8 +176,32 @@ def umount2(target: str, flags: int = 0) -> None:
 
 
 def pivot_root(new_root: str, put_old: str) -> None:
-    _check(_libc.syscall(ctypes.c_long(_NR_PIVOT_ROOT), _b(new_root), _b(put_old)),
-           "pivot_root")
+    _check(_libc.pivot_root(_b(new_root), _b(put_old)), "pivot_root")
+
+
+def open_tree(dirfd: int, path: str, flags: int) -> int:
+    """A detached copy (OPEN_TREE_CLONE) of the mount at ``path``, as an fd."""
+    return _check(_libc.open_tree(ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags)),
+                  "open_tree")
+
+
+def move_mount(from_fd: int, from_path: str, to_fd: int, to_path: str, flags: int) -> None:
+    _check(_libc.move_mount(ctypes.c_int(from_fd), _b(from_path), ctypes.c_int(to_fd),
+                            _b(to_path), ctypes.c_uint(flags)), "move_mount")
+
+
+def fsopen(fstype: str) -> int:
+    return _check(_libc.fsopen(_b(fstype), ctypes.c_uint(FSOPEN_CLOEXEC)), "fsopen")
+
+
+def fsconfig(fd: int, cmd: int, key: str | None = None, value: str | None = None) -> None:
+    _check(_libc.fsconfig(ctypes.c_int(fd), ctypes.c_uint(cmd), _b(key), _b(value),
+                          ctypes.c_int(0)), "fsconfig")
+
+
+def fsmount(fd: int, attr: int) -> int:
+    return _check(_libc.fsmount(ctypes.c_int(fd), ctypes.c_uint(FSMOUNT_CLOEXEC),
+                                ctypes.c_uint(attr)), "fsmount")
 
 
 class _OpenHow(ctypes.Structure):
@@ -194,9 +235,9 @@ class _MountAttr(ctypes.Structure):
 def mount_setattr(dirfd: int, path: str, flags: int, attr_set: int, attr_clr: int,
                   propagation: int = 0) -> None:
     attr = _MountAttr(attr_set, attr_clr, propagation, 0)
-    _check(_libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_long(dirfd), _b(path),
-                         ctypes.c_long(flags), ctypes.byref(attr),
-                         ctypes.c_long(ctypes.sizeof(attr))), "mount_setattr")
+    _check(_libc.mount_setattr(ctypes.c_int(dirfd), _b(path), ctypes.c_uint(flags),
+                               ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr")
 
 
 def setdomainname(name: str) -> None:
@@ -248,10 +289,29 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
 
 # ----- statfs -------------------------------------------------------------
 PROC_SUPER_MAGIC = 0x9FA0
+SYSFS_MAGIC = 0x62656572
+
+
+class _Statfs(ctypes.Structure):
+    """struct statfs of the 64-bit generic and x86_64 ABIs (<bits/statfs.h>).
+
+    x86_64 and aarch64 share this layout: every word is a long, 120 bytes.
+    """
+
+    _fields_ = [("f_type", ctypes.c_long), ("f_bsize", ctypes.c_long),
+                ("f_blocks", ctypes.c_ulong), ("f_bfree", ctypes.c_ulong),
+                ("f_bavail", ctypes.c_ulong), ("f_files", ctypes.c_ulong),
+                ("f_ffree", ctypes.c_ulong), ("f_fsid", ctypes.c_int * 2),
+                ("f_namelen", ctypes.c_long), ("f_frsize", ctypes.c_long),
+                ("f_flags", ctypes.c_long), ("f_spare", ctypes.c_long * 4)]
+
+
+_STATFS_SIZE = {"x86_64": 120, "aarch64": 120}
+assert ctypes.sizeof(_Statfs) == _STATFS_SIZE[_machine()]
 
 
 def fstatfs_type(fd: int) -> int:
     """The filesystem magic (``f_type``) of the file behind ``fd``."""
-    buf = (ctypes.c_long * 15)()  # struct statfs: 120 bytes on x86_64; f_type first
-    _check(_libc.fstatfs(ctypes.c_int(fd), buf), "fstatfs")
-    return int(buf[0])
+    buf = _Statfs()
+    _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
+    return int(buf.f_type) & 0xFFFFFFFF

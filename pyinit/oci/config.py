@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import os
 import resource
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from pyinit.hooks import Command, parse_command
 from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
 from pyinit.oci import refusals, resources
+from pyinit.oci.command import Command, parse_command
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
@@ -48,7 +48,7 @@ class ConfigError(Exception):
         return f"{path}: {reason}{more}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class User:
     uid: int = 0
     gid: int = 0
@@ -56,7 +56,7 @@ class User:
     additional_gids: list[int] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Process:
     args: list[str]
     cwd: str
@@ -71,29 +71,29 @@ class Process:
     console_size: tuple[int, int] | None = None  # (height, width) of that pty
 
 
-@dataclass
+@dataclass(frozen=True)
 class Mount:
     index: int
     destination: str
     type: str
     source: str
-    options: list[str]
+    options: tuple[str, ...]
     parsed: flags.MountOptions
-    before: list[Command] = field(default_factory=list)
-    after: list[Command] = field(default_factory=list)
+    before: tuple[Command, ...] = ()
+    after: tuple[Command, ...] = ()
 
     @property
     def where(self) -> str:
         return f"mounts[{self.index}]"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Namespace:
     type: str
     path: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class IDMap:
     container_id: int
     host_id: int
@@ -103,7 +103,7 @@ class IDMap:
         return f"{self.container_id} {self.host_id} {self.size}\n"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Device:
     type: str
     path: str
@@ -114,28 +114,26 @@ class Device:
     gid: int
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
+    """config.json, validated. Immutable: how to run it is :class:`RunOptions`."""
+
     bundle: str
     root_path: str
     root_readonly: bool
     process: Process
     hostname: str | None = None
     domainname: str | None = None
-    mounts: list[Mount] = field(default_factory=list)
-    namespaces: list[Namespace] = field(default_factory=list)
-    devices: list[Device] = field(default_factory=list)
-    masked_paths: list[str] = field(default_factory=list)
-    readonly_paths: list[str] = field(default_factory=list)
+    mounts: tuple[Mount, ...] = ()
+    namespaces: tuple[Namespace, ...] = ()
+    devices: tuple[Device, ...] = ()
+    masked_paths: tuple[str, ...] = ()
+    readonly_paths: tuple[str, ...] = ()
     rootfs_propagation: str | None = None
     sysctl: dict[str, str] = field(default_factory=dict)
-    hooks: dict[str, list[Command]] = field(default_factory=dict)
-    uid_mappings: list[IDMap] = field(default_factory=list)
-    gid_mappings: list[IDMap] = field(default_factory=list)
-    no_pivot: bool = False  # pyinit run --no-pivot: MS_MOVE + chroot
-    sysfs_fallback: bool = False  # pyinit run --sysfs-fallback
-    root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
-    dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
+    hooks: dict[str, tuple[Command, ...]] = field(default_factory=dict)
+    uid_mappings: tuple[IDMap, ...] = ()
+    gid_mappings: tuple[IDMap, ...] = ()
     seccomp: Seccomp | None = None  # linux.seccomp (pyinit/oci/seccomp.py)
     # linux.cgroupsPath and linux.resources (docs/cgroups.md); None: no cgroup of its own
     # (pyinit sandbox).
@@ -143,6 +141,21 @@ class Config:
 
     def has_namespace(self, kind: str) -> bool:
         return any(ns.type == kind for ns in self.namespaces)
+
+    def owns_namespace(self, kind: str) -> bool:
+        """A new namespace of ``kind`` is created (not joined by path)."""
+        return any(ns.type == kind and ns.path is None for ns in self.namespaces)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How ``pyinit run`` or ``pyinit sandbox`` runs a config: never stored in it."""
+
+    no_pivot: bool = False  # pyinit run --no-pivot: MS_MOVE + chroot
+    sysfs_fallback: bool = False  # pyinit run --sysfs-fallback
+    root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
+    dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
+    symlinks: tuple[tuple[str, str], ...] = ()  # sandbox --symlink: (target, path), after mounts
 
 
 class _Reader:
@@ -267,7 +280,7 @@ def _parse_process(r: _Reader, doc: dict[str, Any]) -> Process:
     )
 
 
-def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
+def _parse_mounts(r: _Reader, doc: dict[str, Any], bundle: str) -> tuple[Mount, ...]:
     mounts = []
     for i, (where, item) in enumerate(r.objects(doc, "mounts", "")):
         dest = r.get(item, "destination", where, str, "", required=True)
@@ -287,7 +300,8 @@ def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
         if not kind and not parsed.is_bind:
             r.problem(f"{where}.type", "is required unless options contain bind or rbind")
         if kind == "bind" and not parsed.is_bind:
-            parsed.flags |= flags.MS_BIND  # accepted for compatibility, as youki does
+            # accepted for compatibility, as youki does
+            parsed = replace(parsed, flags=parsed.flags | flags.MS_BIND)
         if parsed.is_bind and not source:
             r.problem(f"{where}.source", "a bind mount needs a source")
         if parsed.tmpcopyup and kind != "tmpfs":
@@ -296,16 +310,26 @@ def _parse_mounts(r: _Reader, doc: dict[str, Any]) -> list[Mount]:
         for key in ("uidMappings", "gidMappings"):
             if item.get(key):
                 r.problem(f"{where}.{key}", "idmapped mounts are not supported by pyinit yet")
-        commands: dict[str, list[Command]] = {PREMOUNT: [], POSTMOUNT: []}
-        for key, found in commands.items():
-            found += [parse_command(r, entry, at) for at, entry in r.objects(item, key, where)]
-        mounts.append(Mount(i, dest, kind or "bind", source, options, parsed,
+        commands = {key: tuple(parse_command(r, entry, at)
+                               for at, entry in r.objects(item, key, where))
+                    for key in (PREMOUNT, POSTMOUNT)}
+        if parsed.is_bind and source and not os.path.isabs(source):
+            source = os.path.normpath(os.path.join(bundle, source))
+        mounts.append(Mount(i, dest, kind or "bind", source, tuple(options), parsed,
                             commands[PREMOUNT], commands[POSTMOUNT]))
-    return mounts
+    return tuple(mounts)
 
 
-def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
+def _parse_linux(r: _Reader, doc: dict[str, Any]) -> dict[str, Any]:
+    """The Config fields under ``linux``."""
     linux = r.get(doc, "linux", "", dict, {})
+    namespaces: list[Namespace] = []
+    uid_mappings: list[IDMap] = []
+    gid_mappings: list[IDMap] = []
+    devices: list[Device] = []
+    masked_paths: list[str] = []
+    readonly_paths: list[str] = []
+    sysctl_values: dict[str, str] = {}
     seen: set[str] = set()
     for where, item in r.objects(linux, "namespaces", "linux"):
         kind = r.get(item, "type", where, str, "", required=True)
@@ -320,8 +344,8 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
             seen.add(kind)
             if path is not None:
                 _absolute(r, path, f"{where}.path")
-            cfg.namespaces.append(Namespace(kind, path))
-    for key, id_maps in (("uidMappings", cfg.uid_mappings), ("gidMappings", cfg.gid_mappings)):
+            namespaces.append(Namespace(kind, path))
+    for key, id_maps in (("uidMappings", uid_mappings), ("gidMappings", gid_mappings)):
         for where, item in r.objects(linux, key, "linux"):
             values = [r.get(item, k, where, int, 0, required=True)
                       for k in ("containerID", "hostID", "size")]
@@ -329,10 +353,10 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
                 r.problem(where, "IDs must be >= 0 and size > 0")
             else:
                 id_maps.append(IDMap(*values))
-    new_user = any(ns.type == "user" and ns.path is None for ns in cfg.namespaces)
-    if new_user and not (cfg.uid_mappings and cfg.gid_mappings):
+    new_user = any(ns.type == "user" and ns.path is None for ns in namespaces)
+    if new_user and not (uid_mappings and gid_mappings):
         r.problem("linux.uidMappings", "a new user namespace needs uidMappings and gidMappings")
-    if not new_user and (cfg.uid_mappings or cfg.gid_mappings):
+    if not new_user and (uid_mappings or gid_mappings):
         r.problem("linux.uidMappings", "mappings need a new user namespace in linux.namespaces")
     for where, item in r.objects(linux, "devices", "linux"):
         kind = r.get(item, "type", where, str, "", required=True)
@@ -343,24 +367,23 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
             _absolute(r, path, f"{where}.path")
         major = r.get(item, "major", where, int, 0, required=kind not in ("p", ""))
         minor = r.get(item, "minor", where, int, 0, required=kind not in ("p", ""))
-        cfg.devices.append(Device(kind, path, major, minor,
+        devices.append(Device(kind, path, major, minor,
                                   r.get(item, "fileMode", where, int, 0o666),
                                   r.get(item, "uid", where, int, 0),
                                   r.get(item, "gid", where, int, 0)))
-    for key, target in (("maskedPaths", cfg.masked_paths), ("readonlyPaths", cfg.readonly_paths)):
+    for key, target in (("maskedPaths", masked_paths), ("readonlyPaths", readonly_paths)):
         for i, path in enumerate(r.strings(linux, key, "linux")):
             _absolute(r, path, f"linux.{key}[{i}]")
             target.append(path)
-    cfg.seccomp, problems = parse_seccomp(linux.get("seccomp"), "linux.seccomp")
+    seccomp, problems = parse_seccomp(linux.get("seccomp"), "linux.seccomp")
     r.problems += problems
-    cfg.cgroup, problems = resources.parse(linux)
+    cgroup, problems = resources.parse(linux)
     r.problems += problems
     prop = r.get(linux, "rootfsPropagation", "linux", str, None)
     if prop is not None and prop not in PROPAGATIONS and prop not in flags.PROPAGATION:
         r.problem("linux.rootfsPropagation", f"must be one of {', '.join(PROPAGATIONS)}")
-    cfg.rootfs_propagation = prop
     sysctl = r.get(linux, "sysctl", "linux", dict, {})
-    own = {ns.type for ns in cfg.namespaces if ns.path is None}
+    own = {ns.type for ns in namespaces if ns.path is None}
     for key, value in sysctl.items():
         where = f"linux.sysctl.{key}"
         if not isinstance(value, str):
@@ -374,7 +397,12 @@ def _parse_linux(r: _Reader, doc: dict[str, Any], cfg: Config) -> None:
         elif ".." in key.split(".") or "/" in key:
             r.problem(where, "is not a sysctl name")
         else:
-            cfg.sysctl[key] = value
+            sysctl_values[key] = value
+    return {"namespaces": tuple(namespaces), "uid_mappings": tuple(uid_mappings),
+            "gid_mappings": tuple(gid_mappings), "devices": tuple(devices),
+            "masked_paths": tuple(masked_paths), "readonly_paths": tuple(readonly_paths),
+            "rootfs_propagation": prop, "sysctl": sysctl_values, "seccomp": seccomp,
+            "cgroup": cgroup}
 
 
 _IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
@@ -397,7 +425,7 @@ USERNS_FILESYSTEMS = ("proc", "sysfs", "tmpfs", "ramfs", "devpts", "mqueue", "cg
                       "cgroup2", "overlay", "fuse")
 
 
-def _mapped(maps: list[IDMap], value: int) -> bool:
+def _mapped(maps: Sequence[IDMap], value: int) -> bool:
     """Is ``value`` mapped? An id that is no id at all counts as mapped: refusals.py says why."""
     if not 0 <= value <= 2**32 - 2:
         return True
@@ -435,6 +463,12 @@ def parse(doc: Any, bundle: str) -> Config:
     root = r.get(doc, "root", "", dict, {}, required=True)
     root_path = r.get(root, "path", "root", str, "", required=bool(root))
     process = _parse_process(r, doc)
+    mounts = _parse_mounts(r, doc, bundle)
+    linux = _parse_linux(r, doc)
+    hooks_doc = r.get(doc, "hooks", "", dict, {})
+    hooks = {kind: tuple(parse_command(r, entry, at)
+                         for at, entry in r.objects(hooks_doc, kind, "hooks"))
+             for kind in HOOK_KINDS}
     cfg = Config(
         bundle=bundle,
         root_path=os.path.normpath(os.path.join(bundle, root_path)) if root_path else "",
@@ -442,13 +476,10 @@ def parse(doc: Any, bundle: str) -> Config:
         process=process,
         hostname=r.get(doc, "hostname", "", str, None),
         domainname=r.get(doc, "domainname", "", str, None),
-        mounts=_parse_mounts(r, doc),
+        mounts=mounts,
+        hooks=hooks,
+        **linux,
     )
-    _parse_linux(r, doc, cfg)
-    hooks = r.get(doc, "hooks", "", dict, {})
-    for kind in HOOK_KINDS:
-        cfg.hooks[kind] = [parse_command(r, entry, at)
-                           for at, entry in r.objects(hooks, kind, "hooks")]
     if cfg.root_path and not os.path.isdir(cfg.root_path):
         r.problem("root.path", f"{cfg.root_path} is not a directory")
     _check_user_namespace(r, cfg)
@@ -461,9 +492,6 @@ def parse(doc: Any, bundle: str) -> Config:
     for key, value in (("hostname", cfg.hostname), ("domainname", cfg.domainname)):
         if value is not None and not cfg.has_namespace("uts"):
             r.problem(key, "needs a uts namespace in linux.namespaces")
-    for i, m in enumerate(cfg.mounts):
-        if m.parsed.is_bind and m.source and not os.path.isabs(m.source):
-            cfg.mounts[i].source = os.path.normpath(os.path.join(bundle, m.source))
     r.problems += refusals.problems(doc, already=r.problems)  # what pyinit does not enforce
     if r.problems:
         raise ConfigError(r.problems)

@@ -1,17 +1,33 @@
 """config -> the ordered list of setup steps. Pure: no system calls.
 
+Every decision is made here, so ``pyinit check`` shows (and refuses) exactly
+what ``pyinit run`` will do: which mounts may land in /proc and /sys, the
+sysfs fallback, nodev on binds, devices made or bound, the sandbox's extra
+symlinks and the ambient capabilities the kernel will grant. The executor
+(:mod:`pyinit.rootfs.executor`) only carries the steps out.
+
 The order is runc's (libcontainer's prepareRootfs and finalizeRootfs), made
 safe: propagation, the rootfs bind, mounts in config order, /dev, hostname,
 pivot, /dev/null, read-only root, read-only and masked paths.
+
+Each kind of step is its own frozen dataclass; ``kind`` names the step in
+the log (``mount.started``, ``mount.done``, ...), ``summary`` is the line
+``pyinit check`` prints.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import posixpath
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
 
+from pyinit.errors import SetupError
 from pyinit.linux import flags
-from pyinit.oci.config import Config, Device, Mount
+from pyinit.linux.caps import CAPS
+from pyinit.linux.host import Hierarchy, HostFacts
+from pyinit.oci.command import Command
+from pyinit.oci.config import Config, Device, Mount, Process, RunOptions
+from pyinit.oci.refusals import mounted_nodev
 
 # The devices every container gets (config-linux.md "Default Devices"):
 # name -> (major, minor). /dev/ptmx and /dev/console are handled separately.
@@ -19,15 +35,343 @@ DEFAULT_DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1,
                    "urandom": (1, 9), "tty": (5, 0)}
 DEV_SYMLINKS = {"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
                 "/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2"}
+# runc's allowlist for binds under /proc (what lxcfs provides).
+PROC_ALLOWLIST = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/sys/kernel/ns_last_pid",
+    "/proc/sys/fs/binfmt_misc", "/proc/sys/crypto/fips_enabled",
+})
+CGROUP_TYPES = ("cgroup", "cgroup2")
+MASK_TMPFS_DATA = ("size=0", "nr_inodes=1")
 
 
-@dataclass
-class Step:
-    kind: str  # "propagation", "rootfs", "mount", "device", "ptmx", "symlink", ...
-    summary: str
-    params: dict[str, Any] = field(default_factory=dict)
+def normal(path: str) -> str:
+    """``path`` with ``.``, ``..`` and repeated slashes folded, lexically."""
+    return posixpath.normpath("/" + path.lstrip("/")).replace("//", "/")
 
 
+def _mount_fields(m: Mount) -> dict[str, Any]:
+    return {"where": m.where, "destination": m.destination, "source": m.source,
+            "fstype": m.type, "flags": flags.names(m.parsed.flags),
+            "data": ",".join(m.parsed.data)}
+
+
+def _mount_summary(m: Mount) -> str:
+    parts = [f"{m.type} {m.source or '-'} on {m.destination}"]
+    if m.parsed.flags:
+        parts.append(flags.names(m.parsed.flags))
+    if m.parsed.data:
+        parts.append(",".join(m.parsed.data))
+    return " ".join(parts)
+
+
+# ----- the steps ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Propagation:
+    """/ (and below, with MS_REC) made private, slave, shared or unbindable."""
+
+    kind: ClassVar[str] = "propagation"
+    flags: int
+    why: str
+
+    @property
+    def summary(self) -> str:
+        return f"/ {flags.names(self.flags)} ({self.why})"
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Rootfs:
+    """The root: a detached recursive bind of root.path (or a fresh tmpfs), nodev."""
+
+    kind: ClassVar[str] = "rootfs"
+    path: str
+    tmpfs: bool = False
+
+    @property
+    def summary(self) -> str:
+        return (f"a fresh tmpfs on {self.path}" if self.tmpfs
+                else f"bind {self.path} onto itself, nodev")
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class MountStep:
+    """What every mount step shares: the config entry and where it may land."""
+
+    kind: ClassVar[str] = "mount"
+    mount: Mount
+    # "proc" or "sys": the destination may lie on that filesystem (the
+    # lxcfs binds under /proc, cgroup under /sys/fs/cgroup); otherwise the
+    # executor refuses a destination that resolves into /proc or /sys.
+    inside: str | None
+
+    @property
+    def summary(self) -> str:
+        return _mount_summary(self.mount)
+
+    def fields(self) -> dict[str, Any]:
+        return _mount_fields(self.mount)
+
+
+@dataclass(frozen=True)
+class BindMount(MountStep):
+    """open_tree(CLONE) of the source, attributes set detached, move_mount onto the fd."""
+
+    source: str
+    recursive: bool
+    attr_set: int  # MOUNT_ATTR_* on the top mount
+    attr_clr: int
+    cleared: int  # MOUNT_ATTR_* the config explicitly clears (for the locked-flag error)
+    rec_set: int  # MOUNT_ATTR_* on the whole tree
+    rec_clr: int
+    propagation: tuple[int, ...] = ()
+    sysfs_fallback: bool = False  # the host's /sys, because sysfs is refused here
+
+    @property
+    def summary(self) -> str:
+        if self.sysfs_fallback:
+            return f"bind the host's /sys on {self.mount.destination} read-only (sysfs fallback)"
+        return _mount_summary(self.mount)
+
+
+@dataclass(frozen=True)
+class NewMount(MountStep):
+    """fsopen/fsconfig/fsmount: a new filesystem, detached, then move_mount onto the fd."""
+
+    fstype: str
+    source: str
+    attr: int  # MOUNT_ATTR_* for fsmount
+    sb_flags: tuple[str, ...]  # superblock flags for fsconfig (sync, dirsync, ...)
+    data: tuple[str, ...]
+    propagation: tuple[int, ...] = ()
+    rec_set: int = 0
+    rec_clr: int = 0
+    copy_up: bool = False  # tmpcopyup: filled from what it covers before it is attached
+
+
+@dataclass(frozen=True)
+class CgroupMount(MountStep):
+    """The container's cgroup tree: cgroup2, or a tmpfs with the v1 hierarchies."""
+
+    unified: bool
+    hierarchies: tuple[Hierarchy, ...]
+    own_namespace: bool
+    attr: int
+    readonly: bool
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    """An io.pyinit.premount or postmount command (a postmount one starts in the mount)."""
+
+    kind: ClassVar[str] = "command"
+    command: Command
+    mount: Mount
+    phase: str  # "before" or "after"
+
+    @property
+    def summary(self) -> str:
+        return f"{self.phase} {self.mount.destination}: {' '.join(self.command.argv)}"
+
+    def fields(self) -> dict[str, Any]:
+        return _mount_fields(self.mount)
+
+
+@dataclass(frozen=True)
+class MakeDevice:
+    kind: ClassVar[str] = "device"
+    device: Device
+
+    @property
+    def summary(self) -> str:
+        d = self.device
+        return f"{d.path} {d.type} {d.major}:{d.minor}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.device.path}
+
+
+@dataclass(frozen=True)
+class BindDevice(MakeDevice):
+    """In a user namespace mknod is refused: the host's node is bound instead."""
+
+    @property
+    def summary(self) -> str:
+        d = self.device
+        return f"{d.path} {d.type} {d.major}:{d.minor} (the host's node, bound)"
+
+
+@dataclass(frozen=True)
+class Ptmx:
+    kind: ClassVar[str] = "ptmx"
+    summary: ClassVar[str] = "/dev/ptmx -> pts/ptmx"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": "/dev/ptmx"}
+
+
+@dataclass(frozen=True)
+class Symlink:
+    kind: ClassVar[str] = "symlink"
+    path: str
+    target: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.path} -> {self.target}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class Hostname:
+    kind: ClassVar[str] = "hostname"
+    name: str
+
+    @property
+    def summary(self) -> str:
+        return self.name
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Domainname(Hostname):
+    kind: ClassVar[str] = "domainname"
+
+
+@dataclass(frozen=True)
+class MakeCwd:
+    kind: ClassVar[str] = "cwd"
+    path: str
+
+    @property
+    def summary(self) -> str:
+        return f"create {self.path} inside the root"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class Hook:
+    kind: ClassVar[str] = "hook"
+    command: Command
+    hook_kind: str  # createContainer, startContainer
+
+    @property
+    def summary(self) -> str:
+        return f"{self.hook_kind}: {' '.join(self.command.argv)}"
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Pivot:
+    kind: ClassVar[str] = "pivot"
+    summary: ClassVar[str] = "pivot_root into the rootfs, detach the old root"
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class NoPivot:
+    kind: ClassVar[str] = "nopivot"
+    path: str
+    summary: ClassVar[str] = ("hide the host's /proc and /sys, then move the rootfs onto / "
+                              "and chroot")
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class DevNull:
+    kind: ClassVar[str] = "devnull"
+    summary: ClassVar[str] = "stdio on the host's /dev/null -> the container's (char 1:3)"
+
+    def fields(self) -> dict[str, Any]:
+        return {}
+
+
+@dataclass(frozen=True)
+class Sysctl:
+    kind: ClassVar[str] = "sysctl"
+    key: str
+    value: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.key} = {self.value}"
+
+    @property
+    def path(self) -> str:
+        return "/proc/sys/" + self.key.replace(".", "/")
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class RootReadonly:
+    kind: ClassVar[str] = "readonly"
+    summary: ClassVar[str] = "/ read-only (on the root's mount fd, keeping locked flags)"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": "/"}
+
+
+@dataclass(frozen=True)
+class ReadonlyPath:
+    kind: ClassVar[str] = "readonly"
+    path: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.path} read-only"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class MaskPath:
+    kind: ClassVar[str] = "mask"
+    path: str
+
+    @property
+    def summary(self) -> str:
+        return f"mask {self.path}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+Step = (Propagation | Rootfs | BindMount | NewMount | CgroupMount | RunCommand
+        | MakeDevice | BindDevice | Ptmx | Symlink | Hostname | Domainname | MakeCwd | Hook
+        | Pivot | NoPivot | DevNull | Sysctl | RootReadonly | ReadonlyPath | MaskPath)
+STEP_KINDS = ("propagation", "rootfs", "mount", "command", "hook", "device", "ptmx",
+              "symlink", "hostname", "domainname", "cwd", "pivot", "nopivot", "devnull",
+              "sysctl", "readonly", "mask")
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps: tuple[Step, ...]
+    process: Process  # process.capabilities as the kernel will grant them
+    notes: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # warnings to log
+
+
+# ----- decisions ---------------------------------------------------------------
 def _propagation(cfg: Config) -> int:
     """How / is made before any mount: never shared, whatever the config says.
 
@@ -51,77 +395,161 @@ def _final_propagation(cfg: Config) -> int | None:
     return flags.PROPAGATION[cfg.rootfs_propagation]
 
 
-def _mount_summary(m: Mount) -> str:
-    parts = [f"{m.type} {m.source or '-'} on {m.destination}"]
-    if m.parsed.flags:
-        parts.append(flags.names(m.parsed.flags))
-    if m.parsed.data:
-        parts.append(",".join(m.parsed.data))
-    return " ".join(parts)
+def refuse(m: Mount, reason: str, op: str = "mount-refused") -> SetupError:
+    """The one refusal of a mount's destination, at plan time or on the resolved fd."""
+    return SetupError("mount", reason, op=op, where=m.where, destination=m.destination)
 
 
-def _dev_is_bound(cfg: Config) -> bool:
-    return any(m.parsed.is_bind and m.destination.rstrip("/") == "/dev" for m in cfg.mounts)
+def _inside(m: Mount) -> str | None:
+    """Where a mount may land inside /proc or /sys (runc's checkProcMount, and /sys's).
+
+    Lexical: the executor checks the resolved destination again, on its fd.
+    """
+    dest = normal(m.destination)
+    bind = m.parsed.is_bind
+    if dest == "/proc":
+        if bind or m.type != "proc":
+            raise refuse(m, "only a fresh proc may be mounted on /proc", "proc-only")
+        return "proc"
+    if dest.startswith("/proc/"):
+        if dest not in PROC_ALLOWLIST:
+            raise refuse(m, "mounts under /proc are refused (only runc's lxcfs allowlist "
+                         "is accepted)", "under-proc")
+        return "proc"
+    if dest == "/sys":
+        if (bind and normal(m.source) != "/sys") or (not bind and m.type != "sysfs"):
+            raise refuse(m, "only a fresh sysfs, or a bind of the host's /sys, may be "
+                         "mounted on /sys")
+        return "sys"
+    if dest.startswith("/sys/"):
+        if m.type not in CGROUP_TYPES or not (dest + "/").startswith("/sys/fs/cgroup/"):
+            raise refuse(m, "mounts under /sys are refused (only cgroup on /sys/fs/cgroup "
+                         "is accepted)")
+        return "sys"
+    return None
 
 
-def build(cfg: Config) -> list[Step]:
-    prop = _propagation(cfg)
-    steps = [
-        Step("propagation", f"/ {flags.names(prop)} (no mount reaches the host)",
-             {"flags": prop}),
-        Step("rootfs", f"a fresh tmpfs on {cfg.root_path}" if cfg.root_tmpfs
-             else f"bind {cfg.root_path} onto itself",
-             {"path": cfg.root_path, "tmpfs": cfg.root_tmpfs}),
-    ]
-    for m in cfg.mounts:
-        for cmd in m.before:
-            steps.append(Step("command", f"before {m.destination}: {' '.join(cmd.argv)}",
-                              {"command": cmd, "mount": m, "phase": "before"}))
-        steps.append(Step("mount", _mount_summary(m), {"mount": m}))
-        for cmd in m.after:
-            steps.append(Step("command", f"after {m.destination}: {' '.join(cmd.argv)}",
-                              {"command": cmd, "mount": m, "phase": "after"}))
-    if cfg.dev_setup and not _dev_is_bound(cfg):
-        for name, (major, minor) in DEFAULT_DEVICES.items():
-            dev = Device("c", f"/dev/{name}", major, minor, 0o666, 0, 0)
-            steps.append(Step("device", f"/dev/{name} c {major}:{minor}", {"device": dev}))
-        for dev in cfg.devices:
-            steps.append(Step("device", f"{dev.path} {dev.type} {dev.major}:{dev.minor}",
-                              {"device": dev}))
-        steps.append(Step("ptmx", "/dev/ptmx -> pts/ptmx"))
-        for path, target in DEV_SYMLINKS.items():
-            steps.append(Step("symlink", f"{path} -> {target}", {"path": path, "target": target}))
-        steps.append(Step("symlink", "/dev/core -> /proc/kcore (if the host has it)",
-                          {"path": "/dev/core", "target": "/proc/kcore", "if_exists": True}))
-    if cfg.hostname is not None:
-        steps.append(Step("hostname", cfg.hostname, {"name": cfg.hostname}))
-    if cfg.domainname is not None:
-        steps.append(Step("domainname", cfg.domainname, {"name": cfg.domainname}))
-    steps.append(Step("cwd", f"create {cfg.process.cwd} inside the root",
-                      {"path": cfg.process.cwd}))
-    steps += _hooks(cfg, "createContainer")
-    if cfg.no_pivot:
-        steps.append(Step("nopivot", "hide the host's /proc and /sys, then MS_MOVE the rootfs "
-                          "onto / and chroot", {"path": cfg.root_path}))
-    else:
-        steps.append(Step("pivot", "pivot_root into the rootfs, detach the old root"))
-    final = _final_propagation(cfg)
-    if final is not None:
-        steps.append(Step("propagation", f"/ {flags.names(final)} (rootfsPropagation)",
-                          {"flags": final}))
-    steps.append(Step("devnull", "stdio on the host's /dev/null -> the container's (char 1:3)"))
-    for key, value in cfg.sysctl.items():  # before readonlyPaths makes /proc/sys read-only
-        steps.append(Step("sysctl", f"{key} = {value}", {"key": key, "value": value}))
-    if cfg.root_readonly:
-        steps.append(Step("readonly", "/ read-only (keeping locked flags)", {"path": "/"}))
-    for path in cfg.readonly_paths:
-        steps.append(Step("readonly", f"{path} read-only", {"path": path}))
-    for path in cfg.masked_paths:
-        steps.append(Step("mask", f"mask {path}", {"path": path}))
-    steps += _hooks(cfg, "startContainer")
+def _bind(m: Mount, inside: str | None) -> BindMount:
+    opts = m.parsed
+    recursive = bool(opts.flags & flags.MS_REC)
+    attr_set, attr_clr = flags.mount_attr(opts.flags & ~(flags.MS_BIND | flags.MS_REC
+                                                         | flags.MS_REMOUNT))
+    cleared = flags.mount_attr_cleared(opts.cleared)
+    rec_set, rec_clr = opts.rec_set, opts.rec_clr
+    # Every bind is nodev unless the config asks for dev: a device node on a
+    # volume is a way to the host's disks.
+    if not (cleared & flags.MOUNT_ATTR_NODEV):
+        attr_set |= flags.MOUNT_ATTR_NODEV
+        if recursive and not (rec_clr & flags.MOUNT_ATTR_NODEV):
+            rec_set |= flags.MOUNT_ATTR_NODEV
+    return BindMount(m, inside, m.source, recursive, attr_set, attr_clr | cleared, cleared,
+                     rec_set, rec_clr, opts.propagation)
+
+
+def _sysfs_fallback(m: Mount) -> BindMount:
+    return BindMount(m, "sys", "/sys", True, flags.MOUNT_ATTR_LOCKED_DOWN, 0, 0,
+                     flags.MOUNT_ATTR_LOCKED_DOWN, 0, (), sysfs_fallback=True)
+
+
+def _nodev(m: Mount, attr: int) -> int:
+    """nodev where refusals.py says device deny rules rely on it, unless the mount asks for dev."""
+    if mounted_nodev(m) and not m.parsed.cleared & flags.MS_NODEV:
+        return attr | flags.MOUNT_ATTR_NODEV
+    return attr
+
+
+def _new(m: Mount, inside: str | None) -> NewMount:
+    opts = m.parsed
+    attr = _nodev(m, flags.mount_attr(opts.flags)[0])
+    sb = tuple(name for bit, name in flags.SB_FLAG_NAMES.items() if opts.flags & bit)
+    return NewMount(m, inside, m.type, m.source or m.type, attr, sb, opts.data,
+                    opts.propagation, opts.rec_set, opts.rec_clr, copy_up=opts.tmpcopyup)
+
+
+def _mount_steps(cfg: Config, run: RunOptions, host: HostFacts, m: Mount) -> Step:
+    inside = _inside(m)
+    if m.type in CGROUP_TYPES and not m.parsed.is_bind:
+        attr = _nodev(m, flags.mount_attr(m.parsed.flags & ~flags.MS_RDONLY)[0])
+        return CgroupMount(m, inside, host.cgroup_unified, host.cgroup_hierarchies,
+                           cfg.owns_namespace("cgroup"), attr,
+                           bool(m.parsed.flags & flags.MS_RDONLY))
+    if m.parsed.is_bind:
+        return _bind(m, inside)
+    if (m.type == "sysfs" and run.sysfs_fallback and cfg.has_namespace("user")
+            and not cfg.owns_namespace("network")):
+        return _sysfs_fallback(m)
+    return _new(m, inside)
+
+
+def _devices(cfg: Config, run: RunOptions, host: HostFacts) -> list[Step]:
+    make = BindDevice if cfg.has_namespace("user") else MakeDevice
+    steps: list[Step] = []
+    for name, (major, minor) in DEFAULT_DEVICES.items():
+        steps.append(make(Device("c", f"/dev/{name}", major, minor, 0o666, 0, 0)))
+    steps += [make(dev) for dev in cfg.devices]
+    steps.append(Ptmx())
+    steps += [Symlink(path, target) for path, target in DEV_SYMLINKS.items()]
+    if host.has_kcore:
+        steps.append(Symlink("/dev/core", "/proc/kcore"))
     return steps
 
 
-def _hooks(cfg: Config, kind: str) -> list[Step]:
-    return [Step("hook", f"{kind}: {' '.join(cmd.argv)}", {"hook": cmd, "kind": kind})
-            for cmd in cfg.hooks.get(kind, [])]
+def _process(cfg: Config) -> tuple[Process, list[tuple[str, dict[str, Any]]]]:
+    """Ambient capabilities need the same ones in permitted and inheritable.
+
+    The spec says to warn about the others, not to fail.
+    """
+    proc = cfg.process
+    if not proc.capabilities:
+        return proc, []
+    ok = set(proc.capabilities.get("permitted", [])) & set(
+        proc.capabilities.get("inheritable", []))
+    wanted = proc.capabilities.get("ambient", [])
+    skipped = [c for c in wanted if c not in ok]
+    if not skipped:
+        return proc, []
+    names = {v: k for k, v in CAPS.items()}
+    note = ("capabilities.ambient_skipped",
+            {"capabilities": [names[c] for c in skipped],
+             "detail": "an ambient capability must also be permitted and inheritable; "
+                       "the spec says to warn, not fail"})
+    capabilities = {**proc.capabilities, "ambient": [c for c in wanted if c in ok]}
+    return replace(proc, capabilities=capabilities), [note]
+
+
+def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = None) -> Plan:
+    """The plan for ``cfg``; raises SetupError for a mount pyinit refuses."""
+    run = run or RunOptions()
+    host = host or HostFacts()
+    steps: list[Step] = [
+        Propagation(_propagation(cfg), "no mount reaches the host"),
+        Rootfs(cfg.root_path, tmpfs=run.root_tmpfs),
+    ]
+    for m in cfg.mounts:
+        steps += [RunCommand(cmd, m, "before") for cmd in m.before]
+        steps.append(_mount_steps(cfg, run, host, m))
+        steps += [RunCommand(cmd, m, "after") for cmd in m.after]
+    steps += [Symlink(path, target) for target, path in run.symlinks]
+    if run.dev_setup and not any(m.parsed.is_bind and normal(m.destination) == "/dev"
+                                 for m in cfg.mounts):
+        steps += _devices(cfg, run, host)
+    if cfg.hostname is not None:
+        steps.append(Hostname(cfg.hostname))
+    if cfg.domainname is not None:
+        steps.append(Domainname(cfg.domainname))
+    steps.append(MakeCwd(cfg.process.cwd))
+    steps += [Hook(cmd, "createContainer") for cmd in cfg.hooks.get("createContainer", ())]
+    steps.append(NoPivot(cfg.root_path) if run.no_pivot else Pivot())
+    final = _final_propagation(cfg)
+    if final is not None:
+        steps.append(Propagation(final, "rootfsPropagation"))
+    steps.append(DevNull())
+    # Before readonlyPaths makes /proc/sys read-only.
+    steps += [Sysctl(key, value) for key, value in cfg.sysctl.items()]
+    if cfg.root_readonly:
+        steps.append(RootReadonly())
+    steps += [ReadonlyPath(path) for path in cfg.readonly_paths]
+    steps += [MaskPath(path) for path in cfg.masked_paths]
+    steps += [Hook(cmd, "startContainer") for cmd in cfg.hooks.get("startContainer", ())]
+    process, notes = _process(cfg)
+    return Plan(tuple(steps), process, tuple(notes))

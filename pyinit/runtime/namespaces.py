@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from pyinit import diagnose
@@ -60,7 +61,7 @@ def join(cfg: Config) -> int:
     return to_unshare
 
 
-def _only_self(maps: list[IDMap], own: int) -> bool:
+def _only_self(maps: Sequence[IDMap], own: int) -> bool:
     return len(maps) == 1 and maps[0].host_id == own and maps[0].size == 1
 
 

@@ -1007,7 +1007,9 @@ def test_hint_locked_flags(reachable: Path) -> None:
                          text=True, timeout=60, check=False)
     line, failed = _hint(res, "mount")
     assert failed["locked"] == "MS_NOSUID"
-    assert line == ("pyinit: mounts[7]: remount (/data): remount /data: Operation not permitted; "
+    # The flags are set on the detached bind (mount_setattr), before it is attached.
+    assert line == (f"pyinit: mounts[7]: mount (/data): bind {src} on /data "
+                    "MS_RDONLY|MS_BIND|MS_REC: Operation not permitted; "
                     "the source is mounted MS_NOSUID outside this user namespace, and such flags "
                     "are locked here: the config's options clear MS_NOSUID, which the kernel "
                     "refuses; drop those options (suid, dev, exec, ...) or remount the source on "

@@ -63,22 +63,23 @@ def test_types_and_required_fields(bundle: Path) -> None:
 
 
 def test_plan_order_and_summaries(bundle: Path) -> None:
-    steps = plan.build(parse(default_config(), str(bundle)))
+    steps = plan.build(parse(default_config(), str(bundle))).steps
     kinds = [s.kind for s in steps]
     assert kinds[:2] == ["propagation", "rootfs"]
     assert kinds.index("pivot") > max(i for i, k in enumerate(kinds) if k == "mount")
     assert kinds.index("pivot") < kinds.index("readonly") < kinds.index("mask")
-    assert steps[0].params["flags"] == flags.MS_REC | flags.MS_SLAVE
+    first = steps[0]
+    assert isinstance(first, plan.Propagation) and first.flags == flags.MS_REC | flags.MS_SLAVE
     sys_step = next(s for s in steps
-                    if s.kind == "mount" and s.params["mount"].destination == "/sys")
+                    if isinstance(s, plan.MountStep) and s.mount.destination == "/sys")
     assert sys_step.summary == "sysfs sysfs on /sys MS_RDONLY|MS_NOSUID|MS_NODEV|MS_NOEXEC"
 
 
 def test_shared_propagation_is_never_applied_before_the_pivot(bundle: Path) -> None:
     doc = copy.deepcopy(default_config())
     doc["linux"]["rootfsPropagation"] = "shared"
-    steps = plan.build(parse(doc, str(bundle)))
-    props = [(i, s.params["flags"]) for i, s in enumerate(steps) if s.kind == "propagation"]
+    steps = plan.build(parse(doc, str(bundle))).steps
+    props = [(i, s.flags) for i, s in enumerate(steps) if isinstance(s, plan.Propagation)]
     pivot = next(i for i, s in enumerate(steps) if s.kind == "pivot")
     assert props[0] == (0, flags.MS_REC | flags.MS_SLAVE)
     assert props[1][0] > pivot and props[1][1] == flags.MS_SHARED

@@ -1,0 +1,54 @@
+"""What the executor's parts share while a plan runs."""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyinit.errors import SetupError
+from pyinit.linux.kernel import Kernel
+from pyinit.linux.paths import Root
+
+# hooks.run_checked's shape: (command, log, step, stdin=, cwd_fd=, **tags)
+CommandRunner = Callable[..., Awaitable[None]]
+
+
+@dataclass
+class Context:
+    kernel: Kernel
+    log: Any
+    root_path: str
+    run_command: CommandRunner
+    container_id: str = "pyinit"
+    bundle: str = ""
+    user_ns: bool = False
+    # Read before anything changes (and so before the pivot).
+    host_pid: int = 0
+    host_devnull: int = 0  # st_rdev of the host's /dev/null
+    # The root's mount (the detached bind, attached at root_path) and a Root on it.
+    root_mount: int = -1
+    pivoted: bool = False
+    # Mount fds by mounts[] index, for the post-mount commands.
+    mount_fds: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def root(self) -> Root:
+        if self.root_mount < 0:
+            raise SetupError("", "the root filesystem is not set up yet", err=errno.EINVAL)
+        return Root(self.kernel, self.root_mount)
+
+    def close(self) -> None:
+        for fd in self.mount_fds.values():
+            self.kernel.close(fd)
+        self.mount_fds.clear()
+        if self.root_mount >= 0:
+            self.kernel.close(self.root_mount)
+            self.root_mount = -1
+        self.kernel.release()
+
+
+def dev_of(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino

@@ -1,0 +1,149 @@
+"""/dev: the allowed device nodes, /dev/ptmx and the standard symlinks.
+
+Only the nodes the plan lists are made. Each is created relative to its
+parent directory's fd (resolved in the root once) and then checked by an
+O_NOFOLLOW fd of the same name in the same directory: a node of another kind
+or number that the image put there is refused, never used.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+from pyinit.errors import SetupError
+from pyinit.linux import flags, syscalls
+from pyinit.linux.paths import O_PATH
+from pyinit.rootfs import detached
+from pyinit.rootfs.context import Context
+from pyinit.rootfs.plan import BindDevice, MakeDevice, Ptmx, Symlink
+
+KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
+
+
+def _is(st: os.stat_result, kind: int, rdev: int) -> bool:
+    return stat.S_IFMT(st.st_mode) == kind and (kind == stat.S_IFIFO or st.st_rdev == rdev)
+
+
+def _wrong(step: MakeDevice) -> SetupError:
+    d = step.device
+    return SetupError("device", f"{d.path} exists and is not the device {d.type} "
+                      f"{d.major}:{d.minor}", op="device-conflict", destination=d.path)
+
+
+def make(ctx: Context, step: MakeDevice) -> None:
+    k = ctx.kernel
+    d = step.device
+    kind = KINDS[d.type]
+    rdev = os.makedev(d.major, d.minor) if d.type != "p" else 0
+    parent, name = ctx.root.parent(d.path)
+    try:
+        created = True
+        try:
+            k.mknodat(parent, name, kind | (d.file_mode & 0o7777), rdev)
+        except SetupError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+            created = False  # checked below: the same device is fine, anything else is not
+        fd = k.openat(parent, name, O_PATH | os.O_NOFOLLOW)
+        try:
+            if not _is(k.fstat(fd), kind, rdev):
+                raise _wrong(step)
+            if created:
+                k.fchownat(parent, name, d.uid, d.gid)
+            else:  # the image's node: the config's mode and owner, as runc does
+                k.fchmodat(parent, name, d.file_mode & 0o7777)
+                k.fchownat(parent, name, d.uid, d.gid)
+            if kind != stat.S_IFIFO and k.fstatvfs_flags(fd) & os.ST_NODEV:
+                _allow(ctx, fd)
+        finally:
+            k.close(fd)
+    finally:
+        k.close(parent)
+
+
+def _allow(ctx: Context, fd: int) -> None:
+    """The image's /dev on the nodev root: this node alone is made usable.
+
+    A clone of the node's own mount, with nodev cleared while detached,
+    attached onto the node: every other node the image ships stays dead.
+    """
+    k = ctx.kernel
+    tree = k.open_tree(fd, "", syscalls.OPEN_TREE_CLONE | detached.EMPTY)
+    try:
+        k.mount_setattr(tree, "", detached.EMPTY, 0, flags.MOUNT_ATTR_NODEV)
+        k.move_mount(tree, "", fd, "", detached.MOVE)
+    finally:
+        k.close(tree)
+
+
+def bind(ctx: Context, step: BindDevice) -> None:
+    """A user namespace may not mknod: the host's node is bound instead.
+
+    The host's node is cloned (open_tree) and checked on that fd, so what is
+    bound is exactly what was checked.
+    """
+    k = ctx.kernel
+    d = step.device
+    kind = KINDS[d.type]
+    rdev = os.makedev(d.major, d.minor) if d.type != "p" else 0
+    try:
+        tree = k.open_tree(syscalls.AT_FDCWD, d.path, syscalls.OPEN_TREE_CLONE)
+    except SetupError as exc:
+        if exc.errno == errno.ENOENT:
+            exc.step = "device"
+            exc.reason = f"mknod is not allowed here and the host has no {d.path} to bind"
+        raise
+    try:
+        if not _is(k.fstat(tree), kind, rdev):
+            raise SetupError("device", f"mknod is not allowed here and the host's {d.path} "
+                             "is another device", op="device-conflict", destination=d.path)
+        target = ctx.root.create_file(d.path, 0)
+        try:
+            if not stat.S_ISREG(k.fstat(target).st_mode) and not _is(k.fstat(target), kind,
+                                                                      rdev):
+                raise _wrong(step)
+            k.move_mount(tree, "", target, "", detached.MOVE)
+        finally:
+            k.close(target)
+    finally:
+        k.close(tree)
+    ctx.log.debug("device.bound", destination=d.path,
+                  detail="mknod is not allowed in a user namespace; the host's node "
+                  "is bound instead")
+
+
+def ptmx(ctx: Context, step: Ptmx) -> None:
+    parent, name = ctx.root.parent("/dev/ptmx")
+    k = ctx.kernel
+    try:
+        try:
+            k.unlinkat(parent, name)
+        except SetupError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+        k.symlinkat("pts/ptmx", parent, name)
+    finally:
+        k.close(parent)
+
+
+def symlink(ctx: Context, step: Symlink) -> None:
+    k = ctx.kernel
+    parent, name = ctx.root.parent(step.path)
+    try:
+        try:
+            k.symlinkat(step.target, parent, name)
+        except SetupError as exc:
+            if exc.errno != errno.EEXIST:
+                raise
+            fd = k.openat(parent, name, O_PATH | os.O_NOFOLLOW)
+            try:
+                ok = stat.S_ISLNK(k.fstat(fd).st_mode) and k.readlinkat(fd) == step.target
+            finally:
+                k.close(fd)
+            if not ok:
+                raise SetupError("symlink", f"{step.path} exists and is not a link to "
+                                 f"{step.target}", destination=step.path) from None
+    finally:
+        k.close(parent)

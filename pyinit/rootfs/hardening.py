@@ -1,0 +1,148 @@
+"""After the pivot: /dev/null for stdio, sysctls, read-only and masked paths.
+
+Nothing here reads or writes through a path the container controls by name:
+each path is resolved once inside the root with openat2 and then used by its
+fd, and what is found is checked (a sysctl file must be on procfs, the
+/dev/null that masks files must be the char device 1:3). The read-only root
+is set on the root's mount fd, kept from before the pivot.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import trio
+
+from pyinit.errors import SetupError
+from pyinit.linux import flags, syscalls
+from pyinit.linux.paths import is_char_device
+from pyinit.rootfs import detached
+from pyinit.rootfs.context import Context
+from pyinit.rootfs.plan import (
+    MASK_TMPFS_DATA,
+    DevNull,
+    MaskPath,
+    ReadonlyPath,
+    RootReadonly,
+    Sysctl,
+)
+
+EBUSY_TRIES = 5
+EBUSY_DELAY = 0.1
+LOCKED_DOWN = flags.MOUNT_ATTR_LOCKED_DOWN
+
+
+def _open(ctx: Context, path: str, oflags: int = os.O_PATH, nofollow: bool = False) -> int | None:
+    """``path`` in the root, or None when it does not exist."""
+    try:
+        return ctx.root.open(path, oflags | os.O_CLOEXEC, nofollow=nofollow)
+    except SetupError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+
+
+def devnull(ctx: Context, step: DevNull) -> None:
+    k = ctx.kernel
+    targets = []
+    for fd in (0, 1, 2):
+        st = k.fstat(fd)
+        if stat.S_ISCHR(st.st_mode) and st.st_rdev == ctx.host_devnull:
+            targets.append(fd)
+    if not targets:
+        return
+    null = _open(ctx, "/dev/null", os.O_RDWR, nofollow=True)
+    if null is None:
+        # No /dev in there (pyinit sandbox without --dev): the open fds
+        # stay as they are; they expose no path.
+        ctx.log.debug("devnull.skipped", reason="the container has no /dev/null")
+        return
+    try:
+        if not is_char_device(k.fstat(null), 1, 3):
+            raise SetupError("devnull", "the container's /dev/null is not the char device 1:3",
+                             op="devnull-wrong", destination="/dev/null")
+        for fd in targets:
+            k.dup2(null, fd)
+    finally:
+        k.close(null)
+
+
+def sysctl(ctx: Context, step: Sysctl) -> None:
+    k = ctx.kernel
+    fd = ctx.root.open(step.path, os.O_WRONLY | os.O_NOCTTY, nofollow=True)
+    try:
+        if k.fstatfs_type(fd) != syscalls.PROC_SUPER_MAGIC:
+            raise SetupError("sysctl", f"{step.path} is not on a procfs", op="sysctl-not-procfs",
+                             destination=step.path)
+        k.write(fd, step.value.encode())
+    finally:
+        k.close(fd)
+
+
+async def root_readonly(ctx: Context, step: RootReadonly) -> None:
+    """mount_setattr(RDONLY) on the root's mount fd; retried while the mount is busy.
+
+    mount_setattr changes only the bits it names, so flags locked in a user
+    namespace (nosuid, nodev, noexec, atime) are kept as they are.
+    """
+    k = ctx.kernel
+    for attempt in range(1, EBUSY_TRIES + 1):
+        try:
+            k.mount_setattr(ctx.root_mount, "", detached.EMPTY, flags.MOUNT_ATTR_RDONLY)
+            return
+        except SetupError as exc:
+            if exc.errno != errno.EBUSY or attempt == EBUSY_TRIES:
+                exc.fields["attempts"] = attempt
+                raise
+        ctx.log.warning("remount.busy", destination="/", attempt=attempt,
+                        retry_in_ms=int(EBUSY_DELAY * 1000))
+        await trio.sleep(EBUSY_DELAY)
+
+
+def readonly_path(ctx: Context, step: ReadonlyPath) -> None:
+    """A read-only (nosuid, nodev, noexec) clone of ``path``, attached onto itself."""
+    k = ctx.kernel
+    fd = _open(ctx, step.path)
+    if fd is None:
+        return  # nothing to protect
+    try:
+        tree = k.open_tree(fd, "", syscalls.OPEN_TREE_CLONE | syscalls.AT_RECURSIVE
+                           | detached.EMPTY)
+        try:
+            k.mount_setattr(tree, "", detached.EMPTY | syscalls.AT_RECURSIVE, LOCKED_DOWN)
+            k.move_mount(tree, "", fd, "", detached.MOVE)
+        finally:
+            k.close(tree)
+    finally:
+        k.close(fd)
+
+
+def mask_path(ctx: Context, step: MaskPath) -> None:
+    """An empty read-only tmpfs over a directory, the container's /dev/null over a file."""
+    k = ctx.kernel
+    fd = _open(ctx, step.path)
+    if fd is None:
+        return
+    try:
+        if stat.S_ISDIR(k.fstat(fd).st_mode):
+            cover = detached.new_mount(ctx, "tmpfs", "tmpfs", MASK_TMPFS_DATA,
+                                       flags.MOUNT_ATTR_RDONLY)
+        else:
+            null = _open(ctx, "/dev/null", nofollow=True)
+            if null is None or not is_char_device(k.fstat(null), 1, 3):
+                if null is not None:
+                    k.close(null)
+                raise SetupError("mask", "/dev/null is not the char device 1:3, so it cannot "
+                                 "mask files", op="mask-devnull", destination=step.path)
+            try:
+                cover = k.open_tree(null, "", syscalls.OPEN_TREE_CLONE | detached.EMPTY)
+            finally:
+                k.close(null)
+        try:
+            k.move_mount(cover, "", fd, "", detached.MOVE)
+        finally:
+            k.close(cover)
+    finally:
+        k.close(fd)
