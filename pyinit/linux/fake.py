@@ -234,11 +234,11 @@ class FakeKernel(Kernel):
         self.calls.append(f"mknod {path} {kind} {os.major(rdev)}:{os.minor(rdev)} "
                           f"{stat.S_IMODE(mode):04o}")
 
-    def fchownat(self, dirfd: int, name: str, uid: int, gid: int) -> None:
-        self.calls.append(f"chown {self._child(dirfd, name)} {uid}:{gid}")
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        self.calls.append(f"chown {self._h(fd).path} {uid}:{gid}")
 
-    def fchmodat(self, dirfd: int, name: str, mode: int) -> None:
-        self.calls.append(f"chmod {self._child(dirfd, name)} {mode:04o}")
+    def fchmod(self, fd: int, mode: int) -> None:
+        self.calls.append(f"chmod {self._h(fd).path} {mode:04o}")
 
     def symlinkat(self, target: str, dirfd: int, name: str) -> None:
         self._check_fail("symlink", name)

@@ -66,12 +66,13 @@ class Kernel:
                 os.umask(old)
         _call("mknod", name, make)
 
-    def fchownat(self, dirfd: int, name: str, uid: int, gid: int) -> None:
-        _call("chown", name, lambda: os.chown(name, uid, gid, dir_fd=dirfd,
-                                              follow_symlinks=False))
+    def fchown(self, fd: int, uid: int, gid: int) -> None:
+        """chown the inode the (O_PATH) fd holds, never a name."""
+        _call("chown", None, lambda: syscalls.fchown_path_fd(fd, uid, gid))
 
-    def fchmodat(self, dirfd: int, name: str, mode: int) -> None:
-        _call("chmod", name, lambda: os.chmod(name, mode, dir_fd=dirfd))
+    def fchmod(self, fd: int, mode: int) -> None:
+        """chmod the inode the (O_PATH) fd holds, never a name."""
+        _call("chmod", None, lambda: syscalls.fchmod_path_fd(fd, mode))
 
     def symlinkat(self, target: str, dirfd: int, name: str) -> None:
         _call("symlink", name, lambda: os.symlink(target, name, dir_fd=dirfd))

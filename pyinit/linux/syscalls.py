@@ -117,8 +117,8 @@ CLONE_NEWNET = 0x40000000
 # syscalls added since 5.0 are the same on every architecture (the unified
 # table); the older ones differ, so each is named per architecture.
 _NR: dict[str, dict[str, int]] = {
-    "x86_64": {"openat2": 437},
-    "aarch64": {"openat2": 437},
+    "x86_64": {"openat2": 437, "fchmodat2": 452},
+    "aarch64": {"openat2": 437, "fchmodat2": 452},
 }
 
 
@@ -131,6 +131,7 @@ def _machine() -> str:
 
 
 _NR_OPENAT2 = _NR[_machine()]["openat2"]
+_NR_FCHMODAT2 = _NR[_machine()]["fchmodat2"]
 
 _libc.syscall.restype = ctypes.c_long
 
@@ -315,3 +316,22 @@ def fstatfs_type(fd: int) -> int:
     buf = _Statfs()
     _check(_libc.fstatfs(ctypes.c_int(fd), ctypes.byref(buf)), "fstatfs")
     return int(buf.f_type) & 0xFFFFFFFF
+
+
+def fchmod_path_fd(fd: int, mode: int) -> None:
+    """chmod the very inode an O_PATH fd holds: fchmodat2(fd, "", AT_EMPTY_PATH).
+
+    fchmod() refuses O_PATH fds and fchmodat() takes a name, which a racer can
+    swap for a symlink to a host file between the check and the chmod; only
+    fchmodat2 (Linux 6.6) acts on the descriptor itself. glibc 2.36 has no
+    wrapper for it.
+    """
+    result = _libc.syscall(ctypes.c_long(_NR_FCHMODAT2), ctypes.c_long(fd), b"",
+                           ctypes.c_long(mode), ctypes.c_long(AT_EMPTY_PATH))
+    _check(result, "fchmodat2")
+
+
+def fchown_path_fd(fd: int, uid: int, gid: int) -> None:
+    """chown the inode an O_PATH fd holds: fchownat(fd, "", AT_EMPTY_PATH)."""
+    _check(_libc.fchownat(ctypes.c_int(fd), b"", ctypes.c_uint(uid), ctypes.c_uint(gid),
+                          ctypes.c_int(AT_EMPTY_PATH)), "fchownat")

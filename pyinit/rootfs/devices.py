@@ -50,11 +50,12 @@ def make(ctx: Context, step: MakeDevice) -> None:
         try:
             if not _is(k.fstat(fd), kind, rdev):
                 raise _wrong(step)
-            if created:
-                k.fchownat(parent, name, d.uid, d.gid)
-            else:  # the image's node: the config's mode and owner, as runc does
-                k.fchmodat(parent, name, d.file_mode & 0o7777)
-                k.fchownat(parent, name, d.uid, d.gid)
+            # Mode and owner through the checked fd, never by name: a racer in
+            # the image can swap the name for a symlink to a host file after
+            # the check (tests/security/test_review_devices_race.py).
+            if not created:  # the image's node: the config's mode, as runc does
+                k.fchmod(fd, d.file_mode & 0o7777)
+            k.fchown(fd, d.uid, d.gid)
             if kind != stat.S_IFIFO and k.fstatvfs_flags(fd) & os.ST_NODEV:
                 _allow(ctx, fd)
         finally:
