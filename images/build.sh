@@ -49,7 +49,10 @@ find "$dropin" -type f \( -name pyinit -o -name '*.so*' \) -print0 |
         install -D -m 0755 "$(readlink -f "$lib")" "$dropin/lib/$(basename "$lib")"
     done
 # libseccomp is loaded with ctypes (pyinit/linux/seccomp.py), which ldd cannot see.
-seccomp=$(ldconfig -p | awk '/libseccomp\.so\.2 / {print $NF; exit}')
+# awk reads to the end: an early exit would kill ldconfig with SIGPIPE, which
+# pipefail turns into this script's exit status 141.
+seccomp=$(ldconfig -p | awk '/libseccomp\.so\.2 / && !found {print $NF; found = 1}')
+[ -n "$seccomp" ] || { echo "libseccomp.so.2 is needed (tools/install.sh)" >&2; exit 1; }
 install -D -m 0755 "$(readlink -f "$seccomp")" "$dropin/lib/libseccomp.so.2"
 command -v patchelf >/dev/null || { echo "patchelf is needed (tools/install.sh)" >&2; exit 1; }
 patchelf --set-interpreter /opt/pyinit/lib/ld-linux-x86-64.so.2 --force-rpath \
