@@ -54,6 +54,9 @@ def host_hierarchies() -> list[Hierarchy]:
         elif entry.fstype == "cgroup2" and parent == CGROUP_BASE:
             found.append(Hierarchy(os.path.basename(entry.mount_point), 2, (),
                                    entry.mount_point, own.get("(v2)", "/")))
+        elif entry.fstype == "cgroup2" and entry.mount_point == CGROUP_BASE:
+            # A cgroup2 host: the hierarchy is /sys/fs/cgroup itself (name "").
+            found.append(Hierarchy("", 2, (), CGROUP_BASE, own.get("(v2)", "/")))
     return found
 
 

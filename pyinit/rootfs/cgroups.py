@@ -7,8 +7,10 @@ directory; the co-mount symlinks (``cpu -> cpu,cpuacct``); hybrid's
 ``unified`` gets cgroup2. The hierarchies' directories are made in that
 fresh tmpfs through its mount fd, never by a path. Read-only, when asked, is
 applied last, so the tmpfs can be filled.
-v2 only: cgroup2, or a bind of the host's hierarchy when the kernel refuses
-(EPERM, EBUSY), as runc does.
+v2 only: with a cgroup namespace a fresh cgroup2 (or, when the kernel
+refuses with EPERM or EBUSY, a bind); without one a bind of our own cgroup
+directory, as runc does: a fresh cgroup2 there would be the host's whole tree.
+Every bind gets the step's attributes (nosuid, nodev, noexec) too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ def mount(ctx: Context, step: CgroupMount, dest: int) -> int:
     """Mount the container's cgroup filesystem(s) on ``dest``; the top mount's fd."""
     k = ctx.kernel
     if step.unified:
-        mnt = _v2(ctx, step, step.attr)
+        mnt = _v2(ctx, step)
         try:
             if step.readonly:
                 k.mount_setattr(mnt, "", EMPTY | syscalls.AT_RECURSIVE, flags.MOUNT_ATTR_RDONLY)
@@ -50,7 +52,7 @@ def mount(ctx: Context, step: CgroupMount, dest: int) -> int:
             k.mkdirat(base, h.name, 0o755)
             target = k.openat(base, h.name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
-                sub = _v2(ctx, step, step.attr) if h.version == 2 else _v1(ctx, step, h)
+                sub = _v2(ctx, step) if h.version == 2 else _v1(ctx, step, h)
                 try:
                     k.move_mount(sub, "", target, "", MOVE)
                 finally:
@@ -78,38 +80,31 @@ def mount(ctx: Context, step: CgroupMount, dest: int) -> int:
 
 
 def _v1(ctx: Context, step: CgroupMount, h: Hierarchy) -> int:
-    k = ctx.kernel
     if step.own_namespace:
         try:
-            fs = k.fsopen("cgroup")
+            fs = detached.fs_context(ctx, "cgroup", "cgroup", (), h.controllers)
             try:
-                for ctrl in h.controllers:
-                    key, eq, value = ctrl.partition("=")
-                    if eq:
-                        k.fsconfig(fs, syscalls.FSCONFIG_SET_STRING, key, value)
-                    else:
-                        k.fsconfig(fs, syscalls.FSCONFIG_SET_FLAG, key)
-                k.fsconfig(fs, syscalls.FSCONFIG_CMD_CREATE)
-                return k.fsmount(fs, step.attr)
+                return ctx.kernel.fsmount(fs, step.attr)
             finally:
-                k.close(fs)
+                ctx.kernel.close(fs)
         except SetupError as exc:
             if exc.errno != errno.EPERM:
                 raise  # v1 in a user namespace is refused: bind our own instead
-    # Our own cgroup as it is now: PID 1 was moved into the container's.
-    own = {x.name: x.own_cgroup for x in k.cgroup_hierarchies()}.get(h.name, h.own_cgroup)
-    source = h.host_path + (own if own != "/" else "")
-    return k.open_tree(syscalls.AT_FDCWD, source,
-                       syscalls.OPEN_TREE_CLONE | syscalls.AT_RECURSIVE)
+    return _own(ctx, step, h.name, h.host_path, h.own_cgroup)
 
 
-def _v2(ctx: Context, step: CgroupMount, attr: int) -> int:
+def _v2(ctx: Context, step: CgroupMount) -> int:
+    name, host = ("", CGROUP_BASE) if step.unified else ("unified", f"{CGROUP_BASE}/unified")
+    planned = {h.name: h.own_cgroup for h in step.hierarchies}.get(name, "/")
+    if not step.own_namespace:
+        # A fresh cgroup2 outside a cgroup namespace is the host's whole tree.
+        return _own(ctx, step, name, host, planned)
     k = ctx.kernel
     try:
         fs = k.fsopen("cgroup2")
         try:
             k.fsconfig(fs, syscalls.FSCONFIG_CMD_CREATE)
-            return k.fsmount(fs, attr & ~flags.MOUNT_ATTR_RDONLY)
+            return k.fsmount(fs, step.attr)
         finally:
             k.close(fs)
     except SetupError as exc:
@@ -117,6 +112,20 @@ def _v2(ctx: Context, step: CgroupMount, attr: int) -> int:
             raise
         ctx.log.info("cgroup.bind_fallback", destination=step.mount.destination,
                      errno=errno.errorcode[exc.errno],
-                     detail="the kernel refused a cgroup2 mount; binding the host's instead")
-    host = CGROUP_BASE if step.unified else f"{CGROUP_BASE}/unified"
-    return k.open_tree(syscalls.AT_FDCWD, host, syscalls.OPEN_TREE_CLONE | syscalls.AT_RECURSIVE)
+                     detail="the kernel refused a cgroup2 mount; binding our own cgroup instead")
+    return _own(ctx, step, name, host, planned)
+
+
+def _own(ctx: Context, step: CgroupMount, name: str, host_path: str, planned: str) -> int:
+    """A bind of our own cgroup as it is now (PID 1 was moved into the container's)."""
+    k = ctx.kernel
+    own = {x.name: x.own_cgroup for x in k.cgroup_hierarchies()}.get(name, planned)
+    source = host_path + (own if own != "/" else "")
+    mnt = k.open_tree(syscalls.AT_FDCWD, source, syscalls.OPEN_TREE_CLONE | syscalls.AT_RECURSIVE)
+    try:
+        atime = flags.MOUNT_ATTR__ATIME if step.attr & flags.MOUNT_ATTR__ATIME else 0
+        k.mount_setattr(mnt, "", EMPTY | syscalls.AT_RECURSIVE, step.attr, atime)
+    except BaseException:
+        k.close(mnt)
+        raise
+    return mnt

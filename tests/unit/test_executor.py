@@ -312,11 +312,13 @@ def test_cgroup_v1_hierarchies_are_made_in_the_fresh_tmpfs(tmp_path: Path) -> No
         "fsconfig tmpfs create", "fsmount tmpfs MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV",
         f"move_mount mnt:tmpfs -> {ROOT}/sys/fs/cgroup",
         f"mkdir {ROOT}/sys/fs/cgroup/cpu,cpuacct",
-        "fsopen cgroup", "fsconfig cgroup cpu", "fsconfig cgroup cpuacct",
+        "fsopen cgroup", "fsconfig cgroup source=cgroup", "fsconfig cgroup cpu",
+        "fsconfig cgroup cpuacct",
         "fsconfig cgroup create", "fsmount cgroup MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV",
         f"move_mount mnt:cgroup -> {ROOT}/sys/fs/cgroup/cpu,cpuacct",
         f"mkdir {ROOT}/sys/fs/cgroup/systemd",
-        "fsopen cgroup", "fsconfig cgroup name=systemd", "fsconfig cgroup create",
+        "fsopen cgroup", "fsconfig cgroup source=cgroup", "fsconfig cgroup name=systemd",
+        "fsconfig cgroup create",
         "fsmount cgroup MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV",
         f"move_mount mnt:cgroup -> {ROOT}/sys/fs/cgroup/systemd",
         f"mkdir {ROOT}/sys/fs/cgroup/unified",
@@ -327,6 +329,22 @@ def test_cgroup_v1_hierarchies_are_made_in_the_fresh_tmpfs(tmp_path: Path) -> No
         f"symlink {ROOT}/sys/fs/cgroup/cpuacct -> cpu,cpuacct",
         "mount_setattr mnt:tmpfs set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV|"
         "MOUNT_ATTR_NOEXEC clr=0 recursive",
+    ]
+
+
+def test_cgroup2_without_a_cgroup_namespace_binds_our_own_cgroup(tmp_path: Path) -> None:
+    host = HostFacts(cgroup_unified=True, cgroup_hierarchies=(
+        Hierarchy("", 2, (), "/sys/fs/cgroup", "/pyinit/c1"),))
+    doc = _doc(mounts=[{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                        "options": ["nosuid", "ro"]}])
+    k = _world()
+    k.add("/sys/fs/cgroup/pyinit/c1", Node("dir"))
+    _run(k, _plan(doc, tmp_path, host=host))
+    assert k.calls[7:10] == [
+        "open_tree /sys/fs/cgroup/pyinit/c1 CLONE|RECURSIVE",
+        "mount_setattr tree:/sys/fs/cgroup/pyinit/c1 set=MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV "
+        "clr=0 recursive",
+        "mount_setattr tree:/sys/fs/cgroup/pyinit/c1 set=MOUNT_ATTR_RDONLY clr=0 recursive",
     ]
 
 
