@@ -73,6 +73,12 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     # shell (TIOCSTI) or take its terminal over. The parent stays in the
     # caller's session and relays Ctrl-C and friends.
     os.setsid()
+    # PID 1 is pyinit: its original environment block is the caller's, secrets
+    # included, and /proc/1/environ shows it to a workload allowed to ptrace.
+    # Nothing here needs it (the workload's and hooks' env come from the config,
+    # per-mount commands get os.environ, a copy): zero it before any of the
+    # container's code runs, and before the pivot, while /proc is the host's.
+    task.wipe_environ(task.environ_block())
     try:
         namespaces.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.

@@ -13,6 +13,10 @@ symlink such as ``/bin -> usr/bin`` is recreated as a symlink), a fresh
 The program runs with the caller's uid and gid, no supplementary groups,
 no_new_privs, and no capability at all (bounding set included) unless
 ``--cap-add`` keeps one, which only root may ask for.
+
+Every ``--proc`` gets bubblewrap's read-only paths (``sys``, ``sysrq-trigger``,
+``irq``, ``bus``, and ``fs`` as ``pyinit spec``) as ``linux.readonlyPaths``:
+the plan makes them read-only after the pivot, as for ``pyinit run``.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ from pyinit.oci.seccomp import Seccomp, parse_seccomp
 from pyinit.oci.seccomp_default import default_profile
 
 DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+# Made read-only in every fresh --proc, as bubblewrap does (and as linux.readonlyPaths
+# does in `pyinit spec`'s config): the program may be the host's uid 0, and a sysctl's
+# permission check is only its file mode against the euid, no capability needed.
+PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
 
 
 class _Ops(argparse.Action):
@@ -192,6 +200,8 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
                                  ["nosuid", "nodev", "noexec", "mode=1777"]))
         elif kind == "symlink":
             links.append((values[0], values[1]))
+    procs = [m.destination.rstrip("/") for m in mounts if m.type == "proc"]
+    readonly = tuple(f"{dest}/{name}" for dest in procs for name in PROC_READONLY)
     for dest in [m.destination for m in mounts] + [link for _, link in links]:
         if not dest.startswith("/"):
             raise ValueError(f"{dest!r}: destinations must be absolute paths")
@@ -210,7 +220,7 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
                         user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True,
                         capabilities=kept),
         hostname=args.hostname, mounts=tuple(mounts), namespaces=tuple(namespaces),
-        cgroup=cgroup_spec(args),
+        readonly_paths=readonly, cgroup=cgroup_spec(args),
     )
     run = RunOptions(root_tmpfs=True, dev_setup=any(kind == "dev" for kind, _ in ops),
                      symlinks=tuple(links))

@@ -8,6 +8,7 @@ pivot): after the pivot the container controls what ``/proc`` means.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 
@@ -49,6 +50,27 @@ def is_dumpable() -> bool:
 
 def set_no_new_privs() -> None:
     syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def environ_block() -> tuple[int, int]:
+    """Where the caller's original environment strings are: ``env_start`` and
+    ``env_end`` (fields 50 and 51 of ``/proc/self/stat``), what the kernel shows
+    as ``/proc/<pid>/environ``. Python's ``os.environ`` is a copy made at start.
+    """
+    with open("/proc/thread-self/stat", "rb") as fh:
+        text = fh.read()
+    fields = text[text.rindex(b")") + 2:].split()  # fields[0] is field 3, the state
+    return int(fields[47]), int(fields[48])
+
+
+def wipe_environ(block: tuple[int, int]) -> None:
+    """Zero the caller's original environment block in place, so that
+    ``/proc/<pid>/environ`` reads as NULs. ``os.environ`` (a copy) is untouched;
+    glibc's ``environ`` then points at empty strings, so a C ``getenv`` finds nothing.
+    """
+    start, end = block
+    if end > start:
+        ctypes.memset(start, 0, end - start)
 
 
 def close_from(first: int, keep: frozenset[int] = frozenset()) -> None:

@@ -20,16 +20,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.integration.test_sandbox import sandbox
 
 SYSCTLS = ["/proc/sys/kernel/core_pattern", "/proc/sys/vm/overcommit_memory",
            "/proc/sys/net/ipv4/ip_forward"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review: the sandbox's /proc/sys is writable, "
-                   "and its program is the host's uid 0")
 def test_sandbox_program_cannot_open_host_sysctls_for_writing(
         helpers: dict[str, Path]) -> None:
     before = [Path(p).read_text() for p in SYSCTLS]
