@@ -1,4 +1,4 @@
-"""Detached mounts: a new filesystem built with fsopen/fsconfig/fsmount.
+"""Detached mounts: a clone of a host path, or a new filesystem built with fsopen/fsconfig/fsmount.
 
 Shared by every part of the executor that makes a new filesystem (mounts,
 cgroups, masks, the sandbox's root), so there is one way to do it.
@@ -6,11 +6,30 @@ cgroups, masks, the sandbox's root), so there is one way to do it.
 
 from __future__ import annotations
 
+import errno
+
+from pyinit.errors import SetupError
 from pyinit.linux import syscalls
 from pyinit.rootfs.context import Context
 
 EMPTY = syscalls.AT_EMPTY_PATH
 MOVE = syscalls.MOVE_MOUNT_F_EMPTY_PATH | syscalls.MOVE_MOUNT_T_EMPTY_PATH
+
+
+def clone_host(ctx: Context, path: str, flags: int, step: str, missing: str) -> int:
+    """open_tree(OPEN_TREE_CLONE) of a host path: a bind source or a host device node.
+
+    The host's side is trusted (the config names it), so it is looked up by
+    name, once; what is attached later is exactly this detached clone. A
+    missing path gets ``missing`` as its reason instead of a bare ENOENT.
+    """
+    try:
+        return ctx.kernel.open_tree(syscalls.AT_FDCWD, path, flags)
+    except SetupError as exc:
+        if exc.errno == errno.ENOENT:
+            exc.step = step
+            exc.reason = missing
+        raise
 
 
 def fs_context(ctx: Context, fstype: str, source: str, sb_flags: tuple[str, ...],

@@ -89,13 +89,8 @@ def bind(ctx: Context, step: BindDevice) -> None:
     d = step.device
     kind = KINDS[d.type]
     rdev = os.makedev(d.major, d.minor) if d.type != "p" else 0
-    try:
-        tree = k.open_tree(syscalls.AT_FDCWD, d.path, syscalls.OPEN_TREE_CLONE)
-    except SetupError as exc:
-        if exc.errno == errno.ENOENT:
-            exc.step = "device"
-            exc.reason = f"mknod is not allowed here and the host has no {d.path} to bind"
-        raise
+    tree = detached.clone_host(ctx, d.path, syscalls.OPEN_TREE_CLONE, "device",
+                               f"mknod is not allowed here and the host has no {d.path} to bind")
     try:
         if not _is(k.fstat(tree), kind, rdev):
             raise SetupError("device", f"mknod is not allowed here and the host's {d.path} "

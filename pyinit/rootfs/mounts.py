@@ -189,13 +189,8 @@ def bind(ctx: Context, step: BindMount) -> dict[str, Any]:
     k = ctx.kernel
     m = step.mount
     clone = syscalls.OPEN_TREE_CLONE | (syscalls.AT_RECURSIVE if step.recursive else 0)
-    try:
-        tree = k.open_tree(syscalls.AT_FDCWD, step.source, clone)
-    except SetupError as exc:
-        if exc.errno == errno.ENOENT:
-            exc.step = "mount"
-            exc.reason = f"the bind source {step.source} does not exist"
-        raise
+    tree = detached.clone_host(ctx, step.source, clone, "mount",
+                               f"the bind source {step.source} does not exist")
     try:
         is_dir = stat.S_ISDIR(k.fstat(tree).st_mode)
         _set_attr(ctx, step, tree)

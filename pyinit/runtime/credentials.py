@@ -6,7 +6,6 @@ import errno
 import os
 import resource
 from dataclasses import dataclass
-from typing import Any
 
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
@@ -150,18 +149,3 @@ def take_identity(proc: Process, last_cap: int, may_setgroups: bool,
         say(f"{'linux' if step == 'seccomp' else 'process'}.{step}: {exc.strerror or exc}")
         os._exit(EXIT_SETUP_FAILED)
 
-
-def grantable_ambient(proc: Process, log: Any) -> None:
-    """Ambient capabilities need the same ones in permitted and inheritable."""
-    if not proc.capabilities:
-        return
-    ok = set(proc.capabilities.get("permitted", [])) & set(
-        proc.capabilities.get("inheritable", []))
-    wanted = proc.capabilities.get("ambient", [])
-    skipped = [c for c in wanted if c not in ok]
-    if skipped:
-        names = {v: k for k, v in caps.CAPS.items()}
-        log.warning("capabilities.ambient_skipped", capabilities=[names[c] for c in skipped],
-                    detail="an ambient capability must also be permitted and inheritable; "
-                    "the spec says to warn, not fail")
-        proc.capabilities["ambient"] = [c for c in wanted if c in ok]
