@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -246,3 +248,12 @@ def helper(name: str) -> list[str]:
 
 
 MODES = [pytest.param("pid1", marks=pytest.mark.root), "subreaper"]
+
+
+@pytest.fixture
+def reachable() -> Iterator[Path]:
+    """A bundle directory a mapped or unprivileged root can reach (tmp_path is 0700)."""
+    path = Path(tempfile.mkdtemp(prefix="pyinit-reachable-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

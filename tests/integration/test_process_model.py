@@ -41,12 +41,8 @@ def helpers() -> Iterator[Path]:
 
 
 @pytest.fixture
-def top() -> Iterator[Path]:
-    """A bundle directory a mapped root can reach (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="pyinit-process-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
+def top(reachable: Path) -> Path:
+    return reachable
 
 
 def bundle_with(top: Path, helpers: Path, script: str, change: Any,

@@ -713,15 +713,6 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
         os.lchown(p, uid, gid)
 
 
-@pytest.fixture
-def reachable(tmp_path: Path) -> Any:
-    """A bundle directory the mapped root can reach (pytest's tmp_path is 0700)."""
-    import tempfile
-
-    path = Path(tempfile.mkdtemp(prefix="pyinit-userns-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 @pytest.mark.parametrize("readonly", [False, True])

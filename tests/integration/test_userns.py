@@ -12,8 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +29,8 @@ HOST = 100000  # the host id of the container's root
 
 
 @pytest.fixture
-def top() -> Iterator[Path]:
-    """A bundle directory the mapped root can reach (pytest's tmp_path is 0700)."""
-    path = Path(tempfile.mkdtemp(prefix="pyinit-userns-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
+def top(reachable: Path) -> Path:
+    return reachable
 
 
 def _userns(cfg: dict[str, Any]) -> None:
