@@ -19,13 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PYINIT
-from tests.integration.test_run import (  # noqa: F401  (reachable is a fixture)
-    _chown_tree,
-    _userns,
-    edit,
-    reachable,
-    run_bundle,
-)
+from tests.integration.test_run import _chown_tree, _userns, edit, run_bundle
 from tests.security.conftest import attack_bundle
 
 PTRACE_CAPS = ["CAP_SYS_PTRACE", "CAP_KILL"]
