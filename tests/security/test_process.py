@@ -66,7 +66,7 @@ def test_ptrace_into_pid1_gains_nothing(tmp_path: Path, helpers: dict[str, Path]
     assert "NoNewPrivs:\t1" in pid1
 
 
-def test_ptrace_into_pid1_is_refused_in_a_user_namespace(reachable: Path,  # noqa: F811
+def test_ptrace_into_pid1_is_refused_in_a_user_namespace(reachable: Path,
                                                          helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(reachable, "ptrace 1", helpers)
 
