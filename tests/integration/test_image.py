@@ -13,7 +13,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -124,11 +123,10 @@ def test_sigterm_ignored_is_killed_after_grace_before_podmans_timeout(image: str
                                                                      name: str) -> None:
     _run_detached(image, name, "trap '' TERM; echo ready; while :; do sleep 0.1; done",
                   "-e", "PYINIT_GRACE=1")
-    t0 = time.monotonic()
     assert podman("stop", "-t", "60", name).returncode == 0
-    elapsed = time.monotonic() - t0
-    assert _exit_code(name) == 137  # pyinit's SIGKILL after --grace, not podman's
-    assert elapsed < 60  # podman's own timeout would be 60 s
+    # 137 alone would also be podman's own SIGKILL after its 60 s timeout; the
+    # shutdown.killed event below is what says pyinit sent it, after --grace.
+    assert _exit_code(name) == 137
     logs = podman("logs", name)
     assert any(json.loads(x)["event"] == "shutdown.killed"
                for x in logs.stderr.splitlines() if x.startswith("{"))
