@@ -224,11 +224,12 @@ def _set_attr(ctx: Context, step: BindMount, tree: int) -> None:
     """
     k = ctx.kernel
     try:
-        if step.attr_set or step.attr_clr:
-            k.mount_setattr(tree, "", EMPTY, step.attr_set, step.attr_clr)
+        # The whole tree first, then the top: "rbind,ro,rrw" keeps the top read-only.
         if step.rec_set or step.rec_clr:
             k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, step.rec_set,
                             step.rec_clr)
+        if step.attr_set or step.attr_clr:
+            k.mount_setattr(tree, "", EMPTY, step.attr_set, step.attr_clr)
     except SetupError as exc:
         if exc.errno != errno.EPERM:
             raise
@@ -288,13 +289,18 @@ def _copy_up(ctx: Context, step: NewMount, dest: int, mnt: int) -> None:
     try:
         above = k.openat(mnt, ".", os.O_RDONLY | os.O_DIRECTORY)
         try:
-            copied = k.copy_tree(below, above)
+            copied, skipped = k.copy_tree(below, above)
         finally:
             k.close(above)
     finally:
         k.close(below)
     ctx.log.debug("mount.tmpcopyup", where=step.mount.where,
                   destination=step.mount.destination, entries=copied)
+    if skipped:
+        ctx.log.warning("mount.tmpcopyup_skipped", where=step.mount.where,
+                        destination=step.mount.destination, skipped=skipped,
+                        detail="device nodes of the image are not copied onto a tmpfs; "
+                        "list them in linux.devices to have them")
     if step.attr & flags.MOUNT_ATTR_RDONLY:
         k.mount_setattr(mnt, "", EMPTY, flags.MOUNT_ATTR_RDONLY)
 

@@ -436,6 +436,11 @@ def _bind(m: Mount, inside: str | None) -> BindMount:
                                                          | flags.MS_REMOUNT))
     cleared = flags.mount_attr_cleared(opts.cleared)
     rec_set, rec_clr = opts.rec_set, opts.rec_clr
+    # ro on a recursive bind holds for the whole tree (as crun and bubblewrap's
+    # --ro-bind; runc makes only the top read-only): a submount of the volume
+    # must not stay writable when the config asked for ro. "rrw" opts out.
+    if recursive and opts.flags & flags.MS_RDONLY and not rec_clr & flags.MOUNT_ATTR_RDONLY:
+        rec_set |= flags.MOUNT_ATTR_RDONLY
     # Every bind is nodev unless the config asks for dev: a device node on a
     # volume is a way to the host's disks.
     if not (cleared & flags.MOUNT_ATTR_NODEV):
