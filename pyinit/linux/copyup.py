@@ -2,9 +2,12 @@
 
 The directory is opened before the tmpfs is mounted: that fd keeps showing
 what is underneath (kernel-facts, trap 8), so the copy goes fd to fd, with
-no path looked up again. Files, directories, symlinks and device nodes keep
-their mode, owner and times; anything else (sockets, FIFOs) is recreated
-empty as a FIFO or skipped.
+no path looked up again. Files, directories, symlinks and FIFOs keep their
+mode, owner and times. Device nodes are **not** copied (runc and crun copy
+them and rely on the device cgroup): the image's nodes sit on the root,
+which is nodev, and a copy on a tmpfs that is not nodev (``/dev``) would make
+them usable wherever no device rule applies. They are returned by name, for
+the log. Sockets have no meaning in a copy and are skipped silently.
 """
 
 from __future__ import annotations
@@ -22,10 +25,15 @@ def _meta(st: os.stat_result, name: str, dir_fd: int) -> None:
     os.utime(name, ns=(st.st_atime_ns, st.st_mtime_ns), dir_fd=dir_fd, follow_symlinks=False)
 
 
-def copy_tree(src_fd: int, dst_fd: int) -> int:
-    """Copy the contents of directory ``src_fd`` into ``dst_fd``; the number of entries."""
+def copy_tree(src_fd: int, dst_fd: int, prefix: str = "") -> tuple[int, list[str]]:
+    """Copy the contents of directory ``src_fd`` into ``dst_fd``.
+
+    Returns the number of entries copied and the paths (relative, under
+    ``prefix``) of the device nodes left out.
+    """
     count = 0
-    for entry in os.scandir(src_fd):
+    skipped: list[str] = []
+    for entry in sorted(os.scandir(src_fd), key=lambda e: e.name):
         st = entry.stat(follow_symlinks=False)
         name = entry.name
         mode = st.st_mode
@@ -36,7 +44,9 @@ def copy_tree(src_fd: int, dst_fd: int) -> int:
             sub_dst = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC,
                               dir_fd=dst_fd)
             try:
-                count += copy_tree(sub_src, sub_dst)
+                copied, left = copy_tree(sub_src, sub_dst, f"{prefix}{name}/")
+                count += copied
+                skipped += left
             finally:
                 os.close(sub_src)
                 os.close(sub_dst)
@@ -54,10 +64,13 @@ def copy_tree(src_fd: int, dst_fd: int) -> int:
                 os.close(src)
         elif stat.S_ISLNK(mode):
             os.symlink(os.readlink(name, dir_fd=src_fd), name, dir_fd=dst_fd)
-        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
-            os.mknod(name, mode, st.st_rdev, dir_fd=dst_fd)
+        elif stat.S_ISFIFO(mode):
+            os.mkfifo(name, 0o600, dir_fd=dst_fd)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            skipped.append(prefix + name)
+            continue
         else:
             continue  # sockets have no meaning in a copy
         _meta(st, name, dst_fd)
         count += 1
-    return count
+    return count, skipped

@@ -288,15 +288,19 @@ class FakeKernel(Kernel):
     def write(self, fd: int, data: bytes) -> None:
         self.calls.append(f"write {self.name(fd)} {data.decode()}")
 
-    def copy_tree(self, src_fd: int, dst_fd: int) -> int:
+    def copy_tree(self, src_fd: int, dst_fd: int) -> tuple[int, list[str]]:
         src, dst = self._h(src_fd).path, self._h(dst_fd).path
         count = 0
+        skipped = []
         for key in sorted(k for k in self.nodes if k.startswith(src.rstrip("/") + "/")):
+            if self.nodes[key].kind in ("chr", "blk"):  # as copyup.copy_tree
+                skipped.append(key[len(src.rstrip("/")) + 1:])
+                continue
             self.add(dst + key[len(src):], replace(self.nodes[key],
                                                    fs=self.nodes[dst].fs))
             count += 1
         self.calls.append(f"copy {self.name(src_fd)} -> {self.name(dst_fd)} ({count} entries)")
-        return count
+        return count, skipped
 
     def describe_fd(self, fd: int) -> str:
         return self._h(fd).path

@@ -105,7 +105,7 @@ class Kernel:
     def write(self, fd: int, data: bytes) -> None:
         _call("write", None, lambda: os.write(fd, data))
 
-    def copy_tree(self, src_fd: int, dst_fd: int) -> int:
+    def copy_tree(self, src_fd: int, dst_fd: int) -> tuple[int, list[str]]:
         return _call("copy", None, lambda: copyup.copy_tree(src_fd, dst_fd))
 
     def release(self) -> None:

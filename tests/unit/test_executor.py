@@ -109,8 +109,8 @@ def test_read_only_bind_is_made_read_only_before_it_is_attached(tmp_path: Path) 
     assert k.calls == [
         *ROOTFS_CALLS,
         "open_tree /srv/secret CLONE|RECURSIVE",
-        "mount_setattr tree:/srv/secret set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0",
         "mount_setattr tree:/srv/secret set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0 recursive",
+        "mount_setattr tree:/srv/secret set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0",
         f"mkdir {ROOT}/data",
         f"move_mount tree:/srv/secret -> {ROOT}/data",
         "mount_setattr tree:/srv/secret MS_SLAVE recursive",
@@ -233,6 +233,33 @@ def test_tmpcopyup_fills_the_detached_tmpfs_then_attaches_it(tmp_path: Path) -> 
                                              "entries": 3}]
 
 
+def test_tmpcopyup_leaves_the_images_device_nodes_out(tmp_path: Path) -> None:
+    k = _world(**{"b/rootfs/dev/conf": Node("file"), "b/rootfs/dev/sda": Node("blk", rdev=8),
+                  "b/rootfs/dev/sub/mem": Node("chr", rdev=0x101)})
+    doc = _doc(mounts=[{"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                        "options": ["tmpcopyup"]}])
+    log, _ = _run(k, _plan(doc, tmp_path))
+    assert f"copy {ROOT}/dev -> mnt:tmpfs (2 entries)" in k.calls
+    assert log.named("mount.tmpcopyup_skipped") == [
+        {"where": "mounts[0]", "destination": "/dev", "skipped": ["sda", "sub/mem"],
+         "detail": "device nodes of the image are not copied onto a tmpfs; list them in "
+                   "linux.devices to have them"}]
+
+
+@pytest.mark.parametrize(("options", "rec_set", "rec_clr"), [
+    (["rbind", "ro"], "MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV", "0"),
+    (["rbind", "ro", "rrw"], "MOUNT_ATTR_NODEV", "MOUNT_ATTR_RDONLY"),
+    (["bind", "ro"], "0", "0"),
+])
+def test_ro_on_an_rbind_holds_for_its_submounts(tmp_path: Path, options: list[str],
+                                                rec_set: str, rec_clr: str) -> None:
+    doc = _doc(mounts=[{"destination": "/data", "source": "/srv/vol", "options": options}])
+    step = next(s for s in _plan(doc, tmp_path).steps if isinstance(s, plan.BindMount))
+    assert flags.attr_names(step.attr_set) == "MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV"
+    assert (flags.attr_names(step.rec_set), flags.attr_names(step.rec_clr)) == (rec_set,
+                                                                                 rec_clr)
+
+
 def test_tmpfs_keeps_the_mode_of_what_it_covers(tmp_path: Path) -> None:
     k = _world(**{"b/rootfs/tmp": Node("dir", mode=0o1777)})
     doc = _doc(mounts=[{"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}])
@@ -285,9 +312,9 @@ def test_sysfs_fallback_is_decided_by_the_plan(tmp_path: Path) -> None:
     assert k.calls[4:9] == [
         "open_tree /sys CLONE|RECURSIVE",
         "mount_setattr tree:/sys set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV|"
-        "MOUNT_ATTR_NOEXEC clr=0",
-        "mount_setattr tree:/sys set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV|"
         "MOUNT_ATTR_NOEXEC clr=0 recursive",
+        "mount_setattr tree:/sys set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV|"
+        "MOUNT_ATTR_NOEXEC clr=0",
         f"mkdir {ROOT}/sys",
         f"move_mount tree:/sys -> {ROOT}/sys",
     ]
