@@ -17,6 +17,11 @@ no_new_privs, and no capability at all (bounding set included) unless
 Every ``--proc`` gets bubblewrap's read-only paths (``sys``, ``sysrq-trigger``,
 ``irq``, ``bus``, and ``fs`` as ``pyinit spec``) as ``linux.readonlyPaths``:
 the plan makes them read-only after the pivot, as for ``pyinit run``.
+It also gets ``pyinit spec``'s ``maskedPaths`` (bubblewrap has none): the
+directories always, the files (``kcore``, ``keys``, ``timer_list``, ...)
+when the sandbox has a ``--dev /dev``, whose ``null`` covers them. A bind of
+the host's ``/sys`` (or ``/``) gets ``firmware`` and ``devices/virtual/powercap``
+masked.
 """
 
 from __future__ import annotations
@@ -34,12 +39,19 @@ from pyinit.oci import resources
 from pyinit.oci.config import Config, Mount, Namespace, Process, RunOptions, User
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 from pyinit.oci.seccomp_default import default_profile
+from pyinit.oci.spec import MASKED_PATHS
 
 DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 # Made read-only in every fresh --proc, as bubblewrap does (and as linux.readonlyPaths
 # does in `pyinit spec`'s config): the program may be the host's uid 0, and a sysctl's
 # permission check is only its file mode against the euid, no capability needed.
 PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
+# pyinit spec's maskedPaths, split: a directory is covered by an empty tmpfs, a
+# file by the sandbox's /dev/null (so only when there is one).
+PROC_MASKED_DIRS = ("acpi", "asound", "scsi")
+PROC_MASKED_FILES = tuple(p.removeprefix("/proc/") for p in MASKED_PATHS
+                          if p.startswith("/proc/") and p[6:] not in PROC_MASKED_DIRS)
+SYS_MASKED = tuple(p.removeprefix("/sys/") for p in MASKED_PATHS if p.startswith("/sys/"))
 
 
 class _Ops(argparse.Action):
@@ -202,6 +214,8 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
             links.append((values[0], values[1]))
     procs = [m.destination.rstrip("/") for m in mounts if m.type == "proc"]
     readonly = tuple(f"{dest}/{name}" for dest in procs for name in PROC_READONLY)
+    masked = _masked(mounts, procs, has_null=any(
+        kind == "dev" and (values[0].rstrip("/") or "/dev") == "/dev" for kind, values in ops))
     for dest in [m.destination for m in mounts] + [link for _, link in links]:
         if not dest.startswith("/"):
             raise ValueError(f"{dest!r}: destinations must be absolute paths")
@@ -220,11 +234,22 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
                         user=User(uid=os.getuid(), gid=os.getgid()), no_new_privileges=True,
                         capabilities=kept),
         hostname=args.hostname, mounts=tuple(mounts), namespaces=tuple(namespaces),
-        readonly_paths=readonly, cgroup=cgroup_spec(args),
+        readonly_paths=readonly, masked_paths=masked, cgroup=cgroup_spec(args),
     )
     run = RunOptions(root_tmpfs=True, dev_setup=any(kind == "dev" for kind, _ in ops),
                      symlinks=tuple(links))
     return cfg, run
+
+
+def _masked(mounts: list[Mount], procs: list[str], has_null: bool) -> tuple[str, ...]:
+    """pyinit spec's maskedPaths under every fresh proc and every bind of the host's /sys."""
+    names = PROC_MASKED_DIRS + (PROC_MASKED_FILES if has_null else ())
+    masked = [f"{dest}/{name}" for dest in procs for name in names]
+    for m in mounts:
+        if m.type == "bind" and m.source in ("/", "/sys"):
+            top = m.destination.rstrip("/") + ("/sys" if m.source == "/" else "")
+            masked += [f"{top}/{name}" for name in SYS_MASKED]
+    return tuple(masked)
 
 
 def _seccomp(path: str | None, kept: list[str]) -> Seccomp | None:
