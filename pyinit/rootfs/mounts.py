@@ -189,6 +189,8 @@ def bind(ctx: Context, step: BindMount) -> dict[str, Any]:
     k = ctx.kernel
     m = step.mount
     clone = syscalls.OPEN_TREE_CLONE | (syscalls.AT_RECURSIVE if step.recursive else 0)
+    # The host's /sys submounts, read before the clone from the host's mount table.
+    covers = _sys_submounts(ctx) if step.sysfs_fallback else []
     tree = detached.clone_host(ctx, step.source, clone, "mount",
                                f"the bind source {step.source} does not exist")
     try:
@@ -198,7 +200,8 @@ def bind(ctx: Context, step: BindMount) -> dict[str, Any]:
             ctx.log.warning("mount.sysfs_fallback", where=m.where, destination=m.destination,
                             detail="sysfs is refused in this user namespace (it does not own "
                             "the network namespace); the host's /sys is bound read-only "
-                            "instead")
+                            "instead, the mounts under it covered by empty tmpfs",
+                            covered=covers)
         dest = _destination(ctx, step, is_dir)
         try:
             if stat.S_ISDIR(k.fstat(dest).st_mode) != is_dir:
@@ -208,11 +211,52 @@ def bind(ctx: Context, step: BindMount) -> dict[str, Any]:
             _attach(ctx, tree, dest, step)
         finally:
             k.close(dest)
+        if covers:
+            _cover(ctx, tree, covers)
     except BaseException:
         k.close(tree)
         raise
     _keep(ctx, step, tree, is_dir)
     return {"resolved": resolved}
+
+
+def _sys_submounts(ctx: Context) -> list[str]:
+    """The mounts right under the host's /sys (cgroup, securityfs, debugfs, bpf, ...).
+
+    Relative to /sys. A fresh sysfs shows their mount points as empty
+    directories; the fallback's recursive bind would show what is mounted
+    there (read-only), so each is covered.
+    """
+    entries = ctx.kernel.mountinfo()
+    tops = [e.mount_id for e in entries if e.mount_point == "/sys"]
+    if not tops:
+        return []
+    return sorted(e.mount_point.removeprefix("/sys/") for e in entries
+                  if e.parent_id == tops[-1] and e.mount_point.startswith("/sys/"))
+
+
+def _cover(ctx: Context, tree: int, paths: list[str]) -> None:
+    """An empty read-only tmpfs on each of ``paths`` (relative to the attached sysfs bind).
+
+    The kernel refuses a non-recursive bind of a tree with locked submounts
+    (in a user namespace, EINVAL), and a locked mount cannot be unmounted;
+    a mount on top of one can be made. The walk starts at the bind's own
+    mount fd, stays beneath it and follows no symlink: the host's sysfs,
+    before anything of the container runs.
+    """
+    k = ctx.kernel
+    for path in paths:
+        fd = k.openat2(tree, path, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW,
+                       syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_SYMLINKS)
+        try:
+            cover = detached.new_mount(ctx, "tmpfs", "tmpfs", ("size=0", "nr_inodes=1", "mode=755"),
+                                       flags.MOUNT_ATTR_LOCKED_DOWN)
+            try:
+                k.move_mount(cover, "", fd, "", MOVE)
+            finally:
+                k.close(cover)
+        finally:
+            k.close(fd)
 
 
 def _set_attr(ctx: Context, step: BindMount, tree: int) -> None:

@@ -135,7 +135,8 @@ class BindMount(MountStep):
     @property
     def summary(self) -> str:
         if self.sysfs_fallback:
-            return f"bind the host's /sys on {self.mount.destination} read-only (sysfs fallback)"
+            return (f"bind the host's /sys on {self.mount.destination} read-only, the mounts "
+                    "under it covered (sysfs fallback)")
         return _mount_summary(self.mount)
 
 

@@ -13,7 +13,7 @@ run`` (or ``pyinit sandbox``) as root:
 3. The sysfs fallback (a user namespace without its network namespace):
    the host's /sys is bound with its submounts (the kernel refuses a
    non-recursive bind of a tree with locked submounts, EINVAL); every one
-   of them must be read-only.
+   of them must be read-only, and out of sight as on a fresh sysfs.
 4. and 5. ``pyinit sandbox``'s fresh ``--proc`` gets the masks of ``pyinit
    spec``'s ``maskedPaths``; ``/sys/devices/virtual/powercap`` (RAPL energy
    counters, CVE-2020-8694) is masked by ``pyinit spec`` and the sandbox.
@@ -95,15 +95,16 @@ def test_tmpcopyup_does_not_copy_the_images_device_nodes(tmp_path: Path,
 
 
 # ---------------------------------------------------------------- 3: the sysfs fallback
-def test_sysfs_fallback_keeps_the_hosts_sys_submounts_read_only(reachable: Path) -> None:
+def test_sysfs_fallback_hides_the_hosts_sys_submounts(reachable: Path) -> None:
     # The host's /sys here has cgroup v1 hierarchies under /sys/fs/cgroup
-    # (the first mount the workload tries to write to).
+    # (a tmpfs); the workload lists them and writes into the last one.
     host = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()
             if line.split()[4].startswith("/sys/")]
-    assert host, "the host's /sys has no submount: nothing to attack"
+    assert "/sys/fs/cgroup" in host, "the host's /sys has no cgroup submount: nothing to attack"
     target = host[-1]
-    bundle = attack_bundle(reachable, f"mkdir {target}/pyinit-attack; awk '$5 ~ \"^/sys\""
-                           " {split($6, o, \",\"); print $5, o[1]}' /proc/self/mountinfo", {})
+    bundle = attack_bundle(reachable, f"ls -A /sys/fs/cgroup; mkdir {target}/pyinit-attack;"
+                           " awk '$5 ~ \"^/sys\" {split($6, o, \",\"); print $5, o[1]}'"
+                           " /proc/self/mountinfo", {})
 
     def change(c: dict[str, Any]) -> None:
         _userns(c, net=False)
@@ -112,10 +113,12 @@ def test_sysfs_fallback_keeps_the_hosts_sys_submounts_read_only(reachable: Path)
     _chown_tree(bundle / "rootfs", 100000, 100000)
     res = run_bundle(bundle, "--sysfs-fallback")
     assert res.returncode == 0, res.stderr
-    # The container's view: /sys, the mask on /sys/firmware, and each host submount.
+    # /sys/fs/cgroup is an empty cover; the container's mount table still
+    # lists /sys, the mask on /sys/firmware, the cover, and (below it) each
+    # host submount, every one read-only.
     assert set(res.stdout.splitlines()) == {"/sys ro", "/sys/firmware ro",
                                             *(f"{m} ro" for m in host)}
-    assert f"mkdir: can't create directory '{target}/pyinit-attack': Read-only file system" \
+    assert f"mkdir: can't create directory '{target}/pyinit-attack': No such file or directory" \
         in res.stderr
     assert not Path(target, "pyinit-attack").exists()
 

@@ -297,6 +297,32 @@ def test_locked_flags_are_named(tmp_path: Path) -> None:
     assert exc.hint == diagnose.explain("locked-flags", errno.EPERM, {"locked": "MS_NOSUID"})
 
 
+def test_sysfs_fallback_covers_the_mounts_right_under_the_hosts_sys(tmp_path: Path) -> None:
+    doc = _doc(mounts=[{"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                        "options": ["ro"]}])
+    doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "user"}]
+    doc["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    doc["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    setup = _plan(doc, tmp_path, RunOptions(dev_setup=False, sysfs_fallback=True))
+    host = [MountEntry(20, 1, "/", "/sys", [], [], "sysfs", "sysfs", []),
+            MountEntry(21, 20, "/", "/sys/kernel/security", [], [], "securityfs", "none", []),
+            MountEntry(22, 20, "/", "/sys/fs/cgroup", [], [], "tmpfs", "tmpfs", []),
+            MountEntry(23, 22, "/", "/sys/fs/cgroup/pids", [], [], "cgroup", "cgroup", []),
+            MountEntry(24, 1, "/", "/sysroot", [], [], "ext4", "/dev/sda", [])]
+    k = FakeKernel({f"{ROOT}/bin": Node("dir"), "/sys/kernel/security": Node("dir", fs="sysfs"),
+                    "/sys/fs/cgroup/pids": Node("dir", fs="sysfs")}, mounts=host)
+    log, _ = _run(k, setup, user_ns=True)
+    cover = ["fsopen tmpfs", "fsconfig tmpfs source=tmpfs", "fsconfig tmpfs size=0",
+             "fsconfig tmpfs nr_inodes=1", "fsconfig tmpfs mode=755", "fsconfig tmpfs create",
+             "fsmount tmpfs MOUNT_ATTR_RDONLY|MOUNT_ATTR_NOSUID|MOUNT_ATTR_NODEV|"
+             "MOUNT_ATTR_NOEXEC"]
+    start = k.calls.index(f"move_mount tree:/sys -> {ROOT}/sys") + 1
+    assert k.calls[start:start + 16] == [
+        *cover, f"move_mount mnt:tmpfs -> {ROOT}/sys/fs/cgroup",
+        *cover, f"move_mount mnt:tmpfs -> {ROOT}/sys/kernel/security"]
+    assert log.named("mount.sysfs_fallback")[0]["covered"] == ["fs/cgroup", "kernel/security"]
+
+
 def test_sysfs_fallback_is_decided_by_the_plan(tmp_path: Path) -> None:
     doc = _doc(mounts=[{"destination": "/sys", "type": "sysfs", "source": "sysfs",
                         "options": ["ro"]}])
