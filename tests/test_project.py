@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -179,3 +180,61 @@ def test_troubleshooting_covers_every_failure_class() -> None:
     assert len(sections) >= 11, sections
     tests = (ROOT / "tests" / "integration" / "test_run.py").read_text()
     assert len(re.findall(r"^def test_hint_", tests, re.M)) >= 11
+
+
+def _imports(path: Path, module: str, modules: set[str]) -> set[str]:
+    """The pyinit modules ``path`` imports anywhere: at the top, in functions, under
+    TYPE_CHECKING. ``from pkg import sub`` counts as an import of ``pkg.sub``."""
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                sub = f"{base}.{alias.name}"
+                found.add(sub if sub in modules else base)
+    return (found & modules) - {module}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    files = {}
+    for path in (ROOT / "pyinit").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        files[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return {name: _imports(path, name, set(files)) for name, path in files.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every import cycle, each as the path that closes it (a depth-first search)."""
+    found: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(name: str, path: list[str]) -> None:
+        if name in path:
+            found.append([*path[path.index(name):], name])
+            return
+        if name in done:
+            return
+        for dep in sorted(graph[name]):
+            visit(dep, [*path, name])
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name, [])
+    return found
+
+
+def test_the_cycle_finder_finds_a_cycle_through_a_function_level_import() -> None:
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c", "a"]]
+
+
+def test_no_import_cycle_counting_imports_inside_functions() -> None:
+    graph = _import_graph()
+    assert graph["pyinit.diagnose"] >= {"pyinit.rootfs.plan", "pyinit.oci.config"}  # in functions
+    assert _cycles(graph) == []
