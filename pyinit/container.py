@@ -56,7 +56,11 @@ def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
     if cfg.seccomp is None:
         return None
     began = time.monotonic_ns()
-    filt = seccomp.prepare(cfg.seccomp)
+    try:
+        filt = seccomp.prepare(cfg.seccomp)
+    except SetupError as exc:  # libseccomp missing: the table says what to install
+        exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
+        raise
     log.info("seccomp.prepared", instructions=filt.instructions, flags=list(cfg.seccomp.flags),
              skipped=list(filt.skipped), default_action=cfg.seccomp.default_action.name,
              duration_ms=round((time.monotonic_ns() - began) / 1e6, 3))
@@ -223,6 +227,7 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
+            exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
             log.error(f"{exc.step}.failed", **exc.log_fields())
             say(exc.line())
         except OSError as exc:
@@ -420,8 +425,10 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
                       pair[0].fileno() if pair else -1, console_socket)
         evidence = cgroup.oom() if cgroup is not None else None
         if evidence is not None:
-            log.error("oom.killed", **evidence.log_fields(), hint=evidence.hint())
-            say(evidence.hint())
+            hint = diagnose.explain("oom-killed", None, evidence.log_fields(), evidence=False)
+            log.error("oom.killed", **evidence.log_fields(), hint=hint)
+            if hint is not None:
+                say(hint)
     finally:
         if cgroup is not None:
             try:

@@ -316,18 +316,51 @@ def _text(text: str) -> Callable[[dict[str, Any]], str]:
     return lambda ctx: text
 
 
+def _id_map(ctx: dict[str, Any]) -> str:
+    if ctx.get("rootless"):
+        return ("unprivileged, pyinit can map only your own uid and gid itself; larger maps "
+                "need newuidmap/newgidmap and ranges in /etc/subuid and /etc/subgid")
+    return "host IDs must exist and ranges must not overlap"
+
+
+def _size(n: int) -> str:
+    """64 MiB, 63.9 MiB, 512 KiB, 100 bytes: exact where it is, one decimal where not."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n // scale} {unit}" if n % scale == 0 else f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
+def _oom(ctx: dict[str, Any]) -> str:
+    """The fields of cgroups.OomEvidence: who was killed, against which limit."""
+    kills, limit, peak = ctx["kills"], ctx["limit"], ctx["peak"]
+    shown = "" if peak is None else f" (peak usage {_size(peak)})"
+    head = (f"the kernel's OOM killer killed {kills} process{'es' if kills != 1 else ''} "
+            f"in cgroup {ctx['cgroup']}: ")
+    if limit is None:
+        return (head + f"the host ran out of memory, the container has no memory limit"
+                f"{shown}; give the host more memory or set linux.resources.memory.limit")
+    return (head + f"the container reached the memory limit of {_size(limit)}{shown}; "
+            "raise linux.resources.memory.limit")
+
+
+def _hard_limit(ctx: dict[str, Any]) -> str:
+    return (f"pyinit's own hard limit is {ctx.get('own_hard')}; raising it needs "
+            "CAP_SYS_RESOURCE on the host")
+
+
 @dataclass(frozen=True)
 class Hint:
     """One row of the table: when it applies, and what it says.
 
     ``op`` is the failed operation or the step's kind (None: any), ``err``
-    the errno (None: any, e.g. for pyinit's own refusals), ``fstype`` the
+    the errno or errnos (None: any, e.g. for pyinit's own refusals), ``fstype`` the
     filesystem type (None: any). ``evidence`` rows read the host's /proc and
     are skipped after the pivot, where /proc is the container's.
     """
 
     op: str | None
-    err: int | None
+    err: int | tuple[int, ...] | None
     fstype: str | tuple[str, ...] | None
     say: Callable[[dict[str, Any]], str | None]
     evidence: bool = True
@@ -335,6 +368,19 @@ class Hint:
 
 HINTS: tuple[Hint, ...] = (
     Hint("locked-flags", errno.EPERM, None, _locked, evidence=False),
+    # The process model (runtime/): what only the host grants, namespaces, id maps.
+    Hint("oom_score_adj", (errno.EACCES, errno.EPERM), None, _text(
+        "lowering oom_score_adj below its current value needs CAP_SYS_RESOURCE on the "
+        "host"), evidence=False),
+    Hint("setrlimit", None, None, _hard_limit, evidence=False),
+    Hint("setns", None, None, _text("is it a namespace of that type?"), evidence=False),
+    Hint("write_id_map", None, None, _id_map, evidence=False),
+    Hint("setgroups-denied", None, None, _text(
+        "map the groups with newgidmap (linux.gidMappings) or leave additionalGids out"),
+        evidence=False),
+    Hint("oom-killed", None, None, _oom, evidence=False),
+    Hint("load-libseccomp", None, None, _text(
+        "install libseccomp 2.5 or newer (Debian: libseccomp2)"), evidence=False),
     Hint(None, errno.EPERM, None, lambda ctx: no_capability()),
     Hint(None, errno.EPERM, "sysfs", _sysfs),
     Hint(None, errno.EPERM, "proc", _proc),
@@ -378,7 +424,8 @@ def _matches(row: Hint, ops: tuple[str | None, ...], err: int | None,
              fstype: str | None) -> bool:
     if row.op is not None and row.op not in ops:
         return False
-    if row.err is not None and row.err != err:
+    if row.err is not None and err not in ((row.err,) if isinstance(row.err, int)
+                                           else row.err):
         return False
     if row.fstype is not None:
         wanted = (row.fstype,) if isinstance(row.fstype, str) else row.fstype

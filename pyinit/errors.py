@@ -41,10 +41,11 @@ class SetupError(Exception):
         super().__init__(reason)
 
     @classmethod
-    def from_os(cls, step: str, op: str, exc: OSError, hint: str | None = None,
+    def from_os(cls, step: str, what: str, exc: OSError, hint: str | None = None,
                 **fields: Any) -> SetupError:
+        """``what`` failed with ``exc``'s errno; ``op=`` names the operation for the hints."""
         err = exc.errno or 0
-        return cls(step, f"{op}: {os.strerror(err)}", err=err, hint=hint, **fields)
+        return cls(step, f"{what}: {os.strerror(err)}", err=err, hint=hint, **fields)
 
     def __str__(self) -> str:
         return self.line()

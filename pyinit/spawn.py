@@ -72,10 +72,9 @@ def exec_exit_code(err: int) -> int:
 
 def exec_error_line(program: str, err: int) -> str:
     verb = "run" if exec_exit_code(err) == EXIT_NOT_FOUND else "execute"
-    hint = ""
-    if err in (errno.ENOENT, errno.ENOTDIR) and "/" not in program:
-        hint = " (not found in PATH)"
-    return f"pyinit: cannot {verb} {program!r}: {os.strerror(err)}{hint}\n"
+    where = " (not found in PATH)" if err in (errno.ENOENT, errno.ENOTDIR) \
+        and "/" not in program else ""
+    return f"pyinit: cannot {verb} {program!r}: {os.strerror(err)}{where}\n"
 
 
 def _exec(argv: Sequence[str], env: dict[str, str] | None = None) -> None:

@@ -238,3 +238,33 @@ def test_no_import_cycle_counting_imports_inside_functions() -> None:
     graph = _import_graph()
     assert graph["pyinit.diagnose"] >= {"pyinit.rootfs.plan", "pyinit.oci.config"}  # in functions
     assert _cycles(graph) == []
+
+
+def _literal_hints(path: Path) -> list[int]:
+    """Lines where words are written straight into a hint (``hint="..."``,
+    ``hint = f"..."``, ``.hint = ("..." ...)``); a key such as ``{"rootless": x}``
+    or the separator ``"; "`` is no sentence."""
+    def named_hint(target: ast.expr) -> bool:
+        return (isinstance(target, ast.Name) and target.id == "hint") or (
+            isinstance(target, ast.Attribute) and target.attr == "hint")
+
+    def words(value: ast.expr) -> bool:
+        return any(isinstance(n, ast.Constant) and isinstance(n.value, str)
+                   and len(n.value.split()) > 1 for n in ast.walk(value))
+
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        value = None
+        if isinstance(node, ast.keyword) and node.arg == "hint":
+            value = node.value
+        if isinstance(node, ast.Assign) and any(map(named_hint, node.targets)):
+            value = node.value
+        if value is not None and words(value):
+            lines.append(value.lineno)
+    return lines
+
+
+def test_hints_are_written_only_in_the_table() -> None:
+    found = {str(p.relative_to(ROOT)): _literal_hints(p)
+             for p in (ROOT / "pyinit").rglob("*.py") if p.name != "diagnose.py"}
+    assert {path: lines for path, lines in found.items() if lines} == {}

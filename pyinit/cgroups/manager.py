@@ -381,27 +381,9 @@ class OomEvidence:
     limit: int | None  # bytes; None = no limit
     peak: int | None  # bytes
 
-    def hint(self) -> str:
-        peak = "" if self.peak is None else f" (peak usage {_size(self.peak)})"
-        head = (f"the kernel's OOM killer killed {self.kills} process"
-                f"{'es' if self.kills != 1 else ''} in cgroup {self.cgroup}: ")
-        if self.limit is None:
-            return (head + f"the host ran out of memory, the container has no memory limit"
-                    f"{peak}; give the host more memory or set linux.resources.memory.limit")
-        return (head + f"the container reached the memory limit of {_size(self.limit)}"
-                f"{peak}; raise linux.resources.memory.limit")
-
     def log_fields(self) -> dict[str, object]:
         return {"cgroup": self.cgroup, "kills": self.kills, "limit": self.limit,
                 "peak": self.peak}
-
-
-def _size(n: int) -> str:
-    """64 MiB, 63.9 MiB, 512 KiB, 100 bytes: exact where it is, one decimal where not."""
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale:
-            return f"{n // scale} {unit}" if n % scale == 0 else f"{n / scale:.1f} {unit}"
-    return f"{n} bytes"
 
 
 def _counter(text: str, key: str) -> int:

@@ -156,8 +156,7 @@ def library() -> ctypes.CDLL:
                 lib = ctypes.CDLL(own, use_errno=True)
             except OSError:
                 raise SetupError("seccomp", f"cannot load {LIBRARY}: {exc}",
-                                 where="linux.seccomp", hint="install libseccomp 2.5 or newer "
-                                 "(Debian: libseccomp2)") from None
+                                 op="load-libseccomp", where="linux.seccomp") from None
         lib.seccomp_init.restype = ctypes.c_void_p
         lib.seccomp_init.argtypes = [ctypes.c_uint32]
         lib.seccomp_release.restype = None

@@ -7,6 +7,7 @@ import os
 import resource
 from dataclasses import dataclass
 
+from pyinit import diagnose
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import Process
@@ -66,12 +67,8 @@ def before_namespaces(proc: Process) -> None:
         try:
             task.write_oom_score_adj(proc.oom_score_adj)
         except OSError as exc:
-            hint = None
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                hint = ("lowering oom_score_adj below its current value needs "
-                        "CAP_SYS_RESOURCE on the host")
             raise SetupError.from_os("process", f"cannot set it to {proc.oom_score_adj}", exc,
-                                     where="process.oomScoreAdj", hint=hint) from None
+                                     op="oom_score_adj", where="process.oomScoreAdj") from None
     for i, (res, name, _soft, wanted) in enumerate(proc.rlimits):
         hard = _limit(wanted)
         now_soft, now_hard = task.get_rlimit(res)
@@ -85,10 +82,8 @@ def before_namespaces(proc: Process) -> None:
             raise SetupError.from_os(
                 "process", f"cannot raise the hard {name} to "
                 f"{'unlimited' if hard == resource.RLIM_INFINITY else hard}",
-                OSError(err, str(exc)),
-                where=f"process.rlimits[{i}].hard",
-                hint=f"pyinit's own hard limit is {shown}; raising it needs "
-                "CAP_SYS_RESOURCE on the host") from None
+                OSError(err, str(exc)), op="setrlimit", where=f"process.rlimits[{i}].hard",
+                own_hard=shown) from None
 
 
 def become(proc: Process, last_cap: int, may_setgroups: bool,
@@ -130,8 +125,8 @@ def take_identity(proc: Process, last_cap: int, may_setgroups: bool,
             os.setgroups(proc.user.additional_gids)
         elif proc.user.additional_gids:
             say("process.user.additionalGids: this user namespace denies setgroups (an "
-                "unprivileged map of only your own gid); map the groups with newgidmap "
-                "(linux.gidMappings) or leave additionalGids out")
+                "unprivileged map of only your own gid); "
+                f"{diagnose.explain('setgroups-denied', None, {}, evidence=False)}")
             os._exit(EXIT_SETUP_FAILED)
         os.setresgid(proc.user.gid, proc.user.gid, proc.user.gid)
         os.setresuid(proc.user.uid, proc.user.uid, proc.user.uid)

@@ -53,9 +53,8 @@ def join(cfg: Config) -> int:
         try:
             syscalls.setns(fd, FLAGS[ns.type])
         except OSError as exc:
-            raise SetupError.from_os("namespace", f"setns {ns.path}", exc,
-                                     where=f"linux.namespaces ({ns.type})",
-                                     hint="is it a namespace of that type?") from None
+            raise SetupError.from_os("namespace", f"setns {ns.path}", exc, op="setns",
+                                     where=f"linux.namespaces ({ns.type})") from None
         finally:
             os.close(fd)
     return to_unshare
@@ -99,14 +98,9 @@ def write_maps(cfg: Config, pid: int, log: Any) -> bool:
                 with open(f"/proc/{pid}/{name}", "w") as fh:
                     fh.write("".join(m.line() for m in maps))
         except OSError as exc:
-            hint = "host IDs must exist and ranges must not overlap"
-            if rootless:
-                hint = ("unprivileged, pyinit can map only your own uid and gid itself; "
-                        "larger maps need newuidmap/newgidmap and ranges in /etc/subuid and "
-                        "/etc/subgid")
-            error = SetupError(
-                "namespace", f"write {name}: {exc.strerror or exc}",
-                err=exc.errno, where=f"linux.{key}", hint=hint)
+            error = SetupError("namespace", f"write {name}: {exc.strerror or exc}",
+                               err=exc.errno, op="write_id_map", where=f"linux.{key}")
+            error.hint = diagnose.explain_error(error, {"rootless": rootless}, evidence=False)
             log.error("namespace.failed", **error.log_fields())
             say(error.line())
             return False

@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 import pytest
 
-from pyinit import cgroups
+from pyinit import cgroups, diagnose
 from pyinit.cgroups.host import Host
 from pyinit.cgroups.manager import Cgroup
 from pyinit.errors import SetupError
@@ -158,10 +158,10 @@ def test_a_memory_hog_is_oom_killed_and_explained(host: Host, top: str,
         assert evidence == cgroups.OomEvidence(f"/sys/fs/cgroup/memory{top}/c", 1, 32 * MiB,
                                                peak)
         assert 24 * MiB <= peak <= 32 * MiB
-        assert evidence.hint() == (
+        assert diagnose.explain("oom-killed", None, evidence.log_fields()) == (
             f"the kernel's OOM killer killed 1 process in cgroup /sys/fs/cgroup/memory{top}/c:"
             f" the container reached the memory limit of 32 MiB (peak usage "
-            f"{cgroups.manager._size(peak)}); raise linux.resources.memory.limit")
+            f"{diagnose._size(peak)}); raise linux.resources.memory.limit")
     finally:
         cg.remove()
 
@@ -267,7 +267,7 @@ def test_the_sweep_removes_the_cgroup_of_a_killed_owner(host: Host, top: str,
     state = tmp_path / "state"
     owner = subprocess.Popen([sys.executable, "-c", f"""
 import sys
-from pyinit import cgroups
+from pyinit import cgroups, diagnose
 from pyinit.oci import resources
 spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{"pids": {{"limit": 5}}}}}})
 cg = cgroups.create(cgroups.detect(), spec, "x", state_dir="{state}")
@@ -301,7 +301,7 @@ def test_rootless_without_a_writable_cgroup(runtime: tuple[str, int, int], top: 
     """As an unprivileged user: no limits, and the one warning that says so."""
     python, uid, gid = runtime
     code = f"""
-from pyinit import cgroups
+from pyinit import cgroups, diagnose
 from pyinit.oci import resources
 spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{"pids": {{"limit": 5}}}}}})
 decision = cgroups.placement(cgroups.detect(), spec, "x")
@@ -336,7 +336,7 @@ def test_rootless_with_a_delegated_cgroup(runtime: tuple[str, int, int], host: H
         os.mkdir(hier.directory(top))
         os.chown(hier.directory(top), uid, gid)
     code = f"""
-from pyinit import cgroups
+from pyinit import cgroups, diagnose
 from pyinit.oci import resources
 spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{
     "pids": {{"limit": 7}}, "devices": [{{"allow": False, "access": "rwm"}}]}}}})

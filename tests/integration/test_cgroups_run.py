@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pyinit import cgroups
+from pyinit import cgroups, diagnose
 from pyinit.linux import cgroupfs
 from tests.conftest import PYINIT, event, wait_for
 from tests.integration.test_run import edit, make_bundle, run_bundle
@@ -83,7 +83,7 @@ def test_an_oom_kill_exits_137_and_explains_itself(tmp_path: Path, top: str) -> 
     assert 32 * MiB <= killed["peak"] <= 64 * MiB
     hint = (f"pyinit: the kernel's OOM killer killed 1 process in cgroup {directory}: the "
             f"container reached the memory limit of 64 MiB (peak usage "
-            f"{cgroups.manager._size(killed['peak'])}); raise linux.resources.memory.limit")
+            f"{diagnose._size(killed['peak'])}); raise linux.resources.memory.limit")
     assert hint in res.stderr.splitlines()
 
 

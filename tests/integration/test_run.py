@@ -794,6 +794,18 @@ def test_bad_mapping_fails_cleanly(tmp_path: Path) -> None:
     assert res.stdout == ""
 
 
+def test_joining_a_namespace_of_another_type_says_so(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "echo should-not-run")
+    edit(bundle, lambda c: c["linux"].update(namespaces=[
+        *(n for n in c["linux"]["namespaces"] if n["type"] != "uts"),
+        {"type": "uts", "path": "/proc/self/ns/ipc"}]))
+    res = run_bundle(bundle)
+    assert _one_line(res) == ("pyinit: linux.namespaces (uts): namespace: setns "
+                              "/proc/self/ns/ipc: Invalid argument; is it a namespace of that "
+                              "type?")
+    assert res.stdout == ""
+
+
 def test_tmpcopyup_starts_with_a_copy_of_what_it_covers(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path, "ls -ln /etc/app; cat /etc/app/conf /etc/app/sub/deep;"
                          " readlink /etc/app/link; echo new > /etc/app/fresh && cat /etc/app/fresh;"

@@ -259,11 +259,13 @@ def test_sandbox_options_as_a_cgroup_spec() -> None:
 
 
 def test_sizes_in_the_oom_hint() -> None:
-    from pyinit.cgroups.manager import OomEvidence, _size
+    from pyinit import diagnose
+    from pyinit.cgroups.manager import OomEvidence
 
-    assert [_size(n) for n in (64 << 20, 67000000, 512 << 10, 100, 3 << 30)] == [
+    assert [diagnose._size(n) for n in (64 << 20, 67000000, 512 << 10, 100, 3 << 30)] == [
         "64 MiB", "63.9 MiB", "512 KiB", "100 bytes", "3 GiB"]
-    assert OomEvidence("/sys/fs/cgroup/memory/pyinit/web", 2, None, 67000000).hint() == (
+    evidence = OomEvidence("/sys/fs/cgroup/memory/pyinit/web", 2, None, 67000000)
+    assert diagnose.explain("oom-killed", None, evidence.log_fields()) == (
         "the kernel's OOM killer killed 2 processes in cgroup /sys/fs/cgroup/memory/pyinit/web:"
         " the host ran out of memory, the container has no memory limit (peak usage 63.9 MiB);"
         " give the host more memory or set linux.resources.memory.limit")
