@@ -15,10 +15,13 @@ import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyinit.errors import SetupError
 from pyinit.linux import mountinfo
+
+if TYPE_CHECKING:
+    from pyinit.linux.kernel import Kernel
 
 CAP_SYS_ADMIN = 21
 RAMFS_MAGIC = 0x858458F6
@@ -511,41 +514,54 @@ def _read(path: str) -> str | None:
         return None
 
 
-def probe_mountable(types: tuple[str, ...] = PROBE_TYPES) -> dict[str, str]:
-    """Try to mount each type for real, in a throw-away mount namespace.
+def probe_mountable(types: tuple[str, ...] = PROBE_TYPES,
+                    kernel: Kernel | None = None) -> dict[str, str]:
+    """Try to mount each type for real, as pyinit run does, and attach it nowhere.
 
-    A forked child unshares its own mount namespace, makes it private, covers
-    /tmp with a tmpfs of its own and mounts each type below it; everything
-    vanishes with the child. "ok", or the errno name.
+    A forked child unshares a mount namespace of its own (the same permission
+    check as in ``pyinit run``) and, through the kernel seam, creates each
+    filesystem with fsopen/fsconfig and makes it a mount with fsmount: every
+    refusal of the kernel (capability, an owning namespace, "too revealing")
+    happens there. The mounts are never attached and vanish with their fds,
+    and the namespace with the child. "ok", or the errno name.
     """
     import json
 
-    from pyinit.linux import flags, syscalls
+    from pyinit.linux import syscalls
+    from pyinit.linux.kernel import Kernel
 
+    seam = kernel or Kernel()
+
+    def mountable(fstype: str) -> str:
+        try:
+            fs = seam.fsopen(fstype)
+        except SetupError as exc:
+            return errno.errorcode.get(exc.errno or 0, "?")
+        try:
+            seam.fsconfig(fs, syscalls.FSCONFIG_CMD_CREATE)
+            seam.close(seam.fsmount(fs, 0))
+        except SetupError as exc:
+            return errno.errorcode.get(exc.errno or 0, "?")
+        finally:
+            seam.close(fs)
+        return "ok"
+
+    def probe() -> dict[str, str]:
+        try:
+            seam.unshare(syscalls.CLONE_NEWNS)
+        except SetupError as exc:
+            why = errno.errorcode.get(exc.errno or 0, "?")
+            return {t: f"untested (no mount namespace: {why})" for t in types}
+        return {t: mountable(t) for t in types}
+
+    if kernel is not None:  # a fake: nothing to protect this process from
+        return probe()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        results: dict[str, str] = {}
         try:
             os.close(r)
-            try:
-                syscalls.unshare(syscalls.CLONE_NEWNS)
-                syscalls.mount(None, "/", None, flags.MS_REC | flags.MS_PRIVATE)
-                syscalls.mount("tmpfs", "/tmp", "tmpfs", 0, "size=64k")
-                os.mkdir("/tmp/probe")
-            except OSError as exc:
-                why = errno.errorcode.get(exc.errno or 0, "?")
-                results = {t: f"untested (no mount namespace: {why})" for t in types}
-            else:
-                for fstype in types:
-                    options = "newinstance" if fstype == "devpts" else None
-                    try:
-                        syscalls.mount(fstype, "/tmp/probe", fstype, 0, options)
-                        syscalls.umount2("/tmp/probe", syscalls.MNT_DETACH)
-                        results[fstype] = "ok"
-                    except OSError as exc:
-                        results[fstype] = errno.errorcode.get(exc.errno or 0, "?")
-            os.write(w, json.dumps(results).encode())
+            os.write(w, json.dumps(probe()).encode())
         finally:
             os._exit(0)
     os.close(w)

@@ -398,6 +398,10 @@ class FakeKernel(Kernel):
         self._check_fail("pivot_root", new_root)
         self.calls.append(f"pivot_root {new_root} {put_old}")
 
+    def unshare(self, flags_: int) -> None:
+        self._check_fail("unshare", None)
+        self.calls.append(f"unshare {flags_:#x}")
+
     def sethostname(self, name: str) -> None:
         self.calls.append(f"sethostname {name}")
 

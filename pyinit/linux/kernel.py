@@ -203,6 +203,10 @@ class Kernel:
     def pivot_root(self, new_root: str, put_old: str) -> None:
         _call("pivot_root", new_root, lambda: syscalls.pivot_root(new_root, put_old))
 
+    # ----- namespaces -------------------------------------------------------
+    def unshare(self, flags: int) -> None:
+        _call("unshare", None, lambda: syscalls.unshare(flags))
+
     # ----- identity -----------------------------------------------------------
     def sethostname(self, name: str) -> None:
         _call("sethostname", name, lambda: syscalls.sethostname(name))

@@ -664,6 +664,33 @@ def test_after_the_pivot_hints_read_no_evidence() -> None:
     assert flags.attr_names(flags.MOUNT_ATTR_RDONLY) == "MOUNT_ATTR_RDONLY"
 
 
+def test_diagnose_probes_mountable_types_through_the_seam() -> None:
+    """fsopen, create and fsmount, never attached; every fd closed again."""
+    kernel = FakeKernel()
+    kernel.fail("fsmount", errno.EPERM, "proc")  # "too revealing"
+    kernel.fail("fsopen", errno.ENODEV, "nosuchfs")
+    kernel.fail("fsconfig", errno.EPERM, "create", skip=2)  # the third type: sysfs
+    before = dict(kernel.fds)
+    assert diagnose.probe_mountable(("tmpfs", "proc", "sysfs", "nosuchfs"), kernel) == {
+        "tmpfs": "ok", "proc": "EPERM", "sysfs": "EPERM", "nosuchfs": "ENODEV"}
+    assert kernel.calls == [
+        "unshare 0x20000",
+        "fsopen tmpfs", "fsconfig tmpfs create", "fsmount tmpfs 0",
+        "fsopen proc", "fsconfig proc create",
+        "fsopen sysfs",
+    ]
+    assert kernel.fds == before
+
+
+def test_diagnose_probe_without_a_mount_namespace() -> None:
+    kernel = FakeKernel()
+    kernel.fail("unshare", errno.EPERM)
+    assert diagnose.probe_mountable(("tmpfs", "proc"), kernel) == {
+        "tmpfs": "untested (no mount namespace: EPERM)",
+        "proc": "untested (no mount namespace: EPERM)"}
+    assert kernel.calls == []
+
+
 @pytest.mark.root
 def test_these_tests_pass_as_an_unprivileged_user() -> None:
     """Run as root, the suite re-runs this file as uid 65534: the fake needs no privilege."""
