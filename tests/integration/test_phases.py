@@ -181,6 +181,20 @@ def _only(events: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return found[0]
 
 
+def _assert_ended(p: Pyinit, code: int, fields: dict[str, Any],
+                  phase: dict[str, Any]) -> None:
+    """pyinit exits with ``code``, and logs the workload's end (``fields``) and its own
+    exit once each; ``phase`` holds the exit's fields of the phase that reaped it."""
+    assert p.finish() == code
+    workload = _only(p.events, "workload.spawned")["pid"]
+    assert _only(p.events, "workload.exited") == {
+        "event": "workload.exited", "level": "info", "pid": workload, "runtime_ms": "ms",
+        **fields}
+    assert _only(p.events, "pyinit.exit") == {
+        "event": "pyinit.exit", "level": "info", "code": code, "orphans_reaped": 0,
+        **phase, "uptime_ms": "ms"}
+
+
 @pytest.mark.parametrize(("script", "code", "fields"), [e[1:] for e in ENDINGS],
                          ids=[e[0] for e in ENDINGS])
 @pytest.mark.parametrize("mode", MODES)
@@ -189,14 +203,7 @@ def test_early_reaper_reports_how_the_workload_ended(pyinit: Callable[..., Pyini
                                                     fields: dict[str, Any]) -> None:
     """The workload ends while trio is held: the early reaper sees it, pyinit exits early."""
     p = pyinit(["--", "sh", "-c", script], mode, hold=True)
-    assert p.finish() == code
-    workload = _only(p.events, "workload.spawned")["pid"]
-    assert _only(p.events, "workload.exited") == {
-        "event": "workload.exited", "level": "info", "pid": workload, "runtime_ms": "ms",
-        **fields}
-    assert _only(p.events, "pyinit.exit") == {
-        "event": "pyinit.exit", "level": "info", "code": code, "orphans_reaped": 0,
-        "early": True, "uptime_ms": "ms"}
+    _assert_ended(p, code, fields, {"early": True})
 
 
 @pytest.mark.parametrize(("script", "code", "fields"), [e[1:] for e in ENDINGS],
@@ -211,14 +218,7 @@ def test_late_reaper_reports_how_the_workload_ended(pyinit: Callable[..., Pyinit
     p.event("supervisor.ready")
     assert p.proc.stdin is not None
     p.proc.stdin.close()  # `read` returns: the workload goes on to end
-    assert p.finish() == code
-    workload = _only(p.events, "workload.spawned")["pid"]
-    assert _only(p.events, "workload.exited") == {
-        "event": "workload.exited", "level": "info", "pid": workload, "runtime_ms": "ms",
-        **fields}
-    assert _only(p.events, "pyinit.exit") == {
-        "event": "pyinit.exit", "level": "info", "code": code, "orphans_reaped": 0,
-        "shutdown_ms": "ms", "uptime_ms": "ms"}
+    _assert_ended(p, code, fields, {"shutdown_ms": "ms"})
 
 
 # ------------------------------------------------------------------ the two log writers
@@ -311,6 +311,14 @@ def _comm(pid: int) -> str:
         return ""
 
 
+def _assert_dropped_once(p: Pyinit, mode: str, early: bool) -> None:
+    """SIGUSR1 was the one signal, and it was dropped, not forwarded."""
+    signals = [e for e in p.events if e["event"].startswith("signal.")]
+    assert signals == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
+                        "sender_pid": sender(mode), "reason": "the workload has exited",
+                        "early": early}]
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_early_phase_drops_a_signal_once_the_workload_is_reaped(
         pyinit: Callable[..., Pyinit], mode: str) -> None:
@@ -325,10 +333,7 @@ def test_early_phase_drops_a_signal_once_the_workload_is_reaped(
     os.kill(pyinit_pid, signal.SIGUSR1)
     p.release()  # the supervisor shuts the orphan down
     assert p.finish() == 0
-    dropped = [e for e in p.events if e["event"].startswith("signal.")]
-    assert dropped == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
-                        "sender_pid": sender(mode), "reason": "the workload has exited",
-                        "early": True}]
+    _assert_dropped_once(p, mode, early=True)
     assert _only(p.events, "pyinit.exit")["orphans_reaped"] == 1
 
 
@@ -348,10 +353,7 @@ def test_late_phase_drops_a_signal_once_the_workload_is_reaped(
     for pid in children(p.pid):
         os.kill(pid, signal.SIGKILL)  # the orphan: the grace period need not run out
     assert p.finish() == 0
-    dropped = [e for e in p.events if e["event"].startswith("signal.")]
-    assert dropped == [{"event": "signal.dropped", "level": "info", "signal": "SIGUSR1",
-                        "sender_pid": sender(mode), "reason": "the workload has exited",
-                        "early": False}]
+    _assert_dropped_once(p, mode, early=False)
 
 
 # ------------------------------------------------------------------ pyinit run
