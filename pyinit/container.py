@@ -326,7 +326,7 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
             raise config.ConfigError([("linux.namespaces", "pyinit run needs a mount "
                                        "namespace (add {\"type\": \"mount\"})")])
     except config.ConfigError as exc:
-        say(f"config.json: {exc.first_line()}")
+        say(exc.line())
         os._exit(EXIT_SETUP_FAILED)
     run_config(cfg, opts, start_ns, container_id or os.path.basename(cfg.bundle) or "pyinit",
                console_socket=console_socket,

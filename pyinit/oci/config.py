@@ -34,6 +34,9 @@ HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer", 
               "poststop")
 
 
+FILE = "config.json"  # the JSON path of a problem with the whole file
+
+
 class ConfigError(Exception):
     """One or more problems, each ``(json_path, reason)``."""
 
@@ -46,6 +49,12 @@ class ConfigError(Exception):
         more = f" (and {len(self.problems) - 1} more; see pyinit check)" \
             if len(self.problems) > 1 else ""
         return f"{path}: {reason}{more}"
+
+    def line(self) -> str:
+        """The first problem as ``pyinit run`` says it: the file, the JSON path in it
+        (none for the file as a whole: unreadable, not JSON), the reason."""
+        first = self.first_line()
+        return first if self.problems[0][0] == FILE else f"{FILE}: {first}"
 
 
 @dataclass(frozen=True)
@@ -499,15 +508,15 @@ def parse(doc: Any, bundle: str) -> Config:
 
 
 def load(bundle: str) -> Config:
-    path = os.path.join(bundle, "config.json")
+    path = os.path.join(bundle, FILE)
     try:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
     except FileNotFoundError:
-        raise ConfigError([("config.json", f"{path} does not exist")]) from None
+        raise ConfigError([(FILE, f"{path} does not exist")]) from None
     except json.JSONDecodeError as exc:
-        raise ConfigError([("config.json", f"not valid JSON: {exc.msg} at line {exc.lineno} "
+        raise ConfigError([(FILE, f"not valid JSON: {exc.msg} at line {exc.lineno} "
                             f"column {exc.colno}")]) from None
     except OSError as exc:
-        raise ConfigError([("config.json", f"cannot read {path}: {exc.strerror}")]) from None
+        raise ConfigError([(FILE, f"cannot read {path}: {exc.strerror}")]) from None
     return parse(doc, os.path.abspath(bundle))

@@ -250,8 +250,18 @@ def test_malformed_json(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path, "true")
     (bundle / "config.json").write_text('{"ociVersion": "1.0.2",')
     assert _one_line(run_bundle(bundle)) == (
-        "pyinit: config.json: config.json: not valid JSON: Expecting property name enclosed "
+        "pyinit: config.json: not valid JSON: Expecting property name enclosed "
         "in double quotes at line 1 column 24")
+    check = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                           text=True, check=False)
+    assert (check.returncode, check.stdout) == (1, (
+        "config.json: not valid JSON: Expecting property name enclosed in double quotes at "
+        "line 1 column 24\n"))
+
+
+def test_missing_config_json(tmp_path: Path) -> None:
+    res = run_bundle(tmp_path)
+    assert _one_line(res) == f"pyinit: config.json: {tmp_path}/config.json does not exist"
 
 
 @pytest.mark.parametrize(
