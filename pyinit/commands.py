@@ -18,13 +18,16 @@ EXIT_CHECK_FAILED = 1
 
 
 class _Parser(argparse.ArgumentParser):
+    """A usage error is one line, as the init's own (``pyinit: error: ... (see 'pyinit
+    --help')``), naming the command whose help to read; exit status 2."""
+
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"pyinit {self.prog.split()[-1]}: error: {message} "
-                         f"(see 'pyinit {self.prog.split()[-1]} --help')\n")
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
         sys.exit(cli.EXIT_USAGE)
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[_Parser, dict[str, _Parser]]:
+    """The top parser, and each command's."""
     top = _Parser(prog="pyinit", description="pyinit's OCI bundle commands")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run an OCI bundle with pyinit as its PID 1",
@@ -65,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     diag.add_argument("--json", action="store_true", help="JSON instead of a table")
     sub.add_parser("sandbox", help="run a program in a bubblewrap-style sandbox "
                    "(pyinit sandbox --help)", add_help=False)
-    return top
+    return top, sub.choices
 
 
 def main(argv: list[str], start_ns: int) -> int:
@@ -73,7 +76,10 @@ def main(argv: list[str], start_ns: int) -> int:
         from pyinit import sandbox
 
         return sandbox.main(argv[1:], start_ns, _Parser)
-    args = _parser().parse_args(argv)
+    top, commands = _parser()
+    args, extra = top.parse_known_args(argv)
+    if extra:  # argparse would blame the top parser: point to the command's --help
+        commands[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "spec":
         return spec(args.bundle, args.rootless)
     if args.command == "check":

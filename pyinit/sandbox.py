@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from typing import Any, NoReturn
 
@@ -269,20 +268,18 @@ def _seccomp(path: str | None, kept: list[str]) -> Seccomp | None:
 
 
 def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentParser]) -> int:
-    args = parser(parser_class).parse_args(argv)
+    usage = parser(parser_class)
+    args = usage.parse_args(argv)
     program = args.program[1:] if args.program[:1] == ["--"] else args.program
     if not program:
-        sys.stderr.write("pyinit sandbox: error: no PROGRAM given (pyinit sandbox [OPTIONS] "
-                         "-- PROGRAM [ARGS...])\n")
-        return cli.EXIT_USAGE
+        usage.error("no PROGRAM given (usage: pyinit sandbox [OPTIONS] -- PROGRAM [ARGS...])")
     args.program = program
     root = tempfile.mkdtemp(prefix="pyinit-sandbox-")
     try:
         cfg, run = build(args, root)
     except ValueError as exc:
         os.rmdir(root)
-        sys.stderr.write(f"pyinit sandbox: error: {exc}\n")
-        return cli.EXIT_USAGE
+        usage.error(str(exc))
     return _run(cfg, run, args, start_ns, root)
 
 

@@ -241,10 +241,12 @@ def test_sandbox_cap_add_unknown_or_unprivileged_is_a_usage_error(
         runtime: tuple[str, int, int]) -> None:
     res = sandbox("--cap-add", "CAP_BOGUS", "--", "true")
     assert (res.returncode, res.stderr) == (
-        2, "pyinit sandbox: error: --cap-add CAP_BOGUS: unknown capability\n")
+        2, "pyinit sandbox: error: --cap-add CAP_BOGUS: unknown capability "
+        "(see 'pyinit sandbox --help')\n")
     res = as_user(runtime, "sandbox", "--cap-add", "CAP_NET_RAW", "--", "true")
     assert (res.returncode, res.stderr) == (
-        2, "pyinit sandbox: error: --cap-add needs pyinit to be started as root\n")
+        2, "pyinit sandbox: error: --cap-add needs pyinit to be started as root "
+        "(see 'pyinit sandbox --help')\n")
 
 
 # ------------------------------------------------------------------ finding 8: hooks

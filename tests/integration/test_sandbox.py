@@ -63,11 +63,26 @@ def test_options_in_order() -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    ([], "no PROGRAM given (pyinit sandbox [OPTIONS] -- PROGRAM [ARGS...])"),
+    ([], "no PROGRAM given (usage: pyinit sandbox [OPTIONS] -- PROGRAM [ARGS...])"),
     (["--tmpfs", "relative", "--", "true"], "'relative': destinations must be absolute paths"),
-    (["--bogus", "--", "true"], "unrecognized arguments: --bogus (see 'pyinit sandbox --help')"),
+    (["--bogus", "--", "true"], "unrecognized arguments: --bogus"),
 ])
 def test_usage_errors(args: list[str], message: str) -> None:
+    """One line, as pyinit's and pyinit run's: the error, then where the help is."""
     res = sandbox(*args)
     assert (res.returncode, res.stdout) == (2, "")
-    assert res.stderr == f"pyinit sandbox: error: {message}\n"
+    assert res.stderr == f"pyinit sandbox: error: {message} (see 'pyinit sandbox --help')\n"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "--bogus"], "pyinit run: error: unrecognized arguments: --bogus "
+                         "(see 'pyinit run --help')"),
+    (["check", "--grace", "1"], "pyinit check: error: unrecognized arguments: --grace 1 "
+                                "(see 'pyinit check --help')"),
+    (["run", "--grace", "soon"], "pyinit run: error: argument --grace: invalid float value: "
+                                 "'soon' (see 'pyinit run --help')"),
+])
+def test_bundle_commands_usage_errors_name_the_command(args: list[str], message: str) -> None:
+    res = subprocess.run([PYINIT, *args], capture_output=True, text=True, timeout=60,
+                         check=False)
+    assert (res.returncode, res.stdout, res.stderr) == (2, "", message + "\n")

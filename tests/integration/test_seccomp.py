@@ -501,4 +501,4 @@ def test_sandbox_seccomp_profile(tmp_path: Path) -> None:
     assert res.stderr == (f"pyinit sandbox: error: --seccomp-profile {profile}: "
                           "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY is not supported: "
                           "pyinit has no seccomp agent to answer the notifications (use "
-                          "SCMP_ACT_ERRNO or SCMP_ACT_TRACE)\n")
+                          "SCMP_ACT_ERRNO or SCMP_ACT_TRACE) (see 'pyinit sandbox --help')\n")
