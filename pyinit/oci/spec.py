@@ -35,11 +35,14 @@ def default_config() -> dict[str, Any]:
                 "TERM=xterm",
             ],
             "cwd": "/",
+            # No inheritable set (CVE-2022-29162), and so no ambient one: an
+            # ambient capability must also be inheritable, and every run would
+            # warn that these were skipped. Root keeps its capabilities across exec
+            # without either.
             "capabilities": {
                 "bounding": list(_CAPS),
                 "effective": list(_CAPS),
                 "permitted": list(_CAPS),
-                "ambient": list(_CAPS),
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,

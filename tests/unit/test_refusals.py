@@ -103,7 +103,8 @@ def test_which_mounts_pyinit_makes_nodev(kind: str, is_bind: bool, nodev: bool) 
 def test_capability_names_are_checked_in_every_set() -> None:
     def change(doc: dict[str, Any]) -> None:
         doc["process"]["capabilities"]["inheritable"] = ["CAP_KILL", "CAP_NOPE", 7]
-        doc["process"]["capabilities"]["ambient"].append("KILL")
+        doc["process"]["capabilities"]["ambient"] = ["CAP_KILL", "CAP_CHOWN", "CAP_FOWNER",
+                                                     "KILL"]
     assert refused(change) == [
         ("process.capabilities.inheritable[1]", "unknown capability 'CAP_NOPE'"),
         ("process.capabilities.inheritable[2]", "unknown capability 7"),
