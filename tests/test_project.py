@@ -268,3 +268,16 @@ def test_hints_are_written_only_in_the_table() -> None:
     found = {str(p.relative_to(ROOT)): _literal_hints(p)
              for p in (ROOT / "pyinit").rglob("*.py") if p.name != "diagnose.py"}
     assert {path: lines for path, lines in found.items() if lines} == {}
+
+
+def test_syscall_numbers_are_named_per_architecture_in_one_table() -> None:
+    """Raw numbers (no glibc wrapper) live in linux/syscalls.py's table, one row per
+    architecture; the rest asks it with syscalls.number(name)."""
+    from pyinit.linux import syscalls
+
+    number = re.compile(r'"aarch64": (\d|\{"\w+": \d)')  # "aarch64": 280, or a row of them
+    tables = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pyinit").rglob("*.py")
+                    if number.search(p.read_text()))
+    assert tables == ["pyinit/linux/syscalls.py"]
+    assert {machine: sorted(numbers) for machine, numbers in syscalls._NR.items()} == {
+        machine: ["bpf", "fchmodat2", "openat2", "seccomp"] for machine in ("x86_64", "aarch64")}

@@ -1,6 +1,7 @@
 """The bpf(2) system call: load a cgroup device program and attach it.
 
-glibc has no wrapper, so the syscall number is per architecture. ``union
+glibc has no wrapper, so the syscall number is per architecture
+(:func:`pyinit.linux.syscalls.number`). ``union
 bpf_attr`` is passed with only the members each command reads; the kernel
 accepts a shorter union as long as it is zero-padded to what it reads.
 """
@@ -9,11 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 
-from pyinit.linux.syscalls import _check, _libc
+from pyinit.linux.syscalls import _check, _libc, number
 
-_NR_BPF = {"x86_64": 321, "aarch64": 280}
+_NR_BPF = number("bpf")
 
 BPF_PROG_LOAD = 5
 BPF_PROG_ATTACH = 8
@@ -47,10 +47,7 @@ class _Query(ctypes.Structure):
 
 
 def _bpf(cmd: int, attr: ctypes.Structure, what: str) -> int:
-    nr = _NR_BPF.get(platform.machine())
-    if nr is None:
-        raise OSError(38, f"{what}: no bpf syscall number known for {platform.machine()}")
-    return _check(_libc.syscall(ctypes.c_long(nr), ctypes.c_long(cmd), ctypes.byref(attr),
+    return _check(_libc.syscall(ctypes.c_long(_NR_BPF), ctypes.c_long(cmd), ctypes.byref(attr),
                                 ctypes.c_long(ctypes.sizeof(attr))), what)
 
 

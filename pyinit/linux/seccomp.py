@@ -82,6 +82,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyinit.errors import SetupError
+from pyinit.linux import syscalls
 
 if TYPE_CHECKING:  # the parsed profile (pyinit.oci.seccomp); no import upwards at run time
     from pyinit.oci.seccomp import Action, ArgCondition, Rule, Seccomp
@@ -90,8 +91,7 @@ LIBRARY = "libseccomp.so.2"
 BPF_MAXINSNS = 4096  # the kernel's limit per filter
 SOCK_FILTER_SIZE = 8  # struct sock_filter: u16 code, u8 jt, u8 jf, u32 k
 SECCOMP_SET_MODE_FILTER = 1
-# glibc 2.36 has no seccomp() wrapper; the number per architecture.
-_NR_SECCOMP = {"x86_64": 317, "aarch64": 277}.get(os.uname().machine)
+_NR_SECCOMP = syscalls.number("seccomp")  # glibc 2.36 has no seccomp() wrapper
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.syscall.restype = ctypes.c_long
 
@@ -310,16 +310,12 @@ def install(prepared: PreparedFilter) -> None:
     The kernel accepts it only with no_new_privs set or with CAP_SYS_ADMIN
     (EACCES otherwise). Raises OSError, as ``os`` functions do.
     """
-    if _NR_SECCOMP is None:
-        raise OSError(errno.ENOSYS, f"seccomp: pyinit does not know the system call number "
-                      f"on {os.uname().machine}")
     if prepared.multiplexers:
         _load(prepared.multiplexers, prepared.flags)
     _load(prepared.program, prepared.flags)
 
 
 def _load(program: bytes, flags: int) -> None:
-    assert _NR_SECCOMP is not None
     buffer = ctypes.create_string_buffer(program, len(program))
     prog = _SockFprog(len(program) // SOCK_FILTER_SIZE, ctypes.cast(buffer, ctypes.c_void_p))
     rc = _libc.syscall(ctypes.c_long(_NR_SECCOMP), ctypes.c_long(SECCOMP_SET_MODE_FILTER),

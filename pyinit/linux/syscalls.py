@@ -113,12 +113,13 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-# Raw numbers only for what glibc 2.36 has no wrapper for. The numbers of
-# syscalls added since 5.0 are the same on every architecture (the unified
-# table); the older ones differ, so each is named per architecture.
+# Raw numbers only for what glibc 2.36 has no wrapper for, all of them here.
+# The numbers of syscalls added since 5.0 are the same on every architecture
+# (the unified table); the older ones (seccomp, bpf) differ, so each is named
+# per architecture.
 _NR: dict[str, dict[str, int]] = {
-    "x86_64": {"openat2": 437, "fchmodat2": 452},
-    "aarch64": {"openat2": 437, "fchmodat2": 452},
+    "x86_64": {"openat2": 437, "fchmodat2": 452, "seccomp": 317, "bpf": 321},
+    "aarch64": {"openat2": 437, "fchmodat2": 452, "seccomp": 277, "bpf": 280},
 }
 
 
@@ -130,8 +131,13 @@ def _machine() -> str:
     return machine
 
 
-_NR_OPENAT2 = _NR[_machine()]["openat2"]
-_NR_FCHMODAT2 = _NR[_machine()]["fchmodat2"]
+def number(name: str) -> int:
+    """This architecture's number of the system call ``name`` (for ``syscall()``)."""
+    return _NR[_machine()][name]
+
+
+_NR_OPENAT2 = number("openat2")
+_NR_FCHMODAT2 = number("fchmodat2")
 
 _libc.syscall.restype = ctypes.c_long
 
