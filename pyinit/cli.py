@@ -195,6 +195,15 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
         opts.log_level = _choice(env["PYINIT_LOG_LEVEL"], LOG_LEVELS, "PYINIT_LOG_LEVEL")
 
     i = 0
+
+    def separate_value(option: str) -> str:
+        """``--grace 5``, ``-e 143:0``: the value is the next argument."""
+        nonlocal i
+        i += 1
+        if i >= len(argv):
+            raise UsageError(f"{option} needs a value")
+        return argv[i]
+
     while i < len(argv):
         arg = argv[i]
         if arg == "--":
@@ -207,12 +216,7 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
                     raise UsageError(f"{option} takes no value")
                 _apply(opts, option, None)
             elif option in _LONG_WITH_VALUE:
-                if not eq:
-                    i += 1
-                    if i >= len(argv):
-                        raise UsageError(f"{option} needs a value")
-                    value = argv[i]
-                _apply(opts, option, value)
+                _apply(opts, option, value if eq else separate_value(option))
             else:
                 raise UsageError(f"unknown option {option!r}")
         elif arg.startswith("-") and len(arg) > 1:
@@ -222,14 +226,8 @@ def parse(argv: Sequence[str], env: Mapping[str, str]) -> Options:
                 if letter not in _SHORT:
                     raise UsageError(f"unknown option '-{letter}'")
                 option = _SHORT[letter]
-                if option in _LONG_WITH_VALUE:
-                    value = arg[j + 1:]
-                    if not value:
-                        i += 1
-                        if i >= len(argv):
-                            raise UsageError(f"-{letter} needs a value")
-                        value = argv[i]
-                    _apply(opts, option, value)
+                if option in _LONG_WITH_VALUE:  # -e143:0 or -e 143:0
+                    _apply(opts, option, arg[j + 1:] or separate_value(f"-{letter}"))
                     break
                 _apply(opts, option, None)
                 j += 1

@@ -52,6 +52,14 @@ if TYPE_CHECKING:
     from pyinit.cgroups.manager import Cgroup
 
 
+def _failed(exc: SetupError, log: Any) -> None:
+    """``<step>.failed`` and the one line, with the hint from diagnose's table (rows that
+    read no evidence: the caller may be in new namespaces already)."""
+    exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
+    log.error(f"{exc.step}.failed", **exc.log_fields())
+    say(exc.line())
+
+
 def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
     if cfg.seccomp is None:
         return None
@@ -227,9 +235,7 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
-            exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
-            log.error(f"{exc.step}.failed", **exc.log_fields())
-            say(exc.line())
+            _failed(exc, log)
         except OSError as exc:
             log.error("namespace.failed", error=str(exc))
             say(f"namespaces: {exc}")
@@ -384,9 +390,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     try:  # the host as it is now, before any namespace or mount
         setup = plan.build(cfg, run, linux_host.probe())
     except SetupError as exc:
-        exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
-        log.error(f"{exc.step}.failed", **exc.log_fields())
-        say(exc.line())
+        _failed(exc, log)
         return EXIT_SETUP_FAILED
     for event, fields in setup.notes:
         log.warning(event, **fields)

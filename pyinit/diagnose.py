@@ -90,11 +90,15 @@ def mounts_on_top_of(base: str) -> list[str]:
     return sorted(e.mount_point for e in _mounts() if e.mount_point.startswith(prefix))
 
 
+def _walk(path: str) -> list[str]:
+    """/a/b/c as /a, /a/b, /a/b/c: each element of an absolute path, from the top."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+
 def first_file_in_path(path: str) -> str | None:
     """The first element of ``path`` that exists and is not a directory (ENOTDIR's cause)."""
-    current = ""
-    for part in [p for p in path.split("/") if p]:
-        current += "/" + part
+    for current in _walk(path):
         try:
             st = os.stat(current)
         except OSError:
@@ -105,19 +109,12 @@ def first_file_in_path(path: str) -> str | None:
 
 
 def first_missing_in_path(path: str) -> str | None:
-    current = ""
-    for part in [p for p in path.split("/") if p]:
-        current += "/" + part
-        if not os.path.lexists(current):
-            return current
-    return None
+    return next((current for current in _walk(path) if not os.path.lexists(current)), None)
 
 
 def unreachable_element(path: str, uid: int, gid: int) -> str | None:
     """The first directory on ``path`` that ``uid``/``gid`` may not search (no x bit)."""
-    current = ""
-    for part in ["", *[p for p in path.split("/") if p][:-1]]:
-        current = f"{current.rstrip('/')}/{part}" if part else "/"
+    for current in ["/", *_walk(path)[:-1]]:
         try:
             st = os.stat(current)
         except OSError:

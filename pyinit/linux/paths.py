@@ -45,14 +45,21 @@ class Root:
             flags |= os.O_NOFOLLOW
         return self.k.openat2(self.fd, path.lstrip("/") or ".", flags, RESOLVE)
 
-    def lstat(self, path: str) -> os.stat_result | None:
-        """The in-root ``path`` itself (a symlink is not followed); None if missing."""
+    def open_if_exists(self, path: str, flags: int = O_PATH, *,
+                       nofollow: bool = False) -> int | None:
+        """As :meth:`open`, or None when ``path`` does not exist in the root."""
         try:
-            fd = self.open(path, nofollow=True)
+            return self.open(path, flags, nofollow=nofollow)
         except SetupError as exc:
             if exc.errno == errno.ENOENT:
                 return None
             raise
+
+    def lstat(self, path: str) -> os.stat_result | None:
+        """The in-root ``path`` itself (a symlink is not followed); None if missing."""
+        fd = self.open_if_exists(path, nofollow=True)
+        if fd is None:
+            return None
         try:
             return self.k.fstat(fd)
         finally:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 Problem = tuple[str, str]
 
@@ -38,6 +38,8 @@ _UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_.]+$")
 # Keys of ``unified`` that would move or kill processes, not limit them.
 _UNIFIED_REFUSED = ("cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.subtree_control",
                     "cgroup.type", "cgroup.freeze")
+
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------ devices
@@ -307,16 +309,16 @@ class _Reader:
         return value
 
     def boolean(self, doc: dict[str, Any], key: str, where: str) -> bool | None:
-        value = doc.get(key)
-        if value is not None and not isinstance(value, bool):
-            self.problem(f"{where}.{key}", f"must be true or false, not {_name(value)}")
-            return None
-        return value
+        return self._typed(doc, key, where, bool, "true or false")
 
     def string(self, doc: dict[str, Any], key: str, where: str) -> str | None:
+        return self._typed(doc, key, where, str, "a string")
+
+    def _typed(self, doc: dict[str, Any], key: str, where: str, kind: type[T],
+               what: str) -> T | None:
         value = doc.get(key)
-        if value is not None and not isinstance(value, str):
-            self.problem(f"{where}.{key}", f"must be a string, not {_name(value)}")
+        if value is not None and not isinstance(value, kind):
+            self.problem(f"{where}.{key}", f"must be {what}, not {_name(value)}")
             return None
         return value
 

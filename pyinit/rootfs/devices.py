@@ -22,6 +22,12 @@ from pyinit.rootfs.plan import BindDevice, MakeDevice, Ptmx, Symlink
 KINDS = {"c": stat.S_IFCHR, "u": stat.S_IFCHR, "b": stat.S_IFBLK, "p": stat.S_IFIFO}
 
 
+def _node(step: MakeDevice) -> tuple[int, int]:
+    """The device's file type (S_IFCHR, ...) and its device number (0 for a fifo)."""
+    d = step.device
+    return KINDS[d.type], os.makedev(d.major, d.minor) if d.type != "p" else 0
+
+
 def _is(st: os.stat_result, kind: int, rdev: int) -> bool:
     return stat.S_IFMT(st.st_mode) == kind and (kind == stat.S_IFIFO or st.st_rdev == rdev)
 
@@ -35,8 +41,7 @@ def _wrong(step: MakeDevice) -> SetupError:
 def make(ctx: Context, step: MakeDevice) -> None:
     k = ctx.kernel
     d = step.device
-    kind = KINDS[d.type]
-    rdev = os.makedev(d.major, d.minor) if d.type != "p" else 0
+    kind, rdev = _node(step)
     parent, name = ctx.root.parent(d.path)
     try:
         created = True
@@ -87,8 +92,7 @@ def bind(ctx: Context, step: BindDevice) -> None:
     """
     k = ctx.kernel
     d = step.device
-    kind = KINDS[d.type]
-    rdev = os.makedev(d.major, d.minor) if d.type != "p" else 0
+    kind, rdev = _node(step)
     tree = detached.clone_host(ctx, d.path, syscalls.OPEN_TREE_CLONE, "device",
                                f"mknod is not allowed here and the host has no {d.path} to bind")
     try:

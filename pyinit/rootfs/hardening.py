@@ -34,16 +34,6 @@ EBUSY_DELAY = 0.1
 LOCKED_DOWN = flags.MOUNT_ATTR_LOCKED_DOWN
 
 
-def _open(ctx: Context, path: str, oflags: int = os.O_PATH, nofollow: bool = False) -> int | None:
-    """``path`` in the root, or None when it does not exist."""
-    try:
-        return ctx.root.open(path, oflags | os.O_CLOEXEC, nofollow=nofollow)
-    except SetupError as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise
-
-
 def devnull(ctx: Context, step: DevNull) -> None:
     k = ctx.kernel
     targets = []
@@ -53,7 +43,7 @@ def devnull(ctx: Context, step: DevNull) -> None:
             targets.append(fd)
     if not targets:
         return
-    null = _open(ctx, "/dev/null", os.O_RDWR, nofollow=True)
+    null = ctx.root.open_if_exists("/dev/null", os.O_RDWR | os.O_CLOEXEC, nofollow=True)
     if null is None:
         # No /dev in there (pyinit sandbox without --dev): the open fds
         # stay as they are; they expose no path.
@@ -104,7 +94,7 @@ async def root_readonly(ctx: Context, step: RootReadonly) -> None:
 def readonly_path(ctx: Context, step: ReadonlyPath) -> None:
     """A read-only (nosuid, nodev, noexec) clone of ``path``, attached onto itself."""
     k = ctx.kernel
-    fd = _open(ctx, step.path)
+    fd = ctx.root.open_if_exists(step.path)
     if fd is None:
         return  # nothing to protect
     try:
@@ -122,7 +112,7 @@ def readonly_path(ctx: Context, step: ReadonlyPath) -> None:
 def mask_path(ctx: Context, step: MaskPath) -> None:
     """An empty read-only tmpfs over a directory, the container's /dev/null over a file."""
     k = ctx.kernel
-    fd = _open(ctx, step.path)
+    fd = ctx.root.open_if_exists(step.path)
     if fd is None:
         return
     try:
@@ -130,7 +120,7 @@ def mask_path(ctx: Context, step: MaskPath) -> None:
             cover = detached.new_mount(ctx, "tmpfs", "tmpfs", MASK_TMPFS_DATA,
                                        flags.MOUNT_ATTR_RDONLY)
         else:
-            null = _open(ctx, "/dev/null", nofollow=True)
+            null = ctx.root.open_if_exists("/dev/null", nofollow=True)
             if null is None or not is_char_device(k.fstat(null), 1, 3):
                 if null is not None:
                     k.close(null)
