@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import os
 import signal
-from pathlib import Path
 
 import pytest
 
@@ -56,48 +55,6 @@ def test_a_signal_after_the_workload_exited_is_dropped_without_kill_group() -> N
 def test_own_sigpipe_is_neither_forwarded_nor_dropped() -> None:
     c = core.Core(os.getpid(), kill_group=False, everyone=True)
     assert c.handle(signal.SIGPIPE, os.getpid()) == []
-
-
-# ------------------------------------------------------------------ no import cycle
-
-def _imports(path: Path, modules: set[str]) -> set[str]:
-    """Every pyinit module ``path`` imports, at any depth (functions included)."""
-    name = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
-            for alias in node.names:
-                found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
-    return {m for m in found if m in modules and m != name}
-
-
-def test_no_import_cycle_counting_imports_inside_functions() -> None:
-    files = {".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): p
-             for p in (ROOT / "pyinit").rglob("*.py")}
-    graph = {m: _imports(p, set(files)) for m, p in files.items()}
-    cycles = []
-
-    def visit(module: str, path: list[str], done: set[str]) -> None:
-        if module in path:
-            cycles.append([*path[path.index(module):], module])
-            return
-        if module in done:
-            return
-        for dep in sorted(graph[module]):
-            visit(dep, [*path, module], done)
-        done.add(module)
-
-    done: set[str] = set()
-    for module in sorted(graph):
-        visit(module, [], done)
-    assert cycles == []
 
 
 def test_the_core_and_the_early_phase_stay_light() -> None:
