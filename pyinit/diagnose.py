@@ -414,6 +414,15 @@ HINTS: tuple[Hint, ...] = (
     Hint("mask-devnull", None, None, _text(
         "a /dev/null replaced by a symlink would expose what it points to "
         "(CVE-2025-31133)"), evidence=False),
+    # pyinit diagnose --bundle: what it predicts without setting anything up.
+    Hint("config-invalid", None, None, _text("fix config.json"), evidence=False),
+    Hint("sysfs-without-netns", None, None, _text(
+        "add {\"type\": \"network\"} to linux.namespaces, bind /sys read-only, or run "
+        "with --sysfs-fallback"), evidence=False),
+    Hint("proc-symlink-in-image", None, None, _text(
+        "proc and sysfs must be mounted on ordinary directories; fix the image"),
+        evidence=False),
+    Hint("file-in-path", None, None, _text("a directory is needed there"), evidence=False),
     Hint("cwd", None, None, _text(
         "it must be a real directory path; magic links such as /proc/self/fd/N are "
         "refused"), evidence=False),
@@ -637,8 +646,8 @@ def predict(bundle: str, env: dict[str, Any]) -> list[dict[str, Any]]:
     try:
         cfg = load(bundle)
     except ConfigError as exc:
-        return [{"where": path, "problem": reason, "hint": "fix config.json"}
-                for path, reason in exc.problems]
+        hint = explain("config-invalid", None, {}, evidence=False)
+        return [{"where": path, "problem": reason, "hint": hint} for path, reason in exc.problems]
     found = []
     from pyinit.linux import host
     from pyinit.oci.config import RunOptions
@@ -668,16 +677,15 @@ def predict(bundle: str, env: dict[str, Any]) -> list[dict[str, Any]]:
             hint = explain("mount", errno.EPERM, {"fstype": m.type})
         elif m.type == "sysfs" and user_ns and not own_net:
             problem = "sysfs in a user namespace that does not own its network namespace"
-            hint = ("add {\"type\": \"network\"} to linux.namespaces, bind /sys read-only, "
-                    "or run with --sysfs-fallback")
+            hint = explain("sysfs-without-netns", None, {}, evidence=False)
         elif m.type in ("proc", "sysfs") and os.path.islink(dest):
             problem = f"{m.destination} is a symlink in the image (-> {os.readlink(dest)})"
-            hint = "proc and sysfs must be mounted on ordinary directories; fix the image"
+            hint = explain("proc-symlink-in-image", None, {}, evidence=False)
         else:
             element = first_file_in_path(dest)
             if element:
                 problem = f"{element[len(cfg.root_path.rstrip('/')):]} is a file"
-                hint = "a directory is needed there"
+                hint = explain("file-in-path", None, {}, evidence=False)
         if problem:
             found.append({"where": m.where, "destination": m.destination, "problem": problem,
                           "hint": hint})

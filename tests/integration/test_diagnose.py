@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -112,3 +113,37 @@ def test_bundle_that_will_work_predicts_nothing(tmp_path: Path) -> None:
     res = diagnose("--bundle", str(bundle), "--json")
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["bundle"]["predicted_failures"] == []
+
+
+def test_bundle_predictions_of_a_user_namespace(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    (bundle / "rootfs" / "opt").write_text("a file where a directory is needed")
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
+                                      if n["type"] != "network"] + [{"type": "user"}]
+        cfg["linux"]["uidMappings"] = cfg["linux"]["gidMappings"] = [
+            {"containerID": 0, "hostID": 100000, "size": 65536}]
+        cfg["mounts"].append({"destination": "/opt/data", "type": "tmpfs", "source": "tmpfs"})
+    edit(bundle, change)
+    mounts = json.loads((bundle / "config.json").read_text())["mounts"]
+    sysfs = next(i for i, m in enumerate(mounts) if m["type"] == "sysfs")
+    res = diagnose("--bundle", str(bundle), "--json")
+    assert res.returncode == 1, res.stderr
+    assert json.loads(res.stdout)["bundle"]["predicted_failures"] == [
+        {"where": f"mounts[{sysfs}]", "destination": "/sys",
+         "problem": "sysfs in a user namespace that does not own its network namespace",
+         "hint": "add {\"type\": \"network\"} to linux.namespaces, bind /sys read-only, or "
+                 "run with --sysfs-fallback"},
+        {"where": f"mounts[{len(mounts) - 1}]", "destination": "/opt/data",
+         "problem": "/opt is a file", "hint": "a directory is needed there"},
+    ]
+
+
+def test_bundle_prediction_of_an_invalid_config(tmp_path: Path) -> None:
+    bundle = make_bundle(tmp_path, "true")
+    edit(bundle, lambda c: c.update(hostname=7))
+    res = diagnose("--bundle", str(bundle), "--json")
+    assert res.returncode == 1, res.stderr
+    assert json.loads(res.stdout)["bundle"]["predicted_failures"] == [
+        {"where": "hostname", "problem": "must be a string, not int", "hint": "fix config.json"}]
