@@ -45,7 +45,7 @@ from pyinit.oci.config import Config, RunOptions
 from pyinit.report import exit_code
 from pyinit.rootfs import plan
 from pyinit.rootfs.executor import Executor
-from pyinit.runtime import console, credentials, hardening, namespaces, say
+from pyinit.runtime import console, credentials, hardening, namespaces, say, starthooks
 from pyinit.runtime.sync import Sync, decode, expect, send
 
 if TYPE_CHECKING:
@@ -100,9 +100,6 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             user_ns=cfg.has_namespace("user"))
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
-        # startContainer hooks run the image's binaries: as the workload runs.
-        hooks.as_workload = partial(credentials.take_identity, setup.process, host.last_cap,
-                                    host.may_setgroups, filt)
         trio.run(executor.run, setup.steps)
         peer = _open_console(console_sock, cfg.process.console_size) \
             if cfg.process.terminal else -1
@@ -113,12 +110,25 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
             credentials.become(setup.process, host.last_cap, host.may_setgroups, filt)
 
         env = dict(item.split("=", 1) for item in cfg.process.env)
+        reset = spawn.signals_to_reset()
+        # startContainer hooks run the image's binaries, so they run as the
+        # workload does, from the workload's own process once it has become
+        # the workload and PID 1 has locked itself down (the gate), just
+        # before the exec, as runc's init does: a hook, and anything it
+        # leaves behind, never sees a PID 1 that holds more than the
+        # workload. PID 1 itself could not run them afterwards with the
+        # workload's capabilities. Why, at length: runtime/starthooks.py.
+        start_hooks = cfg.hooks.get("startContainer", ())
+        state = hooks.state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
         child = spawn.spawn(
-            cfg.process.args, mask=frozenset(), reset=spawn.signals_to_reset(),
+            cfg.process.args, mask=frozenset(), reset=reset,
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env, prepare=prepare,
             new_session=True, gate=lambda: hardening.lock_down(
                 cfg.process.user, host.may_setgroups, host.last_cap,
                 own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID), filt=filt),
+            before_exec=partial(starthooks.run_all, start_hooks, state, log, sink.fileno(),
+                                reset) if start_hooks else None,
+            before_exec_fds={sink.fileno()},
         )
         if peer >= 0:
             os.close(peer)
@@ -131,7 +141,7 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         log.error("setup.failed", error=f"{type(exc).__name__}: {exc}")
         say(f"setup failed: {type(exc).__name__}: {exc}")
         os._exit(EXIT_SETUP_FAILED)
-    if child.exec_errno:
+    if child.exec_errno or child.aborted:  # it has said why
         _, status = os.waitpid(child.pid, 0)
         os._exit(exit_code(status))
     send(to_parent, Sync.STARTED)  # the parent runs poststart hooks

@@ -15,9 +15,10 @@ their documented defaults):
 * get exactly the ``env`` the config gives them, nothing of pyinit's own
   environment (which is the caller's, secrets included);
 * have a timeout even when the config gives none (:data:`DEFAULT_HOOK_TIMEOUT`);
-* ``startContainer`` hooks run the image's binaries inside the container, so
-  they run as the workload does: its uid, gid, groups, limits, capabilities
-  and no_new_privs (:data:`as_workload`, set by the container's PID 1).
+* ``startContainer`` hooks are not run here: they run the image's binaries
+  inside the container, as the workload, from the workload's own process
+  after PID 1's lock-down, where trio cannot run
+  (:mod:`pyinit.runtime.starthooks`, same semantics).
 
 Every command runs in a session and process group of its own (no controlling
 terminal). When it exits or its timeout fires, the whole group is killed
@@ -35,7 +36,6 @@ import math
 import os
 import signal
 import subprocess
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,10 +49,6 @@ __all__ = ["Command", "Result", "describe_failure", "parse_command", "run", "run
 
 LAST_LINES = 5
 DEFAULT_HOOK_TIMEOUT = 60.0  # seconds, for an OCI hook whose config gives none
-
-# Set by the container's PID 1 before its setup runs: turns a forked child
-# into the workload's identity (everything but its working directory).
-as_workload: Callable[[], None] | None = None
 
 
 @dataclass
@@ -101,12 +97,11 @@ async def _pump(stream: Any, name: str, log: Any, tail: collections.deque[str],
 
 
 async def run(cmd: Command, log: Any, stdin: bytes | None = None, *, hook: bool = False,
-              prepare: Callable[[], None] | None = None, cwd_fd: int | None = None,
+              cwd_fd: int | None = None,
               **tags: Any) -> Result:
     """Run ``cmd`` to completion (or its timeout); its output goes to the log.
 
-    ``hook``: an OCI hook (its env only, a default timeout); ``prepare`` runs
-    in the child before exec, after signals are unblocked. ``cwd_fd``: the
+    ``hook``: an OCI hook (its env only, a default timeout). ``cwd_fd``: the
     command starts in that directory, entered by fd in the child (a
     post-mount command starts in its new mount), unless it names its own
     ``cwd``.
@@ -122,8 +117,6 @@ async def run(cmd: Command, log: Any, stdin: bytes | None = None, *, hook: bool 
         if start_in is not None:
             os.fchdir(start_in)
         _unblock_signals()
-        if prepare is not None:
-            prepare()
 
     tail: collections.deque[str] = collections.deque(maxlen=LAST_LINES)
     try:
@@ -185,9 +178,7 @@ async def run_checked(cmd: Command, log: Any, step: str, stdin: bytes | None = N
     hook = step == "hook"
     timeout = cmd.timeout or (DEFAULT_HOOK_TIMEOUT if hook else None)
     log.debug("command.started", argv=cmd.argv, timeout_s=timeout, **tags)
-    prepare = as_workload if tags.get("kind") == "startContainer" else None
-    result = await run(cmd, log, stdin=stdin, hook=hook, prepare=prepare, cwd_fd=cwd_fd,
-                       **tags)
+    result = await run(cmd, log, stdin=stdin, hook=hook, cwd_fd=cwd_fd, **tags)
     if result.code != 0:
         tags.setdefault("where", cmd.where)
         raise SetupError(step, describe_failure(cmd, result), **tags)

@@ -30,20 +30,22 @@ if TYPE_CHECKING:  # collections.abc imports collections: 1 ms of start-up
 
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
+_ABORTED = b"\xff\xff\xff\xff"  # in place of an errno: ``before_exec`` failed
 
 
 class Spawned:
     """What the supervisor needs to know about the started workload."""
 
-    __slots__ = ("argv", "exec_errno", "foreground", "pid", "spawned_ns")
+    __slots__ = ("aborted", "argv", "exec_errno", "foreground", "pid", "spawned_ns")
 
     def __init__(self, pid: int, argv: Sequence[str], foreground: bool, spawned_ns: int,
-                 exec_errno: int) -> None:
+                 exec_errno: int, aborted: bool = False) -> None:
         self.pid = pid
         self.argv = list(argv)
         self.foreground = foreground
         self.spawned_ns = spawned_ns
         self.exec_errno = exec_errno
+        self.aborted = aborted  # ``before_exec`` failed: the child exited, having said why
 
 
 def signals_to_reset() -> frozenset[int]:
@@ -103,8 +105,8 @@ def _exec(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
     raise failure or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
-def _prepare_fds(preserve_fds: int, keep: int = -1) -> None:
-    """Close every descriptor above 2 except the preserved ones (and ``keep``)."""
+def _prepare_fds(preserve_fds: int, keep: Iterable[int] = ()) -> None:
+    """Close every descriptor above 2 except the preserved ones (and those in ``keep``)."""
     first = 3 + preserve_fds
     for fd in range(3, first):
         try:
@@ -112,11 +114,11 @@ def _prepare_fds(preserve_fds: int, keep: int = -1) -> None:
         except OSError:
             pass
     # os.closerange uses the close_range() system call where it exists.
-    if keep >= first:
-        os.closerange(first, keep)
-        os.closerange(keep + 1, 2**31 - 1)
-    else:
-        os.closerange(first, 2**31 - 1)
+    start = first
+    for fd in sorted(k for k in set(keep) if k >= first):
+        os.closerange(start, fd)
+        start = fd + 1
+    os.closerange(start, 2**31 - 1)
 
 
 def _restore_signals(reset: Iterable[int], mask: Iterable[int]) -> None:
@@ -143,7 +145,9 @@ def _owns_terminal() -> bool:
 def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
           preserve_fds: int, clock_ns: int, env: dict[str, str] | None = None,
           prepare: Callable[[], None] | None = None, new_session: bool = False,
-          gate: Callable[[], None] | None = None) -> Spawned:
+          gate: Callable[[], None] | None = None,
+          before_exec: Callable[[], int] | None = None,
+          before_exec_fds: Iterable[int] = ()) -> Spawned:
     """Fork and exec ``argv`` in its own process group (in the terminal's foreground).
 
     ``env`` replaces pyinit's environment (PATH is searched in it), and
@@ -156,6 +160,12 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
     ``prepare`` and the exec: ``pyinit run``'s PID 1 locks itself down there,
     so that the workload never runs next to a PID 1 that still holds
     anything. If it raises, the child exits without exec'ing.
+
+    ``before_exec`` runs in the child after the gate, with every descriptor
+    closed but 0, 1, 2, the preserved ones and ``before_exec_fds``, and
+    signals still blocked (``pyinit run`` runs the startContainer hooks
+    there). A non-zero return is the child's exit status: it exits without
+    exec'ing, and the result says ``aborted``.
 
     ``new_session``: the child calls setsid() instead (``pyinit run`` and
     ``sandbox``): it has no controlling terminal, so it can never push input
@@ -193,7 +203,13 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
                 prepare()
             if gate_r >= 0 and os.read(gate_r, 1) != b"G":
                 os._exit(code)  # the parent could not finish its side
-            _prepare_fds(preserve_fds, keep=write_end)
+            if before_exec is not None:
+                _prepare_fds(preserve_fds, keep={write_end, *before_exec_fds})
+                code = before_exec()
+                if code:
+                    os.write(write_end, _ABORTED)
+                    os._exit(code)
+            _prepare_fds(preserve_fds, keep={write_end})
             _restore_signals(reset, mask)
             _exec(argv, env)
         except OSError as exc:
@@ -233,8 +249,9 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
             break
         data += chunk
     os.close(read_end)
-    exec_errno = int.from_bytes(data[:4], "little") if len(data) >= 4 else 0
-    return Spawned(pid, argv, foreground, spawned_ns, exec_errno)
+    aborted = data[:4] == _ABORTED
+    exec_errno = int.from_bytes(data[:4], "little") if len(data) >= 4 and not aborted else 0
+    return Spawned(pid, argv, foreground, spawned_ns, exec_errno, aborted)
 
 
 def exec_in_place(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],

@@ -265,7 +265,7 @@ class MakeCwd:
 class Hook:
     kind: ClassVar[str] = "hook"
     command: Command
-    hook_kind: str  # createContainer, startContainer
+    hook_kind: str  # createContainer (startContainer: runtime/starthooks.py)
 
     @property
     def summary(self) -> str:
@@ -556,6 +556,7 @@ def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = N
         steps.append(RootReadonly())
     steps += [ReadonlyPath(path) for path in cfg.readonly_paths]
     steps += [MaskPath(path) for path in cfg.masked_paths]
-    steps += [Hook(cmd, "startContainer") for cmd in cfg.hooks.get("startContainer", ())]
+    # startContainer hooks are no step: the workload's process runs them just
+    # before its exec, after PID 1's lock-down (runtime/starthooks.py).
     process, notes = _process(cfg)
     return Plan(tuple(steps), process, tuple(notes))

@@ -101,7 +101,7 @@ def become(proc: Process, last_cap: int, may_setgroups: bool,
 
 def take_identity(proc: Process, last_cap: int, may_setgroups: bool,
                   filt: seccomp.PreparedFilter | None = None) -> None:
-    """Everything of the workload but its working directory (also for startContainer hooks).
+    """Everything of the workload but its working directory.
 
     The seccomp filter is loaded last, once no_new_privs is set; without
     noNewPrivileges, before the capabilities go, while CAP_SYS_ADMIN lets the

@@ -13,8 +13,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import PYINIT, _processes_with, events
-from tests.integration.test_run import edit, run_bundle
+import pytest
+
+from tests.conftest import PYINIT, _processes_with, event, events
+from tests.integration.test_run import _one_line, edit, fields, run_bundle
 from tests.security.conftest import attack_bundle
 
 
@@ -86,3 +88,80 @@ def test_hook_background_child_neither_hangs_nor_survives(
         raise AssertionError("the setup hung on the hook's background child") from None
     assert proc.returncode == 0, err
     assert out == "workload-ran\n"
+
+
+# ------------------------------------------------------------------------------------------
+# startContainer hooks run from the workload's own process, after PID 1's
+# lock-down and just before the workload's exec (runtime/starthooks.py).
+
+def test_start_container_hook_has_the_workloads_uid_and_no_more_capabilities(
+        tmp_path: Path, helpers: dict[str, Path]) -> None:
+    probe = ("grep -E '^(Uid|Gid|Groups|CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|"
+             "Seccomp):' /proc/self/status")
+    bundle = attack_bundle(tmp_path, probe, helpers)
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["process"]["user"] = {"uid": 1000, "gid": 1000}
+        # Kept across the exec to uid 1000: CAP_KILL, as an ambient capability.
+        for kind in ("inheritable", "ambient"):
+            cfg["process"]["capabilities"][kind] = ["CAP_KILL"]
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", probe]}]}
+    edit(bundle, change)
+    res = run_bundle(bundle, "--log-format", "json", "--log-level", "debug")
+    assert res.returncode == 0, res.stderr
+    workload = res.stdout.splitlines()
+    assert workload == [
+        "Uid:\t1000\t1000\t1000\t1000", "Gid:\t1000\t1000\t1000\t1000", "Groups:\t ",
+        "CapInh:\t0000000000000020", "CapPrm:\t0000000000000020", "CapEff:\t0000000000000020",
+        "CapBnd:\t0000000020000420", "CapAmb:\t0000000000000020", "NoNewPrivs:\t1",
+        "Seccomp:\t2"]
+    assert _hook_lines(res.stderr) == workload
+    # No timeout in the config: the default one applies.
+    assert [fields(ev) for ev in events(res.stderr) if ev.get("event") == "command.started"] \
+        == [{"event": "command.started", "level": "debug", "argv": ["sh", "-c", probe],
+             "timeout_s": 60.0, "kind": "startContainer"}]
+
+
+def test_a_failing_start_container_hook_fails_the_container(tmp_path: Path,
+                                                            helpers: dict[str, Path]) -> None:
+    poststart = tmp_path / "poststart-ran"
+    bundle = attack_bundle(tmp_path / "startfail", "echo should-not-run", helpers)
+    edit(bundle, lambda c: c.update(hooks={
+        "startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 4"]}],
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo > {poststart}"]}]}))
+    res = run_bundle(bundle, "--log-format", "json")
+    assert _one_line(res) == ("pyinit: hooks.startContainer[0]: hook: 'sh -c echo nope >&2; "
+                              "exit 4' exited 4; last output: stderr: nope")
+    assert fields(event(res.stderr, "hook.failed")) == {
+        "event": "hook.failed", "level": "error", "kind": "startContainer",
+        "where": "hooks.startContainer[0]",
+        "reason": "'sh -c echo nope >&2; exit 4' exited 4; last output: stderr: nope"}
+    assert res.stdout == ""
+    assert not poststart.exists()  # the workload never started
+
+
+def test_a_start_container_hooks_timeout_fails_the_container(tmp_path: Path,
+                                                             helpers: dict[str, Path]) -> None:
+    script = "sleep 1000 & echo started; exec sleep 999"
+    bundle = attack_bundle(tmp_path, "echo should-not-run", helpers)
+    edit(bundle, _hook(script, timeout=1))
+    res = run_bundle(bundle)
+    assert _one_line(res) == (f"pyinit: hooks.startContainer[0]: hook: 'sh -c {script}' was "
+                              "killed after its timeout of 1s; last output: stdout: started")
+    assert res.stdout == ""
+
+
+@pytest.mark.parametrize(("hook", "reason"), [
+    ({"path": "/bin/nothing-here"}, "cannot start /bin/nothing-here: No such file or directory"),
+    ({"path": "/bin/sh", "cwd": "/etc/passwd"},
+     "cannot enter its cwd /etc/passwd: Not a directory"),
+], ids=["path", "cwd"])
+def test_a_start_container_hook_that_cannot_start_fails_the_container(
+        tmp_path: Path, helpers: dict[str, Path], hook: dict[str, Any], reason: str) -> None:
+    bundle = attack_bundle(tmp_path, "echo should-not-run", helpers)
+    (bundle / "rootfs" / "etc").mkdir(exist_ok=True)
+    (bundle / "rootfs" / "etc" / "passwd").write_text("root:x:0:0::/:/bin/sh\n")
+    edit(bundle, lambda c: c.update(hooks={"startContainer": [hook]}))
+    res = run_bundle(bundle)
+    assert _one_line(res) == f"pyinit: hooks.startContainer[0]: command: {reason}"
+    assert res.stdout == ""

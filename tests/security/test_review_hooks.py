@@ -8,11 +8,14 @@ it with trio/subprocess, which forks PID 1 and, in the child, does
 is the image's symlink ``-> /proc/self/fd/N`` therefore lands on whatever
 directory PID 1 holds as fd N at that moment: the CVE-2024-21626 pattern,
 for hooks (the workload's own cwd is checked with getcwd; a hook's is not).
+Since then startContainer hooks start from the workload's process, after
+PID 1's lock-down (runtime/starthooks.py), and the hook's process closes
+every descriptor but its stdio before the chdir.
 
 The first test lists PID 1's descriptors while a hook runs (a hook given
-CAP_SYS_PTRACE can read /proc/1/fd): only the container's own root may be a
-directory among them. The second makes the hook's cwd the first directory
-fd of PID 1 that is not the container's root, as the first test found it,
+CAP_SYS_PTRACE can read /proc/1/fd): no directory may be among them. The
+second makes the hook's cwd each directory fd of PID 1 that is not the
+container's root, as the first test found them (fd 3 when there is none),
 and tries the host's sysctls from there (opened for writing, never written).
 """
 
@@ -68,8 +71,10 @@ def _paths(fds: dict[int, str]) -> dict[int, str]:
 
 def test_pid1_holds_no_host_directory_while_a_hook_runs(tmp_path: Path,
                                                         helpers: dict[str, Path]) -> None:
+    # startContainer hooks run after PID 1's set-up is over (its mount fds are
+    # closed): the only path it holds is its stdin, the caller's /dev/null.
     fds = _paths(_pid1_fds_during_a_hook(tmp_path, helpers))
-    assert sorted(set(fds.values()) - {"/dev/null"}) == ["/"], fds
+    assert sorted(set(fds.values())) == ["/dev/null"], fds
 
 
 def test_a_hooks_cwd_cannot_reach_a_host_directory(tmp_path: Path,

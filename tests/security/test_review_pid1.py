@@ -53,18 +53,18 @@ def test_pid1_is_no_way_around_the_seccomp_filter(tmp_path: Path,
 # A startContainer hook is the image's code. It runs as the workload, with
 # the workload's capabilities, and its process group is killed when it
 # exits; but a child that calls setsid() leaves the group (hooks.py says
-# so), and the hook itself decides how long it runs. While it runs, PID 1
-# waits for it with everything it started with (every capability, the
-# host's uid 0): a child with CAP_SYS_PTRACE attaches to PID 1 and makes it
-# run a call the workload could never make. setpriority(-20) stands for any
-# of them (it needs CAP_SYS_NICE); the workload then reads PID 1's nice value.
+# so), and the hook itself decides how long it runs. PID 1 used to run the
+# hooks during its set-up, with everything it started with (every
+# capability, the host's uid 0): a child with CAP_SYS_PTRACE attached to
+# PID 1 and made it run a call the workload could never make. Now the
+# workload's own process runs them after PID 1's lock-down
+# (runtime/starthooks.py). setpriority(-20) stands for any such call (it
+# needs CAP_SYS_NICE); the workload then reads PID 1's nice value.
 _HOOK = ("mkfifo /dev/shm/done; setsid sh -c '/bin/inject nice > /dev/shm/inj; "
          "echo > /dev/shm/done' </dev/null >/dev/null 2>&1 & read x < /dev/shm/done;"
          " cat /dev/shm/inj")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review: a startContainer hook's setsid child "
-                   "ptraces PID 1 while PID 1 still has every capability")
 def test_a_hooks_escaped_child_cannot_use_pid1(tmp_path: Path,
                                                helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(tmp_path, "echo pid1-nice=$(cut -d' ' -f19 /proc/1/stat)", helpers)
