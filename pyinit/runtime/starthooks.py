@@ -18,9 +18,10 @@ Why there, and not in the container's PID 1 (docs/security.md, item 8):
 * **runc does the same**: its init applies the seccomp filter and drops to
   the workload's credentials (``finalizeNamespace``), then runs the
   startContainer hooks, then execs (libcontainer/standard_init_linux.go). So
-  the hooks run under the workload's seccomp filter: a profile that refuses
-  ``clone``, ``pipe2``, ``poll``, ``pidfd_open``, ``wait4`` or ``execve``
-  makes them fail to start, and the container fails (exit 125).
+  the hooks run under the workload's seccomp filter: a profile that
+  refuses ``clone``, ``pipe2``, ``poll``, ``pidfd_open``, ``prctl``,
+  ``wait4`` or ``execve`` makes them fail to start, and the container fails
+  (exit 125).
 
 This runs after ``pivot_root``: nothing may be imported from here on, and
 trio may not run in a forked child, so this is plain ``os.fork``/``execve``
