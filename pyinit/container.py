@@ -92,13 +92,15 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     # container's code runs, and before the pivot, while /proc is the host's.
     task.wipe_environ(task.environ_block())
     try:
+        # Before the cgroup namespace: inside it /proc/self/cgroup reads "/".
+        own_cgroups = _own_cgroups(setup)
         namespaces.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
         send(to_parent, Sync.NAMESPACES_READY)
         if not expect(from_parent, Sync.GO):
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
-                            user_ns=cfg.has_namespace("user"))
+                            user_ns=cfg.has_namespace("user"), own_cgroups=own_cgroups)
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
         trio.run(executor.run, setup.steps)
         peer = _open_console(console_sock, cfg.process.console_size) \
@@ -156,6 +158,21 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     if not startup.is_pid1:
         syscalls.set_child_subreaper()
     supervisor.run(opts, child, startup, logging=(log, sink))
+
+
+def _own_cgroups(setup: plan.Plan) -> dict[str, str]:
+    """Hierarchy name -> our cgroup (the container's: the middle process joined it).
+
+    Read in PID 1 before it unshares the cgroup namespace, for a cgroup
+    mount that falls back to a bind of the container's own cgroup
+    (rootfs/cgroups.py); only when the plan has one.
+    """
+    if not any(isinstance(step, plan.CgroupMount) for step in setup.steps):
+        return {}
+    try:
+        return {h.name: h.own_cgroup for h in linux_host.host_hierarchies()}
+    except OSError as exc:
+        raise SetupError.from_os("cgroup", "read /proc/self/cgroup", exc) from None
 
 
 def _open_console(sock: int, size: tuple[int, int] | None) -> int:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field, replace
 
 from pyinit.errors import SetupError
 from pyinit.linux import flags, mountinfo, syscalls
-from pyinit.linux.host import Hierarchy
 from pyinit.linux.kernel import Kernel
 
 MAGIC = {"proc": syscalls.PROC_SUPER_MAGIC, "sysfs": syscalls.SYSFS_MAGIC,
@@ -310,9 +309,6 @@ class FakeKernel(Kernel):
 
     def host_pid(self) -> int:
         return self._host_pid
-
-    def cgroup_hierarchies(self) -> list[Hierarchy]:
-        return []
 
     def host_rdev(self, path: str) -> int:
         return self.nodes[path].rdev

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from pyinit.errors import SetupError
-from pyinit.linux import copyup, host, mountinfo, syscalls
+from pyinit.linux import copyup, mountinfo, syscalls
 
 T = TypeVar("T")
 
@@ -131,10 +131,6 @@ class Kernel:
     # ----- the host, read before anything changes ------------------------------
     def mountinfo(self) -> list[mountinfo.MountEntry]:
         return _call("read", "/proc/self/mountinfo", mountinfo.read)
-
-    def cgroup_hierarchies(self) -> list[host.Hierarchy]:
-        """This process's cgroups now (PID 1 is in the container's cgroup by then)."""
-        return _call("read", "/proc/self/cgroup", host.host_hierarchies)
 
     def host_pid(self) -> int:
         """This process's PID as the host's /proc (still ours before the pivot) says."""

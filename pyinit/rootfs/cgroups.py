@@ -28,13 +28,14 @@ from pyinit.rootfs.plan import CgroupMount
 
 MOVE = detached.MOVE
 EMPTY = detached.EMPTY
+FRESH = "a fresh mount"  # the source the log names for one
 
 
 def mount(ctx: Context, step: CgroupMount, dest: int) -> int:
     """Mount the container's cgroup filesystem(s) on ``dest``; the top mount's fd."""
     k = ctx.kernel
     if step.unified:
-        mnt = _v2(ctx, step)
+        mnt, _source = _v2(ctx, step)
         try:
             if step.readonly:
                 k.mount_setattr(mnt, "", EMPTY | syscalls.AT_RECURSIVE, flags.MOUNT_ATTR_RDONLY)
@@ -52,7 +53,7 @@ def mount(ctx: Context, step: CgroupMount, dest: int) -> int:
             k.mkdirat(base, h.name, 0o755)
             target = k.openat(base, h.name, O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW)
             try:
-                sub = _v2(ctx, step) if h.version == 2 else _v1(ctx, step, h)
+                sub, source = _v2(ctx, step) if h.version == 2 else _v1(ctx, step, h)
                 try:
                     k.move_mount(sub, "", target, "", MOVE)
                 finally:
@@ -61,9 +62,7 @@ def mount(ctx: Context, step: CgroupMount, dest: int) -> int:
                 k.close(target)
             if "," in h.name:  # co-mounted: cpu -> cpu,cpuacct
                 links += [(h.name, c) for c in h.name.split(",")]
-            ctx.log.debug("cgroup.hierarchy", name=h.name, version=h.version,
-                          source="a fresh mount" if step.own_namespace
-                          else h.host_path + h.own_cgroup)
+            ctx.log.debug("cgroup.hierarchy", name=h.name, version=h.version, source=source)
         for target_name, name in links:
             try:
                 k.symlinkat(target_name, base, name)
@@ -79,12 +78,12 @@ def mount(ctx: Context, step: CgroupMount, dest: int) -> int:
     return base
 
 
-def _v1(ctx: Context, step: CgroupMount, h: Hierarchy) -> int:
+def _v1(ctx: Context, step: CgroupMount, h: Hierarchy) -> tuple[int, str]:
     if step.own_namespace:
         try:
             fs = detached.fs_context(ctx, "cgroup", "cgroup", (), h.controllers)
             try:
-                return ctx.kernel.fsmount(fs, step.attr)
+                return ctx.kernel.fsmount(fs, step.attr), FRESH
             finally:
                 ctx.kernel.close(fs)
         except SetupError as exc:
@@ -93,7 +92,7 @@ def _v1(ctx: Context, step: CgroupMount, h: Hierarchy) -> int:
     return _own(ctx, step, h.name, h.host_path, h.own_cgroup)
 
 
-def _v2(ctx: Context, step: CgroupMount) -> int:
+def _v2(ctx: Context, step: CgroupMount) -> tuple[int, str]:
     name, host = ("", CGROUP_BASE) if step.unified else ("unified", f"{CGROUP_BASE}/unified")
     planned = {h.name: h.own_cgroup for h in step.hierarchies}.get(name, "/")
     if not step.own_namespace:
@@ -104,7 +103,7 @@ def _v2(ctx: Context, step: CgroupMount) -> int:
         fs = k.fsopen("cgroup2")
         try:
             k.fsconfig(fs, syscalls.FSCONFIG_CMD_CREATE)
-            return k.fsmount(fs, step.attr)
+            return k.fsmount(fs, step.attr), FRESH
         finally:
             k.close(fs)
     except SetupError as exc:
@@ -116,10 +115,17 @@ def _v2(ctx: Context, step: CgroupMount) -> int:
     return _own(ctx, step, name, host, planned)
 
 
-def _own(ctx: Context, step: CgroupMount, name: str, host_path: str, planned: str) -> int:
-    """A bind of our own cgroup as it is now (PID 1 was moved into the container's)."""
+def _own(ctx: Context, step: CgroupMount, name: str, host_path: str,
+         planned: str) -> tuple[int, str]:
+    """A bind of our own cgroup, the container's (PID 1 was moved into it).
+
+    As PID 1 read it before it unshared the cgroup namespace
+    (``ctx.own_cgroups``): inside the namespace /proc/self/cgroup says "/",
+    and a bind of that would be the host hierarchy's root, with every
+    sibling cgroup in it.
+    """
     k = ctx.kernel
-    own = {x.name: x.own_cgroup for x in k.cgroup_hierarchies()}.get(name, planned)
+    own = ctx.own_cgroups.get(name, planned)
     source = host_path + (own if own != "/" else "")
     mnt = k.open_tree(syscalls.AT_FDCWD, source, syscalls.OPEN_TREE_CLONE | syscalls.AT_RECURSIVE)
     try:
@@ -128,4 +134,4 @@ def _own(ctx: Context, step: CgroupMount, name: str, host_path: str, planned: st
     except BaseException:
         k.close(mnt)
         raise
-    return mnt
+    return mnt, source

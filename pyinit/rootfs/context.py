@@ -28,6 +28,9 @@ class Context:
     # Read before anything changes (and so before the pivot).
     host_pid: int = 0
     host_devnull: int = 0  # st_rdev of the host's /dev/null
+    # Hierarchy name -> this process's cgroup in it (the container's), read
+    # before the cgroup namespace existed: a cgroup mount's bind fallback.
+    own_cgroups: dict[str, str] = field(default_factory=dict)
     # The root's mount (the detached bind, attached at root_path) and a Root on it.
     root_mount: int = -1
     pivoted: bool = False

@@ -65,12 +65,15 @@ def _doing(step: Step, root_path: str) -> str:
 class Executor:
     def __init__(self, root_path: str, log: Any, container_id: str = "pyinit",
                  bundle: str = "", user_ns: bool = False, kernel: Kernel | None = None,
-                 run_command: CommandRunner = hooks.run_checked) -> None:
+                 run_command: CommandRunner = hooks.run_checked,
+                 own_cgroups: dict[str, str] | None = None) -> None:
         k = kernel or Kernel()
         # Read now, before any mount: hooks get the container's PID as the
         # runtime sees it, and stdio on the host's /dev/null is recognised.
+        # ``own_cgroups`` was read before the cgroup namespace (Context).
         self.ctx = Context(k, log, root_path, run_command, container_id, bundle, user_ns,
-                           host_pid=k.host_pid(), host_devnull=k.host_rdev("/dev/null"))
+                           host_pid=k.host_pid(), host_devnull=k.host_rdev("/dev/null"),
+                           own_cgroups=dict(own_cgroups or {}))
         self.log = log
 
     async def run(self, steps: tuple[Step, ...] | list[Step]) -> None:

@@ -15,6 +15,7 @@ cgroup instead, which is what runc does for cgroup2 too.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_run import edit, run_bundle
+from tests.conftest import PYINIT, events, helper
+from tests.integration.test_run import edit, fields, run_bundle
 from tests.security.conftest import attack_bundle
 
 
@@ -102,3 +104,49 @@ def test_ro_holds_on_every_cgroup_mount(tmp_path: Path, helpers: dict[str, Path]
     res = run_bundle(bundle)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "done\n"
+
+
+# ------------------------------------------------------------------------------------------
+# With a cgroup namespace, a hierarchy the kernel will not mount afresh
+# (EPERM: v1 in some user namespaces, or an outer runtime's policy; EBUSY)
+# falls back to a bind of "our own cgroup". PID 1 read that from
+# /proc/self/cgroup after it had unshared the cgroup namespace, where its
+# own cgroup reads "/": the bind was of the host hierarchy's root, every
+# sibling cgroup (other containers, the host's services) under the
+# container's /sys/fs/cgroup. An outer seccomp filter makes the kernel's
+# refusal happen here: fsconfig(FSCONFIG_SET_FLAG), which only the v1
+# hierarchies' controller options use in this bundle, fails with EPERM.
+_REFUSE_V1 = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+    {"names": ["fsconfig"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+     "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}]}]}
+
+
+def _host_v1_memory() -> Path:
+    return Path("/sys/fs/cgroup/memory")
+
+
+def test_a_cgroupns_bind_fallback_binds_the_containers_own_cgroup(
+        tmp_path: Path, helpers: dict[str, Path]) -> None:
+    if not (_host_v1_memory() / "cgroup.procs").exists():
+        pytest.skip("needs a v1 memory hierarchy at /sys/fs/cgroup/memory (hybrid host)")
+    profile = tmp_path / "refuse-v1.json"
+    profile.write_text(json.dumps(_REFUSE_V1))
+    # Directories in the container's memory hierarchy (its own cgroup has
+    # none), and that the hierarchy is there at all.
+    bundle = attack_bundle(tmp_path / "cgfallback", "find /sys/fs/cgroup/memory -mindepth 1 "
+                           "-maxdepth 1 -type d; test -e /sys/fs/cgroup/memory/cgroup.procs "
+                           "&& echo mounted", helpers)
+    edit(bundle, lambda c: [m.update(options=[o for o in m.get("options", [])
+                                              if o != "newinstance"])  # a flag; implied
+                            for m in c["mounts"]])
+    res = subprocess.run([*helper("seccomp_exec.py"), str(profile), "--no-nnp", "--",
+                          PYINIT, "run", "--bundle", str(bundle), "--log-format", "json",
+                          "--log-level", "debug"],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "mounted\n"
+    memory = [fields(ev) for ev in events(res.stderr)
+              if ev.get("event") == "cgroup.hierarchy" and ev.get("name") == "memory"]
+    assert memory == [{"event": "cgroup.hierarchy", "level": "debug", "name": "memory",
+                       "version": 1, "source": f"{_host_v1_memory()}/pyinit/{bundle.name}"}]

@@ -401,6 +401,27 @@ def test_cgroup2_without_a_cgroup_namespace_binds_our_own_cgroup(tmp_path: Path)
     ]
 
 
+def test_cgroup2_bind_fallback_in_a_cgroup_namespace_binds_the_recorded_cgroup(
+        tmp_path: Path) -> None:
+    # The kernel refuses a fresh cgroup2: the bind is of the cgroup PID 1 read
+    # before its cgroup namespace (own_cgroups), not of what the plan saw in
+    # the parent ("/" here: the host's root) nor of anything read inside.
+    host = HostFacts(cgroup_unified=True, cgroup_hierarchies=(
+        Hierarchy("", 2, (), "/sys/fs/cgroup", "/"),))
+    doc = _doc(mounts=[{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                        "options": ["nosuid"]}])
+    doc["linux"]["namespaces"].append({"type": "cgroup"})
+    k = _world()
+    k.add("/sys/fs/cgroup/pyinit/c1", Node("dir"))
+    k.fail("fsmount", errno.EPERM, "cgroup2")
+    log = Log()
+    ex = Executor(ROOT, log, "c1", "/b", kernel=k, own_cgroups={"": "/pyinit/c1"})
+    trio.run(ex.run, _plan(doc, tmp_path, host=host).steps)
+    assert [c for c in k.calls if c.startswith("open_tree /sys")] == [
+        "open_tree /sys/fs/cgroup/pyinit/c1 CLONE|RECURSIVE"]
+    assert [e["errno"] for e in log.named("cgroup.bind_fallback")] == ["EPERM"]
+
+
 # ----- commands and hooks ------------------------------------------------------------
 def test_post_mount_commands_start_in_the_new_mount(tmp_path: Path) -> None:
     k = _world()
