@@ -73,9 +73,9 @@ def test_a_hooks_escaped_child_cannot_use_pid1(tmp_path: Path,
         _grant_ptrace(cfg)
         cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", _HOOK]}]}
     edit(bundle, change)
-    # The attack is a race with PID 1's set-up (it wins about 4 runs in 5):
-    # five rounds, and none may win, so that one lucky round of PID 1's can
-    # neither pass a broken pyinit nor flip this strict xfail by chance.
+    # Before the fix this was a race with PID 1's set-up that the attack won
+    # about 4 runs in 5: five rounds, and none may win, so one lucky round
+    # cannot pass a pyinit that has regressed.
     for _ in range(5):
         res = run_bundle(bundle, "--log-format", "json")
         assert res.returncode == 0, res.stderr
