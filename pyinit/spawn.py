@@ -31,6 +31,10 @@ if TYPE_CHECKING:  # collections.abc imports collections: 1 ms of start-up
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
 _ABORTED = b"\xff\xff\xff\xff"  # in place of an errno: ``before_exec`` failed
+# Written just before the exec. A child that closes the pipe without it
+# never got there: ``prepare`` (the workload's credentials) exited having
+# said why, and the caller must not take the workload as started.
+_EXECING = b"exec"
 
 
 class Spawned:
@@ -45,7 +49,9 @@ class Spawned:
         self.foreground = foreground
         self.spawned_ns = spawned_ns
         self.exec_errno = exec_errno
-        self.aborted = aborted  # ``before_exec`` failed: the child exited, having said why
+        # ``prepare`` or ``before_exec`` failed: the child exited without its
+        # exec, having said why
+        self.aborted = aborted
 
 
 def signals_to_reset() -> frozenset[int]:
@@ -211,6 +217,7 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
                     os._exit(code)
             _prepare_fds(preserve_fds, keep={write_end})
             _restore_signals(reset, mask)
+            os.write(write_end, _EXECING)
             _exec(argv, env)
         except OSError as exc:
             err = exc.errno or errno.EINVAL
@@ -218,6 +225,11 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
             try:
                 os.write(write_end, err.to_bytes(4, "little"))
                 os.write(2, exec_error_line(argv[0], err).encode(errors="replace"))
+            except OSError:
+                pass
+        except Exception as exc:  # never a silent exit: say why, as prepare's own failures do
+            try:
+                os.write(2, f"pyinit: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
             except OSError:
                 pass
         finally:
@@ -249,8 +261,15 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
             break
         data += chunk
     os.close(read_end)
-    aborted = data[:4] == _ABORTED
-    exec_errno = int.from_bytes(data[:4], "little") if len(data) >= 4 and not aborted else 0
+    exec_errno = 0
+    if data[:4] == _EXECING:  # it got to its exec; an errno after the marker says why not
+        aborted = False
+        exec_errno = int.from_bytes(data[4:8], "little") if len(data) >= 8 else 0
+    elif len(data) >= 4 and data[:4] != _ABORTED:  # an OSError before it got there
+        aborted = False
+        exec_errno = int.from_bytes(data[:4], "little")
+    else:  # before_exec failed, or the child exited before its exec, having said why
+        aborted = True
     return Spawned(pid, argv, foreground, spawned_ns, exec_errno, aborted)
 
 

@@ -294,11 +294,19 @@ def test_rootless_process_fields(runtime: tuple[str, int, int], top: Path) -> No
 def test_rootless_what_needs_privilege_names_the_field(runtime: tuple[str, int, int],
                                                       change: Any, line: str) -> None:
     bundle = rootless_bundle(runtime, "echo should-not-run")
+    ran = bundle / "poststart-ran"
     try:
         edit(bundle, change)
+        # A workload that never started gets no poststart hook: the
+        # additionalGids case fails in the workload's own process, after
+        # PID 1 has done its part.
+        edit(bundle, lambda c: c.update(hooks={"poststart": [
+            {"path": "/bin/sh", "args": ["sh", "-c", f"echo > {ran}"]}]}))
         res = as_user(runtime, "run", "--bundle", str(bundle))
         assert one_line(res) == line
+        assert res.returncode == 125
         assert "should-not-run" not in res.stdout
+        assert not ran.exists()
     finally:
         shutil.rmtree(bundle)
 
