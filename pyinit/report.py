@@ -82,12 +82,52 @@ def log_signal(log: Any, outcome: Forwarded | Dropped, *, early: bool) -> None:
 
 
 def log_exited(log: Any, child: Spawned, outcome: Exited) -> None:
-    """A reaped child, from either reaper: every one at debug, the workload at info."""
-    fields = status_fields(outcome.status)
-    log.debug("zombie.reaped", pid=outcome.pid, workload=outcome.workload, **fields)
-    if outcome.workload:
-        log.info("workload.exited", pid=outcome.pid,
-                 runtime_ms=ms(child.spawned_ns, outcome.at_ns), **fields)
+    """The reaped workload: ``zombie.reaped`` at debug, ``workload.exited`` at info.
+
+    Orphans go through :func:`log_zombie` and, a burst at a time, :func:`log_orphans`.
+    """
+    log_zombie(log, outcome)
+    log.info("workload.exited", pid=outcome.pid, runtime_ms=ms(child.spawned_ns, outcome.at_ns),
+             **status_fields(outcome.status))
+
+
+def pid_ranges(pids: list[int]) -> list[list[int]]:
+    """``[7, 3, 4, 5, 9]`` -> ``[[3, 5], [7, 7], [9, 9]]``: sorted, inclusive, no overlap.
+
+    A burst's orphans were usually forked one after the other, so their PIDs
+    are mostly consecutive and a few ranges name thousands of them.
+    """
+    ranges: list[list[int]] = []
+    for pid in sorted(pids):
+        if ranges and pid <= ranges[-1][1] + 1:
+            ranges[-1][1] = max(ranges[-1][1], pid)
+        else:
+            ranges.append([pid, pid])
+    return ranges
+
+
+def log_zombie(log: Any, outcome: Exited) -> None:
+    """``zombie.reaped`` (debug): one reaped process, the workload or an orphan."""
+    log.debug("zombie.reaped", pid=outcome.pid, workload=outcome.workload,
+              **status_fields(outcome.status))
+
+
+def log_orphans(log: Any, orphans: list[Exited]) -> None:
+    """A burst of reaped orphans: one ``orphans.reaped`` (info) for all of them.
+
+    Per orphan, a log line cost more than the reaping itself (a burst of 2000
+    was 2000 lines), so the info event names them all at once: how many,
+    their PIDs as ranges, how many ended with each exit code (128+N for
+    signal N), and the time from the first reap to the last. Each one is
+    still logged on its own as ``zombie.reaped`` at debug.
+    """
+    codes: dict[str, int] = {}
+    for orphan in orphans:
+        code = str(exit_code(orphan.status))
+        codes[code] = codes.get(code, 0) + 1
+    log.info("orphans.reaped", count=len(orphans), pids=pid_ranges([o.pid for o in orphans]),
+             codes=dict(sorted(codes.items(), key=lambda kv: int(kv[0]))),
+             span_ms=ms(min(o.at_ns for o in orphans), max(o.at_ns for o in orphans)))
 
 
 def exit_now(log: Any, sink: Sink, code: int, startup: Startup, **fields: Any) -> NoReturn:

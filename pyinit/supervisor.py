@@ -30,10 +30,24 @@ from pyinit.cli import Options
 from pyinit.core import Dropped, Exited, Forwarded, Startup, Stopped
 from pyinit.linux import syscalls
 from pyinit.log import Sink, configure
-from pyinit.report import announce, exit_code, exit_now, log_exited, log_signal, ms
+from pyinit.report import (
+    announce,
+    exit_code,
+    exit_now,
+    log_exited,
+    log_orphans,
+    log_signal,
+    log_zombie,
+    ms,
+)
 from pyinit.spawn import Spawned
 
 EXIT_INTERNAL = 1
+# A burst of orphans is logged as one event once no orphan has been reaped for
+# BURST_QUIET_S, or BURST_MAX_S after its first one (a steady trickle), or at
+# exit, whichever comes first.
+BURST_QUIET_S = 0.1
+BURST_MAX_S = 1.0
 
 
 def _kill(pid: int, sig: int) -> bool:
@@ -56,6 +70,8 @@ class Supervisor:
         self.all_gone = trio.Event()
         self.shutdown_started_ns: int | None = None
         self.orphans_reaped = 0
+        self.burst: list[Exited] = []  # reaped orphans not logged at info yet
+        self.each_zombie = opts.log_level == "debug"  # zombie.reaped for every orphan
         self.nursery: trio.Nursery | None = None
         # Job control: notice when the workload is stopped by the terminal,
         # so pyinit can stop too and its own parent (a shell) sees the job stop.
@@ -103,22 +119,45 @@ class Supervisor:
 
     def act(self, outcomes: Sequence[Forwarded | Dropped | Exited | Stopped]) -> None:
         """Log what the core did, and do what follows from it."""
+        orphans = 0
         for outcome in outcomes:
             match outcome:
                 case Forwarded() | Dropped():
                     log_signal(self.log, outcome, early=False)
                     if reason := core.shutdown_reason(outcome.signo):
                         self.start_shutdown(reason)
-                case Exited():
+                case Exited() if outcome.workload:
                     log_exited(self.log, self.child, outcome)
-                    if outcome.workload:
-                        self.start_shutdown("workload exited")
-                    else:
-                        self.orphans_reaped += 1
+                    self.start_shutdown("workload exited")
+                case Exited():
+                    if self.each_zombie:
+                        log_zombie(self.log, outcome)
+                    self.burst.append(outcome)
+                    orphans += 1
                 case Stopped():
                     self.workload_stopped(outcome.signo)
+        if orphans:
+            self.orphans_reaped += orphans
+            if len(self.burst) == orphans:  # a new burst
+                assert self.nursery is not None
+                self.nursery.start_soon(self.end_burst)
         if self.core.no_child_left and self.workload_status is not None:
             self.all_gone.set()
+
+    async def end_burst(self) -> None:
+        """Log the burst of orphans once it is over (or has lasted BURST_MAX_S)."""
+        began = trio.current_time()
+        while True:
+            seen = len(self.burst)
+            await trio.sleep(BURST_QUIET_S)
+            if len(self.burst) == seen or trio.current_time() - began >= BURST_MAX_S:
+                break
+        self.log_burst()
+
+    def log_burst(self) -> None:
+        if self.burst:
+            log_orphans(self.log, self.burst)
+            self.burst = []
 
     # ----- terminal job control -----------------------------------------
     def _set_foreground(self, pgid: int) -> None:
@@ -240,6 +279,7 @@ def run(opts: Options, child: Spawned, startup: Startup,
         )
         sup.emergency_kill()
         code = EXIT_INTERNAL
+    sup.log_burst()  # what the nursery's end cut short
     fields: dict[str, Any] = {"orphans_reaped": sup.orphans_reaped}
     if sup.shutdown_started_ns is not None:
         fields["shutdown_ms"] = ms(sup.shutdown_started_ns, time.monotonic_ns())

@@ -4,7 +4,8 @@ usage: orphans.py N
 An intermediate child forks N grandchildren that block reading a pipe, then
 exits, so they are re-parented to the init. The workload then closes the
 pipe: all N exit together. It waits until none of them is left (neither
-alive nor a zombie) or 30 s pass, and prints "left=K zombies=Z".
+alive nor a zombie) or 30 s pass, and prints "left=K zombies=Z" (and the
+orphans' PIDs as "pids=P1,P2,...").
 """
 import os
 import sys
@@ -62,4 +63,4 @@ while time.monotonic() < deadline:
 states = [s for s in map(state, pids) if s is not None]
 zombies = sum(1 for s in states if s[0] == "Z")
 print(f"count={len(pids)} init={init_pid} parents={sorted(parents)}",
-      f"left={len(states)} zombies={zombies}", flush=True)
+      f"left={len(states)} zombies={zombies} pids={','.join(map(str, pids))}", flush=True)

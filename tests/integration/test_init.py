@@ -317,7 +317,34 @@ def test_2000_orphans_exiting_at_once_are_all_reaped(mode: str) -> None:
     # They were orphans of pyinit: re-parented to it (PID 1, or the subreaper).
     assert fields["parents"] == f"[{fields['init']}]"
     assert fields["left"] == "0" and fields["zombies"] == "0"
-    assert event(res.stderr, "pyinit.exit")["orphans_reaped"] >= 2000
+    assert event(res.stderr, "pyinit.exit")["orphans_reaped"] == 2000
+    # Logged a burst at a time: together the events name every orphan exactly once.
+    bursts = [ev for ev in events(res.stderr) if ev["event"] == "orphans.reaped"]
+    named = [pid for ev in bursts for first, last in ev["pids"] for pid in range(first, last + 1)]
+    assert sorted(named) == sorted(int(p) for p in fields["pids"].split(","))
+    assert [ev["count"] for ev in bursts] == [
+        sum(last - first + 1 for first, last in ev["pids"]) for ev in bursts]
+    assert [ev["codes"] for ev in bursts] == [{"0": ev["count"]} for ev in bursts]
+    # At info, no line per orphan.
+    assert [ev for ev in events(res.stderr) if ev["event"] == "zombie.reaped"] == []
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_orphans_at_debug_get_a_line_each_and_the_burst_event(mode: str) -> None:
+    res = run(["--log-level", "debug", "--", *helper("orphans.py"), "20"], mode, timeout=60)
+    assert res.returncode == 0, res.stderr.decode()[-2000:]
+    fields = dict(kv.split("=", 1) for kv in res.stdout.decode().split())
+    pids = sorted(int(p) for p in fields["pids"].split(","))
+    logged = events(res.stderr)
+    each = [ev for ev in logged if ev["event"] == "zombie.reaped" and not ev["workload"]]
+    assert sorted(ev["pid"] for ev in each) == pids
+    assert [{k: v for k, v in ev.items() if k not in ("pid", "timestamp")} for ev in each] == [
+        {"event": "zombie.reaped", "level": "debug", "workload": False, "code": 0,
+         "signal": None}] * 20
+    bursts = [ev for ev in logged if ev["event"] == "orphans.reaped"]
+    named = [pid for ev in bursts for first, last in ev["pids"] for pid in range(first, last + 1)]
+    assert sorted(named) == pids
+    assert sum(ev["count"] for ev in bursts) == 20
 
 
 def test_no_subreaper_warns_and_orphans_go_elsewhere() -> None:
