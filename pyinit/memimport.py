@@ -1,0 +1,203 @@
+"""The supervisor's modules, imported from memory once the root has no Python.
+
+After ``pivot_root`` the container's root is the container's: usually no
+Python at all, and whatever is there is the container's to control. So PID 1
+must not import anything from a file after the pivot. Today it imports all of
+trio and structlog before, on the way to the workload (issue 12). This module
+makes the other order possible:
+
+* :func:`snapshot`, before the pivot, reads the compiled code of every module
+  in :data:`pyinit.closure.MODULES` (the closure of trio, structlog and
+  pyinit's supervisor, computed by :func:`compute` when pyinit is built) into
+  memory, as the bytes of their ``.pyc`` files (unmarshalled only when
+  imported), and ``dlopen``s their C extensions (the loader
+  finds an object already loaded by its path, so initialising one later
+  opens no file). Nothing is executed; no descriptor stays open.
+* :meth:`Bundle.seal`, after the pivot, makes the import system serve only
+  built-in and frozen modules, modules already loaded, and the bundle: no
+  path finder, no ``sys.path``, so no file of the container is ever imported
+  by PID 1, even one placed where the host's Python would look.
+
+Kept light: ``importlib.machinery`` is part of the interpreter's start-up.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from importlib._bootstrap_external import MAGIC_NUMBER
+from importlib.machinery import (
+    BuiltinImporter,
+    ExtensionFileLoader,
+    FrozenImporter,
+    ModuleSpec,
+    PathFinder,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from types import CodeType, ModuleType
+
+# What the supervisor imports: trio, structlog and pyinit's own runtime.
+ROOTS = ("trio", "structlog", "pyinit.log", "pyinit.report", "pyinit.supervisor")
+
+
+class Bundle:
+    """Code objects by module name, and the extension modules already dlopen'ed."""
+
+    def __init__(self) -> None:
+        # name -> (marshalled or compiled code, is a package, origin)
+        self.code: dict[str, tuple[bytes | CodeType, bool, str]] = {}
+        self.extensions: dict[str, str] = {}  # name -> path of the loaded shared object
+        self.missing: list[str] = []  # in the closure, not found here
+        self._handles: list[object] = []  # keeps every dlopen'ed object mapped
+
+    # ----- the meta-path finder and loader ------------------------------
+    def find_spec(self, name: str, path: Sequence[str] | None = None,
+                  target: ModuleType | None = None) -> ModuleSpec | None:
+        if name in self.code:
+            _, package, origin = self.code[name]
+            spec = ModuleSpec(name, self, origin=origin,  # type: ignore[arg-type]
+                              is_package=package)  # a loader by protocol, not by class
+            spec.has_location = True  # __file__: where it was read, for tracebacks' names
+            return spec
+        if name in self.extensions:
+            where = self.extensions[name]
+            return ModuleSpec(name, ExtensionFileLoader(name, where), origin=where)
+        return None
+
+    def create_module(self, spec: ModuleSpec) -> ModuleType | None:
+        return None  # the default module object
+
+    def exec_module(self, module: ModuleType) -> None:
+        code = self.code[module.__name__][0]
+        exec(marshal.loads(code) if isinstance(code, bytes) else code, module.__dict__)
+
+    # ----- the two moments ----------------------------------------------
+    def install(self) -> None:
+        """Serve the bundle first, before any file (still allowed until :meth:`seal`)."""
+        if self not in sys.meta_path:
+            sys.meta_path.insert(0, self)
+
+    def seal(self) -> None:
+        """From now on: built-in, frozen, already loaded or in the bundle; nothing else."""
+        sys.meta_path[:] = [self, BuiltinImporter, FrozenImporter]
+        sys.path_hooks.clear()
+        sys.path_importer_cache.clear()
+        sys.path.clear()
+
+
+def snapshot(names: Iterable[str]) -> Bundle:
+    """Read the code of ``names`` (not yet imported ones) and dlopen their C extensions.
+
+    Parents come before their submodules, whose search path is the parent's
+    package directory; a module that is already imported is skipped.
+    """
+    import ctypes
+
+    bundle = Bundle()
+    where: dict[str, list[str] | None] = {}  # package -> its submodule search locations
+    for name in sorted(names, key=lambda n: (n.count("."), n)):
+        loaded = sys.modules.get(name)
+        if loaded is not None:
+            where[name] = getattr(loaded, "__path__", None)
+            continue
+        parent = name.rpartition(".")[0]
+        search = where.get(parent) if parent else None
+        if parent and search is None:
+            bundle.missing.append(name)
+            continue
+        spec = PathFinder.find_spec(name, search)
+        if spec is None or spec.loader is None or spec.origin is None:
+            bundle.missing.append(name)
+            continue
+        where[name] = spec.submodule_search_locations
+        if isinstance(spec.loader, ExtensionFileLoader):
+            bundle._handles.append(ctypes.CDLL(spec.origin, mode=os.RTLD_NOW))
+            bundle.extensions[name] = spec.origin
+            continue
+        code = _cached_bytecode(spec.origin, spec.cached)
+        if code is None:  # no valid .pyc: compile now, before the pivot
+            code = spec.loader.get_code(name)  # type: ignore[attr-defined]
+        bundle.code[name] = (code, spec.submodule_search_locations is not None, spec.origin)
+    return bundle
+
+
+def _cached_bytecode(source: str, cached: str | None) -> bytes | None:
+    """The marshalled code in ``cached`` if it is a valid .pyc of ``source``, else None.
+
+    Only read, not unmarshalled: that is most of an import's cost beyond
+    executing the module, and it can wait until after the workload started.
+    A timestamp-checked .pyc must match the source's mtime and size, as for
+    the import system; an unchecked hash-based one is taken as it is.
+    """
+    if cached is None:
+        return None
+    try:
+        with open(cached, "rb") as fh:
+            data = fh.read()
+        if data[:4] != MAGIC_NUMBER or len(data) < 16:
+            return None
+        flags = int.from_bytes(data[4:8], "little")
+        if flags == 0:  # timestamp-based
+            st = os.stat(source)
+            if (int.from_bytes(data[8:12], "little") != int(st.st_mtime) & 0xFFFFFFFF
+                    or int.from_bytes(data[12:16], "little") != st.st_size & 0xFFFFFFFF):
+                return None
+        elif flags & 0b10:  # hash-based and checked: leave it to the import system
+            return None
+    except OSError:
+        return None
+    return data[16:]
+
+
+_COMPUTE = """\
+import sys
+sys.path[:0] = sys.argv[1].split(":")
+before = set(sys.modules)
+import pyinit.early
+pyinit.early.load_runtime()
+for root in sys.argv[2:]:
+    __import__(root)
+names = set(sys.modules) - before - set(sys.builtin_module_names)
+print("\\n".join(sorted(n for n in names if getattr(sys.modules[n], "__spec__", None)
+                        and sys.modules[n].__spec__.origin not in (None, "frozen"))))
+"""
+
+
+def compute(python: str = sys.executable, path: Sequence[str] = ()) -> list[str]:
+    """The closure: every module a fresh interpreter loads for the supervisor.
+
+    Run once at build time (``python -m pyinit.memimport``), not at start: it
+    imports all of trio and structlog in a child interpreter (-S: without
+    ``site``, so only what the supervisor itself needs is counted).
+    """
+    import subprocess
+
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyinit's parent
+    search = [here, *(path or sys.path)]
+    out = subprocess.run([python, "-I", "-S", "-c", _COMPUTE,
+                          ":".join(p for p in search if p), *ROOTS],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def write_closure(names: Sequence[str]) -> str:
+    """The text of pyinit/closure.py for ``names``."""
+    lines = ['"""Generated by ``python -m pyinit.memimport``: the modules the supervisor needs.',
+             "",
+             "What :func:`pyinit.memimport.snapshot` reads into memory before pivot_root;",
+             "tests/unit/test_memimport.py checks it against the installed trio and structlog.",
+             '"""', "", "MODULES = ("]
+    lines += [f'    "{name}",' for name in names]
+    lines += [")", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    target = os.path.join(os.path.dirname(os.path.abspath(__file__)), "closure.py")
+    with open(target, "w", encoding="utf-8") as fh:
+        fh.write(write_closure(compute()))
+    print(f"wrote {target}")

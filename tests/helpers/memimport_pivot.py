@@ -1,0 +1,80 @@
+"""Import the supervisor from memory after pivot_root into a root without Python.
+
+usage: memimport_pivot.py ROOT [--no-seal]
+Run as root. Reads the closure into memory (pyinit.memimport.snapshot), then,
+in a new mount namespace, mounts an empty tmpfs on ROOT, plants in it a
+``trio`` package and a module ``planted`` where this interpreter's sys.path
+would look (as a hostile container could), pivots into it and detaches the
+old root. Then it imports trio, structlog and pyinit's supervisor, runs a trio
+loop and a structlog line, tries ``import planted``, and prints one JSON line:
+what was imported from where, the open descriptors, and whether ``planted``
+could be imported.
+"""
+
+import json
+import os
+import sys
+
+from pyinit import closure, memimport
+from pyinit.linux import syscalls
+
+MS_REC, MS_PRIVATE, MNT_DETACH = 0x4000, 0x40000, 2
+root = sys.argv[1]
+seal = "--no-seal" not in sys.argv
+assert "trio" not in sys.modules and "structlog" not in sys.modules
+skipped = sorted(n for n in closure.MODULES if n in sys.modules)  # loaded: not read again
+bundle = memimport.snapshot(closure.MODULES)
+bundle.install()
+search = [p for p in sys.path if p.startswith("/")]
+
+syscalls.unshare(syscalls.CLONE_NEWNS)
+syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
+syscalls.mount("tmpfs", root, "tmpfs", 0)
+for directory in search:  # the container's own "Python", where ours would look
+    os.makedirs(root + directory + "/trio", exist_ok=True)
+    with open(root + directory + "/trio/__init__.py", "w") as fh:
+        fh.write("raise SystemExit('the container trio ran in PID 1')\n")
+    with open(root + directory + "/planted.py", "w") as fh:
+        fh.write("PLANTED = True\n")
+os.mkdir(root + "/old")
+os.chdir(root)
+syscalls.pivot_root(".", "old")
+os.chdir("/")
+syscalls.umount2("/old", MNT_DETACH)
+os.rmdir("/old")
+if seal:
+    bundle.seal()
+
+import structlog  # noqa: E402
+import trio  # noqa: E402
+
+import pyinit.supervisor  # noqa: E402,F401
+from pyinit.log import configure  # noqa: E402
+
+trio.run(trio.sleep, 0)
+log, sink = configure("json", "info")
+log.info("from.memory", code=len(bundle.code), extensions=len(bundle.extensions))
+try:
+    import planted  # noqa: F401
+    planted_imported = True
+except ModuleNotFoundError:
+    planted_imported = False
+fds = []
+for fd in range(0, 1024):
+    try:
+        os.fstat(fd)
+    except OSError:
+        continue
+    fds.append(fd)
+print(json.dumps({
+    "trio_loader": type(trio.__spec__.loader).__name__,
+    "structlog_loader": type(structlog.__spec__.loader).__name__,
+    "ssl_loader": type(sys.modules["_ssl"].__spec__.loader).__name__,
+    "missing": bundle.missing,
+    "code": sorted(bundle.code),
+    "extensions": sorted(bundle.extensions),
+    "skipped": skipped,
+    "planted_imported": planted_imported,
+    "fds": fds,
+    "sink_fd": sink.fileno(),
+}), flush=True)

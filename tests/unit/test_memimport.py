@@ -1,0 +1,77 @@
+"""pyinit.memimport without a pivot: what is read, and what is imported from it."""
+
+from __future__ import annotations
+
+import os
+import py_compile
+import shutil
+import sys
+from importlib.util import cache_from_source
+from pathlib import Path
+
+import pytest
+
+from pyinit import memimport
+
+
+def _package(tmp_path: Path, name: str) -> Path:
+    pkg = tmp_path / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("WHO = 'package'\n")
+    (pkg / "mod.py").write_text("from . import WHO\nVALUE = WHO + ' and module'\n")
+    for source in pkg.glob("*.py"):
+        py_compile.compile(str(source), doraise=True)
+    return pkg
+
+
+def test_a_snapshot_imports_after_its_files_are_gone(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "pyinit_memtest_pkg"
+    _package(tmp_path, name)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bundle = memimport.snapshot([f"{name}.mod", name])
+    assert sorted(bundle.code) == [name, f"{name}.mod"] and bundle.missing == []
+    shutil.rmtree(tmp_path / name)  # no file left to import from
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    bundle.install()
+    try:
+        mod = __import__(f"{name}.mod", fromlist=["VALUE"])
+        assert mod.VALUE == "package and module"
+        assert mod.__spec__.loader is bundle
+        assert mod.__file__ == str(tmp_path / name / "mod.py")
+    finally:
+        for key in (name, f"{name}.mod"):
+            sys.modules.pop(key, None)
+
+
+def test_a_module_not_found_is_reported_missing(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    bundle = memimport.snapshot(["pyinit_memtest_absent", "pyinit_memtest_absent.sub"])
+    assert bundle.missing == ["pyinit_memtest_absent", "pyinit_memtest_absent.sub"]
+    assert bundle.code == {}
+
+
+def test_a_stale_pyc_is_not_taken(tmp_path: Path) -> None:
+    source = tmp_path / "m.py"
+    source.write_text("X = 1\n")
+    py_compile.compile(str(source), doraise=True)
+    cached = cache_from_source(str(source))
+    data = memimport._cached_bytecode(str(source), cached)
+    assert data == Path(cached).read_bytes()[16:]
+    st = source.stat()
+    os.utime(source, (st.st_atime, st.st_mtime + 10))  # the source changed since
+    assert memimport._cached_bytecode(str(source), cached) is None
+    assert memimport._cached_bytecode(str(source), None) is None
+    assert memimport._cached_bytecode(str(source), str(tmp_path / "absent.pyc")) is None
+
+
+def test_a_checked_hash_pyc_is_left_to_the_import_system(tmp_path: Path) -> None:
+    source = tmp_path / "h.py"
+    source.write_text("X = 2\n")
+    py_compile.compile(str(source), doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH)
+    assert memimport._cached_bytecode(str(source), cache_from_source(str(source))) is None
+    py_compile.compile(str(source), doraise=True,
+                       invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    assert memimport._cached_bytecode(str(source), cache_from_source(str(source))) is not None
