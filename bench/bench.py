@@ -38,7 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKLOADS = HERE / "workloads.py"
-VENV = Path("/tmp/pyinit-bench/venv")
+VENV = Path(os.environ.get("PYINIT_BENCH_VENV", "/tmp/pyinit-bench/venv"))
 PYTHON = "/usr/bin/python3"
 DEBIAN = {"tini": "tini", "dumb-init": "dumb-init", "catatonit": "catatonit"}
 
@@ -131,7 +131,12 @@ def rss(prefix: list[str], runs: int) -> list[float]:
 
 
 def burst(prefix: list[str], runs: int, n: int) -> list[float]:
-    out = []
+    return burst_with_cpu(prefix, runs, n)[0]
+
+
+def burst_with_cpu(prefix: list[str], runs: int, n: int) -> tuple[list[float], list[float]]:
+    """The drain time of each burst, and the CPU time the init spent meanwhile."""
+    drain, cpu = [], []
     for _ in range(runs):
         res = subprocess.run(
             ["unshare", "--pid", "--fork", "--mount-proc", *prefix, PYTHON, "-I",
@@ -140,10 +145,12 @@ def burst(prefix: list[str], runs: int, n: int) -> list[float]:
         )
         fields = dict(kv.split("=") for kv in res.stdout.split())
         if fields.get("left") != "0":
-            out.append(float("inf"))
+            drain.append(float("inf"))
+            cpu.append(float("inf"))
         else:
-            out.append(float(fields["drain_ms"]))
-    return out
+            drain.append(float(fields["drain_ms"]))
+            cpu.append(float(fields["init_cpu_ms"]))
+    return drain, cpu
 
 
 def signal_latency(prefix: list[str], n: int) -> list[float]:
