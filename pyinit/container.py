@@ -3,22 +3,25 @@
 The process model (the kernel forces most of it; docs/config.md has the
 whole story of what each process holds):
 
-1. The parent validates config.json and plans the setup, imports everything
-   the container will need (nothing can be imported after pivot_root), and
-   forks a middle process.
+1. The parent validates config.json and plans the setup and forks a middle
+   process. It imports trio only if it runs hooks.
 2. The middle process closes what the caller left open, sets what only the
    host can grant (oom_score_adj, raised hard limits), joins or creates the
    user namespace (the parent writes its maps), unshares the PID namespace,
    which only applies to children, forks PID 1 and exits.
 3. PID 1 starts its own session, unshares mount, uts, ipc, net and cgroup,
-   sets the root filesystem up, pivots, spawns the workload with the OCI
-   process settings, locks itself down (runtime/hardening.py) and becomes
-   the supervisor.
+   reads trio's code into memory (nothing can be imported from a file after
+   pivot_root: pyinit/memimport.py), sets the root filesystem up without
+   trio, pivots, spawns the workload with the OCI process settings, locks
+   itself down (runtime/hardening.py) and supervises by hand (pyinit/early.py)
+   while trio is imported from memory; then it becomes the supervisor. A
+   setup with commands or hooks needs trio: then it is imported before the
+   setup, from its files.
 4. The parent runs the host-side hooks, relays every signal (and the
    terminal, with ``process.terminal``) and exits with the workload's status.
 
-Nothing forks inside a running trio loop: the setup runs in one ``trio.run``
-that has returned before the workload is forked.
+Nothing forks inside a running trio loop: the setup runs without trio, or in
+one ``trio.run`` that has returned before the workload is forked.
 """
 
 from __future__ import annotations
@@ -34,9 +37,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
-import trio
-
-from pyinit import cli, core, diagnose, early, hooks, spawn
+from pyinit import cli, closure, core, diagnose, early, hooks, memimport, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.linux import host as linux_host
@@ -49,6 +50,8 @@ from pyinit.runtime import console, credentials, hardening, namespaces, say, sta
 from pyinit.runtime.sync import Sync, decode, expect, send
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from pyinit.cgroups.manager import Cgroup
 
 
@@ -58,6 +61,32 @@ def _failed(exc: SetupError, log: Any) -> None:
     exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
     log.error(f"{exc.step}.failed", **exc.log_fields())
     say(exc.line())
+
+
+def _runtime_before_pivot(setup: plan.Plan) -> memimport.Bundle | None:
+    """What PID 1 needs after the pivot, before the pivot takes the host's files away.
+
+    A setup that runs commands or hooks needs trio for them: trio is imported
+    now, from its files. Any other setup runs without trio, and trio is only
+    read into memory now (pyinit/memimport.py, a few ms), to be imported from
+    there while the workload already runs.
+    """
+    if any(isinstance(step, plan.RunCommand | plan.Hook) for step in setup.steps):
+        early.load_runtime()
+        return None
+    bundle = memimport.snapshot(closure.MODULES)
+    bundle.install()
+    return bundle
+
+
+def _run_without_trio(setup: Coroutine[Any, Any, None]) -> None:
+    """Drive the executor's coroutine when no step awaits anything (no command, no hook)."""
+    try:
+        setup.send(None)
+    except StopIteration:
+        return
+    setup.close()
+    raise RuntimeError("a setup step waited for trio, which this setup runs without")
 
 
 def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
@@ -102,7 +131,14 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             user_ns=cfg.has_namespace("user"), own_cgroups=own_cgroups)
         filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
-        trio.run(executor.run, setup.steps)
+        runtime = _runtime_before_pivot(setup)
+        if runtime is None:
+            import trio
+
+            trio.run(executor.run, setup.steps)
+        else:
+            _run_without_trio(executor.run(setup.steps))
+            runtime.seal()  # from here on nothing is imported from a file
         peer = _open_console(console_sock, cfg.process.console_size) \
             if cfg.process.terminal else -1
 
@@ -150,14 +186,20 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     os.close(to_parent)
     os.close(from_parent)
     hardening.close_all_but(frozenset({sink.fileno()}))
-    from pyinit import supervisor
-
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
                             is_pid1=os.getpid() == 1, subreaper_error=None,
                             inherited_ignored=frozenset())
     if not startup.is_pid1:
         syscalls.set_child_subreaper()
-    supervisor.run(opts, child, startup, logging=(log, sink))
+    if runtime is None:
+        from pyinit import supervisor
+
+        startup.runtime_ready_ns = child.spawned_ns  # loaded before the workload: import_ms 0
+        supervisor.run(opts, child, startup, logging=(log, sink))
+    # The workload runs; trio is imported from memory while the early phase
+    # forwards signals and reaps it, as in the init mode.
+    startup.runtime_source = "memory"
+    early.run(opts, child, startup, logging=(log, sink))
 
 
 def _own_cgroups(setup: plan.Plan) -> dict[str, str]:
@@ -192,7 +234,11 @@ def _open_console(sock: int, size: tuple[int, int] | None) -> int:
 def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log: Any) -> bool:
     """Hooks that run in the runtime's namespaces; False if one failed."""
     state = hooks.state_json(name, status, pid, cfg.bundle)
+    if cfg.hooks.get(kind):
+        early.import_trio()  # only now: a container without hooks never needs it here
     for cmd in cfg.hooks.get(kind, []):
+        import trio
+
         try:
             trio.run(partial(hooks.run_checked, cmd, log, "hook", stdin=state, kind=kind))
         except SetupError as exc:
@@ -412,7 +458,6 @@ def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
 
 def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
                 run: RunOptions, console_socket: str | None) -> int:
-    early.load_runtime()  # everything the container will need, before the fork
     log, sink = configure(opts.log_format, opts.log_level)
     try:  # the host as it is now, before any namespace or mount
         setup = plan.build(cfg, run, linux_host.probe())

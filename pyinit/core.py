@@ -196,8 +196,8 @@ class Startup:
     """What happened before the supervisor existed, handed to it (or to the early exit)."""
 
     __slots__ = ("forwarded", "inherited_ignored", "inherited_mask", "is_pid1",
-                 "runtime_ready_ns", "shutdown_reason", "start_ns", "subreaper_error",
-                 "workload_exit")
+                 "runtime_ready_ns", "runtime_source", "shutdown_reason", "start_ns",
+                 "subreaper_error", "workload_exit")
 
     def __init__(self, *, start_ns: int, inherited_mask: frozenset[int], is_pid1: bool,
                  subreaper_error: OSError | None, inherited_ignored: frozenset[int]) -> None:
@@ -211,3 +211,5 @@ class Startup:
         self.workload_exit: Exited | None = None
         self.shutdown_reason: str | None = None
         self.runtime_ready_ns = 0
+        # Where trio came from: "files", or "memory" (pyinit run's PID 1, pyinit/memimport.py).
+        self.runtime_source = "files"

@@ -31,13 +31,21 @@ from pyinit.spawn import Spawned
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import NoReturn
+    from typing import Any, NoReturn
 
     from pyinit.cli import Options
+    from pyinit.log import Sink
 
 
 def load_runtime() -> None:
-    """Import everything the supervisor needs (also before any pivot_root).
+    """Import everything the supervisor needs: trio, structlog, the supervisor."""
+    import_trio()
+    import pyinit.report
+    import pyinit.supervisor  # noqa: F401
+
+
+def import_trio() -> None:
+    """``import trio``, without the child process it would start.
 
     ``import trio`` calls ``ctypes.util.find_library("pthread")`` only to name
     its worker threads, and that forks ``/sbin/ldconfig -p`` (or, in images
@@ -53,11 +61,17 @@ def load_runtime() -> None:
         import trio  # noqa: F401
     finally:
         ctypes.util.find_library = real
-    import pyinit.report
-    import pyinit.supervisor  # noqa: F401
 
 
-def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
+def run(opts: Options, child: Spawned, startup: Startup,
+        logging: tuple[Any, Sink] | None = None) -> NoReturn:
+    """Supervise by hand until the runtime is loaded, then hand over to the supervisor.
+
+    ``logging``: a logger and sink that already exist (``pyinit run``'s PID 1,
+    which must not open its stderr again after the pivot); then structlog is
+    loaded, and only trio and the supervisor are imported meanwhile (from
+    memory, pyinit/memimport.py).
+    """
     main_thread = threading.get_ident()
     loaded = threading.Event()
     can_report = threading.Event()
@@ -98,7 +112,7 @@ def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
                 from pyinit import report
 
                 startup.runtime_ready_ns = time.monotonic_ns()
-                report.finish_early(opts, child, startup)
+                report.finish_early(opts, child, startup, logging)
             break
     startup.runtime_ready_ns = time.monotonic_ns()
 
@@ -108,8 +122,8 @@ def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
     from pyinit import report, supervisor
 
     if startup.workload_exit is not None and core.no_child_left():
-        report.finish_early(opts, child, startup)
-    supervisor.run(opts, child, startup)
+        report.finish_early(opts, child, startup, logging)
+    supervisor.run(opts, child, startup, logging=logging)
 
 
 def _give_up(child: Spawned, exc: BaseException) -> NoReturn:

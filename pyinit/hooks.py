@@ -39,8 +39,6 @@ import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
-import trio
-
 from pyinit.errors import SetupError
 from pyinit.oci.command import Command, parse_command, state_json
 
@@ -106,6 +104,8 @@ async def run(cmd: Command, log: Any, stdin: bytes | None = None, *, hook: bool 
     post-mount command starts in its new mount), unless it names its own
     ``cwd``.
     """
+    import trio  # here, not at the top: a setup without commands runs without trio
+
     if cmd.env is not None:
         env: dict[str, str] | None = dict(item.split("=", 1) for item in cmd.env)
     else:

@@ -66,7 +66,8 @@ def announce(log: Any, opts: Options, child: Spawned, startup: Startup) -> None:
         log_signal(log, outcome, early=True)
     if startup.workload_exit is not None:
         log_exited(log, child, startup.workload_exit)
-    log.debug("runtime.loaded", import_ms=ms(child.spawned_ns, startup.runtime_ready_ns))
+    log.debug("runtime.loaded", import_ms=ms(child.spawned_ns, startup.runtime_ready_ns),
+              source=startup.runtime_source)
 
 
 def log_signal(log: Any, outcome: Forwarded | Dropped, *, early: bool) -> None:
@@ -143,10 +144,11 @@ def exit_now(log: Any, sink: Sink, code: int, startup: Startup, **fields: Any) -
     os._exit(code)
 
 
-def finish_early(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
+def finish_early(opts: Options, child: Spawned, startup: Startup,
+                 logging: tuple[Any, Sink] | None = None) -> NoReturn:
     """The workload exited while trio loaded and nothing else is left: just exit."""
     assert startup.workload_exit is not None
-    log, sink = configure(opts.log_format, opts.log_level)
+    log, sink = logging or configure(opts.log_format, opts.log_level)
     announce(log, opts, child, startup)
     code = exit_code(startup.workload_exit.status)
     exit_now(log, sink, opts.remap.get(code, code), startup, orphans_reaped=0, early=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import errno
 import os
 import stat
-
-import trio
+import sys
+import time
 
 from pyinit.errors import SetupError
 from pyinit.linux import flags, syscalls
@@ -71,6 +71,21 @@ def sysctl(ctx: Context, step: Sysctl) -> None:
         k.close(fd)
 
 
+async def _sleep(seconds: float) -> None:
+    """trio.sleep inside trio; outside (a setup without commands runs without
+    trio, pyinit/container.py), a plain sleep that never suspends the coroutine."""
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            trio.lowlevel.current_task()
+        except RuntimeError:
+            pass
+        else:
+            await trio.sleep(seconds)
+            return
+    time.sleep(seconds)
+
+
 async def root_readonly(ctx: Context, step: RootReadonly) -> None:
     """mount_setattr(RDONLY) on the root's mount fd; retried while the mount is busy.
 
@@ -88,7 +103,7 @@ async def root_readonly(ctx: Context, step: RootReadonly) -> None:
                 raise
         ctx.log.warning("remount.busy", destination="/", attempt=attempt,
                         retry_in_ms=int(EBUSY_DELAY * 1000))
-        await trio.sleep(EBUSY_DELAY)
+        await _sleep(EBUSY_DELAY)
 
 
 def readonly_path(ctx: Context, step: ReadonlyPath) -> None:

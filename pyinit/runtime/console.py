@@ -24,11 +24,12 @@ import struct
 import termios
 import threading
 import tty
-from typing import Any
-
-import trio
+from typing import TYPE_CHECKING, Any
 
 from pyinit.linux import pty
+
+if TYPE_CHECKING:  # imported where used: PID 1 imports this module without trio
+    import trio
 
 PTMX = "/dev/pts/ptmx"
 
@@ -88,6 +89,9 @@ class Relay:
                                         daemon=True)
 
     def start(self) -> None:
+        from pyinit.early import import_trio
+
+        import_trio()  # here, in the main thread; the relay's thread runs trio
         if os.isatty(0):
             self._saved = termios.tcgetattr(0)
             tty.setraw(0, termios.TCSANOW)
@@ -106,9 +110,13 @@ class Relay:
                 termios.tcsetattr(0, termios.TCSADRAIN, self._saved)
 
     def _run(self) -> None:
+        import trio
+
         trio.run(self._copy)
 
     async def _copy(self) -> None:
+        import trio
+
         master = trio.lowlevel.FdStream(self.master)  # closed with it
         stdout = trio.lowlevel.FdStream(os.dup(1))
         stdin = trio.lowlevel.FdStream(os.dup(0))
@@ -119,6 +127,8 @@ class Relay:
 
     @staticmethod
     async def _screen(master: trio.lowlevel.FdStream, stdout: trio.lowlevel.FdStream) -> None:
+        import trio
+
         while True:
             try:
                 data = await master.receive_some(65536)
@@ -133,6 +143,8 @@ class Relay:
 
     @staticmethod
     async def _keyboard(stdin: trio.lowlevel.FdStream, master: trio.lowlevel.FdStream) -> None:
+        import trio
+
         while True:
             try:
                 data = await stdin.receive_some(4096)

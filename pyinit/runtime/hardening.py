@@ -50,8 +50,6 @@ import os
 import threading
 from dataclasses import replace
 
-import trio
-
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import User
 
@@ -93,6 +91,8 @@ def _in_every_other_thread(fn: object) -> None:
             errors.append(exc)
         finally:
             barrier.wait()
+
+    import trio  # threads exist only when the setup ran in trio (pyinit/container.py)
 
     for _ in range(others):
         trio.lowlevel.start_thread_soon(job, lambda _outcome: None)

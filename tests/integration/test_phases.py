@@ -264,7 +264,8 @@ def test_minimal_writer_logs_everything_the_early_phase_did(pyinit: Callable[...
          "code": 0, "signal": None},
         {"event": "workload.exited", "level": "info", "pid": workload, "code": 0,
          "signal": None, "runtime_ms": "ms"},
-        {"event": "runtime.loaded", "level": "debug", "import_ms": "ms"},
+        {"event": "runtime.loaded", "level": "debug", "import_ms": "ms",
+         "source": "files"},
         {"event": "pyinit.exit", "level": "info", "code": 0, "orphans_reaped": 0,
          "early": True, "uptime_ms": "ms"},
     ]
@@ -289,7 +290,8 @@ def test_full_writer_logs_both_phases_once(pyinit: Callable[..., Pyinit], mode: 
     assert log == [
         _spawned(mode, argv),
         _forwarded(signal.SIGUSR1, mode, workload, early=True),
-        {"event": "runtime.loaded", "level": "debug", "import_ms": "ms"},
+        {"event": "runtime.loaded", "level": "debug", "import_ms": "ms",
+         "source": "files"},
         {"event": "supervisor.ready", "level": "debug", "signals": len(WATCHED)},
         _forwarded(signal.SIGHUP, mode, workload, early=False),
         {"event": "zombie.reaped", "level": "debug", "pid": workload, "workload": True,
