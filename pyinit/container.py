@@ -13,8 +13,9 @@ whole story of what each process holds):
    reads trio's code into memory (nothing can be imported from a file after
    pivot_root: pyinit/memimport.py), sets the root filesystem up without
    trio, pivots, spawns the workload with the OCI process settings, locks
-   itself down (runtime/hardening.py) and supervises by hand (pyinit/early.py)
-   while trio is imported from memory; then it becomes the supervisor. A
+   itself down (runtime/hardening.py) and imports trio from memory,
+   forwarding signals and reaping between two modules (pyinit/early.py);
+   then it becomes the supervisor. A
    setup with commands or hooks needs trio: then it is imported before the
    setup, from its files.
 4. The parent runs the host-side hooks, relays every signal (and the
@@ -196,10 +197,14 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
 
         startup.runtime_ready_ns = child.spawned_ns  # loaded before the workload: import_ms 0
         supervisor.run(opts, child, startup, logging=(log, sink))
-    # The workload runs; trio is imported from memory while the early phase
-    # forwards signals and reaps it, as in the init mode.
+    # The workload runs; trio is imported from memory, and between two
+    # modules every signal is forwarded and the workload reaped.
     startup.runtime_source = "memory"
-    early.run(opts, child, startup, logging=(log, sink))
+
+    def between(poll: Callable[[], None] | None) -> None:
+        runtime.between = poll
+
+    early.run_importing(opts, child, startup, (log, sink), between)
 
 
 def _own_cgroups(setup: plan.Plan) -> dict[str, str]:

@@ -31,6 +31,7 @@ from pyinit.spawn import Spawned
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, NoReturn
 
     from pyinit.cli import Options
@@ -63,15 +64,7 @@ def import_trio() -> None:
         ctypes.util.find_library = real
 
 
-def run(opts: Options, child: Spawned, startup: Startup,
-        logging: tuple[Any, Sink] | None = None) -> NoReturn:
-    """Supervise by hand until the runtime is loaded, then hand over to the supervisor.
-
-    ``logging``: a logger and sink that already exist (``pyinit run``'s PID 1,
-    which must not open its stderr again after the pivot); then structlog is
-    loaded, and only trio and the supervisor are imported meanwhile (from
-    memory, pyinit/memimport.py).
-    """
+def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
     main_thread = threading.get_ident()
     loaded = threading.Event()
     can_report = threading.Event()
@@ -98,21 +91,14 @@ def run(opts: Options, child: Spawned, startup: Startup,
         info = _signal.sigtimedwait(core.WATCHED, 0.05)
         if info is None:
             continue
-        for outcome in reaper.handle(info.si_signo, info.si_pid):
-            if isinstance(outcome, core.Exited):
-                startup.workload_exit = outcome
-                startup.shutdown_reason = startup.shutdown_reason or "workload exited"
-            elif isinstance(outcome, core.Forwarded | core.Dropped):
-                startup.forwarded.append(outcome)
-                startup.shutdown_reason = (startup.shutdown_reason
-                                           or core.shutdown_reason(outcome.signo))
+        _keep(startup, reaper.handle(info.si_signo, info.si_pid))
         if startup.workload_exit is not None and core.no_child_left():
             can_report.wait()  # trio no longer matters, structlog does
             if not failure:
                 from pyinit import report
 
                 startup.runtime_ready_ns = time.monotonic_ns()
-                report.finish_early(opts, child, startup, logging)
+                report.finish_early(opts, child, startup)
             break
     startup.runtime_ready_ns = time.monotonic_ns()
 
@@ -122,7 +108,58 @@ def run(opts: Options, child: Spawned, startup: Startup,
     from pyinit import report, supervisor
 
     if startup.workload_exit is not None and core.no_child_left():
-        report.finish_early(opts, child, startup, logging)
+        report.finish_early(opts, child, startup)
+    supervisor.run(opts, child, startup)
+
+
+def _keep(startup: Startup, outcomes: list[core.Forwarded | core.Dropped | core.Exited
+                                         | core.Stopped]) -> None:
+    """What the early phase did, for the log once there is one."""
+    for outcome in outcomes:
+        if isinstance(outcome, core.Exited):
+            startup.workload_exit = outcome
+            startup.shutdown_reason = startup.shutdown_reason or "workload exited"
+        elif isinstance(outcome, core.Forwarded | core.Dropped):
+            startup.forwarded.append(outcome)
+            startup.shutdown_reason = (startup.shutdown_reason
+                                       or core.shutdown_reason(outcome.signo))
+
+
+def run_importing(opts: Options, child: Spawned, startup: Startup,
+                  logging: tuple[Any, Sink], between: Callable[[Callable[[], None] | None], None],
+                  ) -> NoReturn:
+    """``pyinit run``'s PID 1: the early phase without a thread.
+
+    trio is imported from memory (pyinit/memimport.py) in this thread, and
+    ``between`` makes the importer call back before each module it executes:
+    there every pending signal is forwarded and the workload reaped, and if
+    it is gone with nothing left, pyinit reports and exits at once. No second
+    thread: it would be one more task in the container's pids cgroup, and
+    it would have to be locked down like PID 1.
+    """
+    from pyinit import report
+
+    reaper = core.Core(child.pid, kill_group=opts.kill_group, everyone=False)
+
+    def poll() -> None:
+        while (info := _signal.sigtimedwait(core.WATCHED, 0)) is not None:
+            _keep(startup, reaper.handle(info.si_signo, info.si_pid))
+        if startup.workload_exit is not None and core.no_child_left():
+            startup.runtime_ready_ns = time.monotonic_ns()
+            report.finish_early(opts, child, startup, logging)
+
+    poll()
+    between(poll)
+    try:
+        load_runtime()
+    except Exception as exc:
+        _give_up(child, exc)
+    finally:
+        between(None)
+    poll()
+    startup.runtime_ready_ns = time.monotonic_ns()
+    from pyinit import supervisor
+
     supervisor.run(opts, child, startup, logging=logging)
 
 

@@ -37,7 +37,7 @@ from importlib.machinery import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Sequence
     from types import CodeType, ModuleType
 
 # What the supervisor imports: trio, structlog and pyinit's own runtime.
@@ -53,6 +53,7 @@ class Bundle:
         self.extensions: dict[str, str] = {}  # name -> path of the loaded shared object
         self.missing: list[str] = []  # in the closure, not found here
         self._handles: list[object] = []  # keeps every dlopen'ed object mapped
+        self.between: Callable[[], None] | None = None  # called before each module runs
 
     # ----- the meta-path finder and loader ------------------------------
     def find_spec(self, name: str, path: Sequence[str] | None = None,
@@ -72,6 +73,8 @@ class Bundle:
         return None  # the default module object
 
     def exec_module(self, module: ModuleType) -> None:
+        if self.between is not None:
+            self.between()
         code = self.code[module.__name__][0]
         exec(marshal.loads(code) if isinstance(code, bytes) else code, module.__dict__)
 

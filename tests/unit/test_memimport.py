@@ -34,8 +34,12 @@ def test_a_snapshot_imports_after_its_files_are_gone(tmp_path: Path,
     shutil.rmtree(tmp_path / name)  # no file left to import from
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     bundle.install()
+    ran: list[str] = []
+    # PID 1 polls its signals there, before each module it executes.
+    bundle.between = lambda: ran.append(",".join(sorted(k for k in sys.modules if name in k)))
     try:
         mod = __import__(f"{name}.mod", fromlist=["VALUE"])
+        assert ran == [name, f"{name},{name}.mod"]  # before each of the two ran
         assert mod.VALUE == "package and module"
         assert mod.__spec__.loader is bundle
         assert mod.__file__ == str(tmp_path / name / "mod.py")
