@@ -11,6 +11,7 @@ what was imported from where, the open descriptors, and whether ``planted``
 could be imported.
 """
 
+import ctypes
 import json
 import os
 import sys
@@ -28,8 +29,11 @@ bundle.install()
 search = [p for p in sys.path if p.startswith("/")]
 
 syscalls.unshare(syscalls.CLONE_NEWNS)
-syscalls.mount(None, "/", None, MS_REC | MS_PRIVATE)
-syscalls.mount("tmpfs", root, "tmpfs", 0)
+libc = ctypes.CDLL(None, use_errno=True)  # mount(2): a test's setup, not pyinit's code
+for source, target, fstype, flags in ((None, b"/", None, MS_REC | MS_PRIVATE),
+                                      (b"tmpfs", root.encode(), b"tmpfs", 0)):
+    if libc.mount(source, target, fstype, ctypes.c_ulong(flags), None) != 0:
+        raise OSError(ctypes.get_errno(), f"mount {target!r}")
 for directory in search:  # the container's own "Python", where ours would look
     os.makedirs(root + directory + "/trio", exist_ok=True)
     with open(root + directory + "/trio/__init__.py", "w") as fh:
