@@ -70,14 +70,21 @@ def _runtime_before_pivot(setup: plan.Plan) -> memimport.Bundle | None:
     A setup that runs commands or hooks needs trio for them: trio is imported
     now, from its files. Any other setup runs without trio, and trio is only
     read into memory now (pyinit/memimport.py, a few ms), to be imported from
-    there while the workload already runs.
+    there while the workload already runs: where the build-time closure is
+    this install's (same Python, same trio and structlog and their
+    dependencies, every module found); elsewhere trio is imported now too.
     """
-    if any(isinstance(step, plan.RunCommand | plan.Hook) for step in setup.steps):
-        early.load_runtime()
-        return None
-    bundle = memimport.snapshot(closure.MODULES)
-    bundle.install()
-    return bundle
+    if not any(isinstance(step, plan.RunCommand | plan.Hook) for step in setup.steps) \
+            and memimport.built_for_here(closure.BUILT_FOR):
+        bundle = memimport.snapshot(closure.MODULES)
+        # A module of the closure that this install does not have as a file
+        # (a frozen build such as the drop-in, an incomplete install): after
+        # the seal it could not be imported at all, so not this way.
+        if not bundle.missing:
+            bundle.install()
+            return bundle
+    early.load_runtime()
+    return None
 
 
 def _run_without_trio(setup: Coroutine[Any, Any, None]) -> None:

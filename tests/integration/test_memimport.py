@@ -62,4 +62,8 @@ def test_without_the_seal_the_containers_module_would_be_imported(tmp_path: Path
 def test_the_closure_matches_the_installed_trio_and_structlog() -> None:
     # pyinit/closure.py is computed at build time (python -m pyinit.memimport);
     # a trio or structlog that imports other modules needs it regenerated.
-    assert memimport.compute() == list(closure.MODULES)
+    modules = memimport.compute()
+    assert modules == list(closure.MODULES)
+    # ... and its key is this install's, so `pyinit run` here takes the memory path.
+    assert memimport.distributions(modules) == closure.BUILT_FOR
+    assert memimport.built_for_here(closure.BUILT_FOR) is True

@@ -79,3 +79,17 @@ def test_a_checked_hash_pyc_is_left_to_the_import_system(tmp_path: Path) -> None
     py_compile.compile(str(source), doraise=True,
                        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
     assert memimport._cached_bytecode(str(source), cache_from_source(str(source))) is not None
+
+
+def test_the_bundle_is_used_only_where_its_build_key_holds(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    (tmp_path / "trio-9.9.dist-info").mkdir()
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "nothing"), str(tmp_path)])
+    assert memimport.built_for_here({"python": here, "trio": "9.9"}) is True
+    # Another Python, another trio, a dependency not installed: files, not memory.
+    assert memimport.built_for_here({"python": "2.7", "trio": "9.9"}) is False
+    assert memimport.built_for_here({"python": here, "trio": "9.8"}) is False
+    assert memimport.built_for_here({"python": here, "trio": "9.9", "attrs": "1"}) is False
+    assert memimport.built_for_here({}) is False
