@@ -44,6 +44,9 @@ def _parser() -> tuple[_Parser, dict[str, _Parser]]:
     run.add_argument("--sysfs-fallback", action="store_true",
                      help="when a user namespace may not mount sysfs, bind the host's /sys "
                      "read-only instead (as crun does)")
+    run.add_argument("--cgroup-manager", choices=("cgroupfs", "systemd"), default="cgroupfs",
+                     help="cgroupfs (the default): the cgroup filesystem, as runc's cgroupfs "
+                     "driver; systemd (transient scopes) is refused (docs/cgroups.md)")
     run.add_argument("--grace", type=float, default=5.0,
                      help="seconds between SIGTERM and SIGKILL at shutdown (default 5)")
     run.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
@@ -86,6 +89,12 @@ def main(argv: list[str], start_ns: int) -> int:
         return check(args.bundle)
     if args.command == "diagnose":
         return diagnose(args.bundle, args.json)
+    if args.cgroup_manager == "systemd":
+        from pyinit.cgroups import systemd
+        from pyinit.errors import EXIT_SETUP_FAILED
+
+        sys.stderr.write(f"pyinit: {systemd.refusal()}\n")
+        return EXIT_SETUP_FAILED
     from pyinit import container
 
     opts = cli.Options()

@@ -453,17 +453,17 @@ def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
         log.warning("cgroup.field_ignored", detail=warning)
     host = cgroups.detect()
     decision = cgroups.placement(host, cfg.cgroup, name)
+    if decision.warning is not None:  # one line: what is not applied, and why
+        log.warning("cgroup.no_limits", reason=decision.reason, detail=decision.warning,
+                    skipped=list(decision.skipped))
     if not decision.enforce:
-        if decision.warning is not None:
-            log.warning("cgroup.no_limits", reason=decision.reason, detail=decision.warning)
         return None
-    if os.geteuid() == 0:
-        swept = cgroups.sweep()
-        if swept.removed or swept.kept:
-            log.info("cgroup.swept", removed=list(swept.removed),
-                     kept=[f"{d}: {why}" for d, why in swept.kept])
-    cgroup = cgroups.create(host, cfg.cgroup, name)
-    log.info("cgroup.ready", path=cgroup.path, mode=host.mode,
+    swept = cgroups.sweep()  # root's lock directory, or this user's (delegated)
+    if swept.removed or swept.kept:
+        log.info("cgroup.swept", removed=list(swept.removed),
+                 kept=[f"{d}: {why}" for d, why in swept.kept])
+    cgroup = cgroups.create(host, cfg.cgroup, name, decision=decision)
+    log.info("cgroup.ready", path=cgroup.path, mode=host.mode, delegated=decision.delegated,
              directories=sorted(cgroup.dirs.values()))
     return cgroup
 

@@ -581,15 +581,17 @@ def probe_mountable(types: tuple[str, ...] = PROBE_TYPES,
 
 def _limits() -> dict[str, Any]:
     """Whether pyinit run, started like this, would enforce linux.resources, and why
-    (docs/cgroups.md, "Rootless"), for a container with the default cgroup path."""
+    (docs/cgroups.md, "Rootless"), for a container with the default cgroup path:
+    ``delegated`` says whether an unprivileged caller has a cgroup subtree of its own."""
     from pyinit import cgroups
     from pyinit.oci.resources import CgroupSpec, Resources
 
     try:
         decision = cgroups.placement(cgroups.detect(), CgroupSpec(None, Resources()), "ID")
     except (OSError, ValueError) as exc:
-        return {"enforced": False, "reason": f"cannot tell: {exc}"}
-    return {"enforced": decision.enforce, "reason": decision.reason}
+        return {"enforced": False, "delegated": False, "reason": f"cannot tell: {exc}"}
+    return {"enforced": decision.enforce, "delegated": decision.delegated,
+            "reason": decision.reason}
 
 
 def report() -> dict[str, Any]:

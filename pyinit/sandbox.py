@@ -135,8 +135,9 @@ CPU_PERIOD = 100000  # µs, the kernel's default CFS period
 def cgroup_spec(args: argparse.Namespace) -> resources.CgroupSpec | None:
     """--memory, --pids and --cpus as the cgroup part pyinit run reads from config.json
     (docs/cgroups.md); None without them: then the sandbox gets no cgroup of its own.
-    The cgroup is /pyinit/sandbox-<pid>. Devices stay as bubblewrap leaves them: all
-    allowed (the sandbox's /dev holds only the minimal set anyway)."""
+    The cgroup is /pyinit/sandbox-<pid> (root), else pyinit/sandbox-<pid> under the
+    caller's own cgroup, where a delegated subtree would be. Devices stay as bubblewrap
+    leaves them: all allowed (the sandbox's /dev holds only the minimal set anyway)."""
     if args.memory is None and args.pids is None and args.cpus is None:
         return None
     res = resources.Resources(
@@ -146,7 +147,8 @@ def cgroup_spec(args: argparse.Namespace) -> resources.CgroupSpec | None:
             quota=max(1000, round(args.cpus * CPU_PERIOD)), period=CPU_PERIOD),
         devices=(resources.DeviceRule(True, "a", -1, -1, "rwm"),),
     )
-    return resources.CgroupSpec(f"/pyinit/sandbox-{os.getpid()}", res)
+    path = resources.default_path(f"sandbox-{os.getpid()}")
+    return resources.CgroupSpec(path if os.geteuid() == 0 else path.lstrip("/"), res)
 
 
 def _mount(index: int, dest: str, kind: str, source: str, options: list[str]) -> Mount:

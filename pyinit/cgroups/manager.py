@@ -17,6 +17,7 @@ The process model calls, in this order (see docs/cgroups.md):
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -32,10 +33,15 @@ from pyinit.linux import bpf, cgroupfs
 from pyinit.oci.resources import CgroupSpec, DevicePolicy, default_path, device_policy
 
 STATE_DIR = "/run/pyinit/cgroups"  # one lock file per live container cgroup (root)
+STATE_ENV = "PYINIT_CGROUP_STATE_DIR"  # instead of the defaults below (docs/cgroups.md)
 
 
 def state_dir_for(euid: int) -> str:
-    """Root's lock directory, or (a delegated, unprivileged user) one of the user's own."""
+    """Root's lock directory, or (a delegated, unprivileged user) one of the user's own;
+    $PYINIT_CGROUP_STATE_DIR for either (a private sweep domain)."""
+    chosen = os.environ.get(STATE_ENV)
+    if chosen:
+        return chosen
     if euid == 0:
         return STATE_DIR
     runtime = os.environ.get("XDG_RUNTIME_DIR")
@@ -43,6 +49,8 @@ def state_dir_for(euid: int) -> str:
         return os.path.join(runtime, "pyinit", "cgroups")
     # Not /tmp: another user could create the directory first.
     return os.path.expanduser("~/.local/state/pyinit/cgroups")
+
+
 STEP = "cgroup"
 
 
@@ -105,15 +113,29 @@ class Cgroup:
 # ------------------------------------------------------------------ placement
 @dataclass(frozen=True)
 class Placement:
-    """Whether limits can be enforced here, and why (pyinit diagnose prints ``reason``)."""
+    """Where the container's cgroup goes, what of ``linux.resources`` is not applied, and
+    why (``pyinit diagnose`` prints ``reason``).
+
+    ``enforce``: a cgroup of its own is created, in the ``hierarchies`` named (all of
+    them as root; the writable ones for an unprivileged caller, ``delegated``).
+    ``skipped``: the JSON paths asked for that are not applied, with the one
+    ``warning`` line that names them and why."""
 
     enforce: bool
     reason: str
     warning: str | None = None
+    path: str = ""
+    hierarchies: tuple[str, ...] = ()
+    delegated: bool = False
+    skipped: tuple[str, ...] = ()
 
 
-def cgroup_path(spec: CgroupSpec, container_id: str) -> str:
-    return spec.path or default_path(container_id)
+def cgroup_path(spec: CgroupSpec, container_id: str, euid: int = 0) -> str:
+    """The config's path; else ``/pyinit/<id>`` for root, and ``pyinit/<id>`` (under the
+    caller's own cgroup, where a delegated subtree is) for anyone else."""
+    if spec.path:
+        return spec.path
+    return default_path(container_id) if euid == 0 else default_path(container_id).lstrip("/")
 
 
 def _first_existing(directory: str) -> str:
@@ -122,30 +144,142 @@ def _first_existing(directory: str) -> str:
     return directory
 
 
+def _writable(path: str) -> bool:
+    return os.access(path, os.W_OK, effective_ids=True)
+
+
+def no_access(hier: Hierarchy, path: str, uid: int) -> str | None:
+    """Why this (unprivileged) process cannot create cgroup ``path`` in ``hier`` and move
+    itself into it; None when it can.
+
+    It needs to create the missing directories (write access to the deepest existing
+    one) or, for a cgroup that exists, its cgroup.procs. On v2 the kernel also wants
+    write access to cgroup.procs of the closest common ancestor of the cgroup the
+    process is in and the new one: hence a delegated subtree is used from inside
+    (its cgroupsPath relative, or absolute below the caller's own cgroup)."""
+    try:
+        target = hier.directory(hier.resolve(path))
+    except ValueError as exc:
+        return str(exc)
+    existing = _first_existing(target)
+    if existing == target:
+        if not _writable(os.path.join(target, "cgroup.procs")):
+            return f"{target}/cgroup.procs is not writable by uid {uid}"
+    elif not os.access(existing, os.W_OK | os.X_OK, effective_ids=True):
+        return f"{existing} is not writable by uid {uid}"
+    if hier.version == 2:
+        try:
+            own = hier.directory(hier.own)
+        except ValueError as exc:
+            return str(exc)
+        common = os.path.commonpath([own, target])
+        if not _writable(os.path.join(common, "cgroup.procs")):
+            return (f"{common}/cgroup.procs is not writable by uid {uid} (moving a process "
+                    f"from {own} needs it: the closest common ancestor)")
+    return None
+
+
+def hierarchy_of(host: Host, write: mapping.Write) -> Hierarchy:
+    """The hierarchy ``write`` goes to (checked by :func:`planned`)."""
+    hier = host.unified if write.version == 2 else host.v1(write.controller)
+    assert hier is not None
+    return hier
+
+
+def planned(host: Host, spec: CgroupSpec) -> list[mapping.Write]:
+    """The writes for ``spec`` on this host; SetupError naming the JSON path of the first
+    field this host cannot apply (its cgroup version has no file for it, or its
+    controller is not mounted) — for any caller, privileged or not."""
+    writes, problems = mapping.plan(spec.resources, 2 if host.mode == "v2" else 1)
+    if problems:
+        where, reason = problems[0]
+        raise SetupError(STEP, reason, where=where)
+    for write in writes:
+        _check_controller(host, write)
+    return writes
+
+
+def devices_asked(spec: CgroupSpec) -> bool:
+    """Whether the device rules restrict anything (an "allow everything" list, as
+    ``pyinit sandbox`` gives, does not)."""
+    if not spec.resources.devices:
+        return False
+    policy = device_policy(spec.device_rules())
+    return not (policy.default_allow and not any(not r.allow for r in policy.rules))
+
+
 def placement(host: Host, spec: CgroupSpec, container_id: str,
               euid: int | None = None) -> Placement:
-    """Can this process create the container's cgroup? Real root on a host with cgroups
-    can; an unprivileged user can where every directory it must create under is writable
-    to it (a delegated subtree). Otherwise: no limits, no device cgroup, one warning."""
+    """Where the container's cgroup can go for this caller, and what is not applied.
+
+    Root: in every hierarchy. Anyone else: in each hierarchy where :func:`no_access`
+    finds nothing in the way (a delegated subtree: systemd's ``Delegate=yes``, or a
+    cgroup chowned to the user), without device rules (only CAP_SYS_ADMIN may set
+    them). Whatever is asked for and cannot be applied is named in one warning; the
+    container runs without it. A field this host cannot apply at all is an error
+    (SetupError naming its JSON path), as for root."""
     uid = os.geteuid() if euid is None else euid
+    path = cgroup_path(spec, container_id, uid)
     if host.mode == "none":
-        return Placement(False, "this host has no cgroup filesystem under /sys/fs/cgroup",
-                         _warning(spec, "no cgroup filesystem is mounted"))
-    path = cgroup_path(spec, container_id)
-    for hier in host.hierarchies:
-        parent = _first_existing(hier.directory(hier.resolve(path)))
-        if not os.access(parent, os.W_OK | os.X_OK):
-            why = f"{parent} is not writable by uid {uid}"
-            return Placement(False, f"no write access: {why}", _warning(spec, why))
-    how = "as root" if uid == 0 else "in a cgroup subtree delegated to uid " + str(uid)
-    return Placement(True, f"cgroup {path} in every hierarchy ({host.mode} host), {how}")
+        nothing = "this host has no cgroup filesystem under /sys/fs/cgroup"
+        skipped = _asked(spec)
+        return Placement(False, nothing, _warning(uid, [(w, nothing) for w in skipped]), path,
+                         skipped=tuple(skipped))
+    writes = planned(host, spec)
+    if uid == 0:
+        return Placement(True, f"cgroup {path} in every hierarchy ({host.mode} host), as root",
+                         None, path, tuple(h.name for h in host.hierarchies))
+    refused = {h.name: why for h in host.hierarchies
+               if (why := no_access(h, path, uid)) is not None}
+    usable = tuple(h.name for h in host.hierarchies if h.name not in refused)
+    missing: list[tuple[str, str]] = []
+    for write in writes:
+        name = hierarchy_of(host, write).name
+        if name in refused:
+            missing.append((write.where, refused[name]))
+    if devices_asked(spec):
+        missing.append(("linux.resources.devices",
+                        f"device rules need CAP_SYS_ADMIN, which uid {uid} does not have"))
+    if not usable:
+        first = host.unified.name if host.unified is not None else host.hierarchies[0].name
+        reason = f"not delegated: no write access: {refused[first]}"
+        if len(refused) > 1:
+            reason += " (nor to any other hierarchy)"
+        return Placement(False, reason, _warning(uid, missing), path,
+                         skipped=tuple(w for w, _ in missing))
+    reason = f"delegated: cgroup {path} in {_names(host, usable)}, writable by uid {uid}"
+    if refused:
+        reason += (f"; not in {_names(host, tuple(refused))} (not writable by uid {uid}: "
+                   "limits of their controllers are not applied)")
+    return Placement(True, reason, _warning(uid, missing), path, usable, True,
+                     tuple(w for w, _ in missing))
 
 
-def _warning(spec: CgroupSpec, why: str) -> str | None:
-    if not spec.resources.limits_anything and not spec.resources.devices:
+def _names(host: Host, names: tuple[str, ...]) -> str:
+    if host.unified is not None and names == (host.unified.name,):
+        return f"the unified hierarchy ({host.unified.mount_point})"
+    return ", ".join(names)
+
+
+def _asked(spec: CgroupSpec) -> list[str]:
+    """The JSON paths of ``spec`` that ask for something (for a host without cgroups)."""
+    asked = list(dict.fromkeys(w.where for w in mapping.plan(spec.resources, 1)[0]))
+    if devices_asked(spec):
+        asked.append("linux.resources.devices")
+    return asked
+
+
+def _warning(uid: int, missing: list[tuple[str, str]]) -> str | None:
+    """One line: each JSON path not applied, grouped by why."""
+    if not missing:
         return None
-    return (f"cgroups: {why}; the container runs without resource limits or device rules "
-            "(linux.resources is not enforced)")
+    groups: dict[str, list[str]] = {}
+    for where, why in missing:
+        if where not in groups.setdefault(why, []):
+            groups[why].append(where)
+    parts = [f"{', '.join(wheres)} ({why})" for why, wheres in groups.items()]
+    return (f"cgroups: not applied for uid {uid}, the container runs without them: "
+            + "; ".join(parts))
 
 
 # --------------------------------------------------------------------- create
@@ -219,43 +353,49 @@ def _remove_parents(state_dir: str, leaves: list[str]) -> list[str]:
 
 
 def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str | None = None,
-           v1_devices: bool | None = None, bpf_devices: bool | None = None) -> Cgroup:
-    """Create the container's cgroup everywhere and apply ``spec``; on failure nothing is
-    left behind. ``v1_devices``/``bpf_devices`` choose the device mechanisms (both, on a
-    hybrid host; tests take one at a time). Unprivileged (a delegated cgroup), neither:
-    the kernel lets only CAP_SYS_ADMIN write devices.* and load device programs, and
-    runc skips the device cgroup rootless too."""
+           v1_devices: bool | None = None, bpf_devices: bool | None = None,
+           decision: Placement | None = None) -> Cgroup:
+    """Create the container's cgroup where ``decision`` (default: :func:`placement`) says
+    and apply ``spec`` there; on failure nothing is left behind. ``v1_devices`` /
+    ``bpf_devices`` choose the device mechanisms (both, on a hybrid host; tests take
+    one at a time). Unprivileged (a delegated cgroup), neither: the kernel lets only
+    CAP_SYS_ADMIN write devices.* and load device programs, and runc skips the device
+    cgroup rootless too."""
     privileged = os.geteuid() == 0
     v1_devices = privileged if v1_devices is None else v1_devices
     bpf_devices = privileged if bpf_devices is None else bpf_devices
     if host.mode == "none":
         raise SetupError(STEP, "this host has no cgroup filesystem under /sys/fs/cgroup")
-    path = cgroup_path(spec, container_id)
-    version = 2 if host.mode == "v2" else 1
-    writes, problems = mapping.plan(spec.resources, version)
-    if problems:
-        where, reason = problems[0]
-        raise SetupError(STEP, reason, where=where)
-    for write in writes:
-        _check_controller(host, write)
+    writes = planned(host, spec)
+    if decision is None:
+        decision = placement(host, spec, container_id)
+    if not decision.enforce:
+        raise SetupError(STEP, decision.reason, where="linux.cgroupsPath")
+    chosen = [h for h in host.hierarchies if h.name in decision.hierarchies]
+    writes = [w for w in writes if hierarchy_of(host, w).name in decision.hierarchies]
+    path = decision.path
     if state_dir is None:
         state_dir = state_dir_for(os.geteuid())
     lock_path, lock_fd = _lock(state_dir, path)
-    dirs = {h.name: h.directory(h.resolve(path)) for h in host.hierarchies}
+    dirs = {h.name: h.directory(h.resolve(path)) for h in chosen}
     cg = Cgroup(path, dirs, host, [], lock_path, lock_fd, state_dir)
     try:
         with _parents(state_dir) as registry:
-            for hier in host.hierarchies:
+            for hier in chosen:
                 _make(cg, hier, registry)
-        if version == 2:
-            _enable_controllers(cg, {w.controller for w in writes if w.controller != "cgroup"})
+        wanted: dict[str, str] = {}
+        for write in writes:
+            if write.version == 2 and write.controller != "cgroup":
+                wanted.setdefault(write.controller, write.where)
+        if wanted:
+            _enable_controllers(cg, wanted)
         for write in writes:
             _apply(cg, write)
         policy = device_policy(spec.device_rules())
         devices = host.v1("devices")
-        if v1_devices and devices is not None:
+        if v1_devices and devices is not None and devices.name in dirs:
             _apply_v1_devices(cg.dirs[devices.name], policy)
-        if bpf_devices and host.unified is not None:
+        if bpf_devices and host.unified is not None and host.unified.name in dirs:
             _attach_device_program(cg.dirs[host.unified.name], policy)
     except BaseException:
         cg.remove()
@@ -298,9 +438,10 @@ def _make(cg: Cgroup, hier: Hierarchy, registry: str) -> None:
                     raise SetupError.from_os(STEP, f"write {new}/{name}", exc) from None
 
 
-def _enable_controllers(cg: Cgroup, wanted: set[str]) -> None:
+def _enable_controllers(cg: Cgroup, wanted: dict[str, str]) -> None:
     """v2: a controller's files appear in a cgroup once its parent lists it in
-    cgroup.subtree_control; enable it from the hierarchy's root down, as runc does."""
+    cgroup.subtree_control; enable it from the hierarchy's root down, as runc does.
+    ``wanted``: controller -> the JSON path of the first field that needs it."""
     unified = cg.host.unified
     assert unified is not None
     leaf = cg.dirs[unified.name]
@@ -314,15 +455,24 @@ def _enable_controllers(cg: Cgroup, wanted: set[str]) -> None:
     for directory in reversed(chain):
         available = set(cgroupfs.read(directory, "cgroup.controllers").split())
         enabled = set(cgroupfs.read(directory, "cgroup.subtree_control").split())
-        for ctrl in sorted(wanted - enabled):
+        for ctrl in sorted(set(wanted) - enabled):
             if ctrl not in available:
+                bound = (f"; on this {cg.host.mode} host the controllers are cgroup v1's"
+                         if cg.host.mode == "hybrid" else "")
                 raise SetupError(STEP, f"the {ctrl} controller is not available in "
                                  f"{directory} (cgroup.controllers: "
-                                 f"{' '.join(sorted(available)) or 'none'})")
+                                 f"{' '.join(sorted(available)) or 'none'}){bound}",
+                                 where=wanted[ctrl])
             try:
                 cgroupfs.write(directory, "cgroup.subtree_control", f"+{ctrl}")
             except OSError as exc:
-                raise SetupError.from_os(STEP, f"enable {ctrl} in {directory}", exc) from None
+                busy = ("; cgroup v2 lets no cgroup that has processes of its own enable "
+                        "controllers for its children: run pyinit from a leaf below the "
+                        "delegated cgroup, or enable the controller there beforehand"
+                        if exc.errno == errno.EBUSY else "")
+                raise SetupError(STEP, f"enable {ctrl} in {directory}: "
+                                 f"{os.strerror(exc.errno or 0)}{busy}", err=exc.errno,
+                                 where=wanted[ctrl]) from None
 
 
 def _apply(cg: Cgroup, write: mapping.Write) -> None:
@@ -402,14 +552,17 @@ def oom_evidence(cg: Cgroup) -> OomEvidence | None:
     memory.max_usage_in_bytes. v2: ``oom_kill`` in memory.events, memory.max and
     memory.peak."""
     host = cg.host
-    if host.v1("memory") is not None:
-        directory = cg.directory("memory")
+    memory = host.v1("memory")
+    if memory is not None:
+        if memory.name not in cg.dirs:  # rootless, not delegated there: no evidence
+            return None
+        directory = cg.dirs[memory.name]
         kills = _counter(cgroupfs.read(directory, "memory.oom_control"), "oom_kill")
         raw_limit = int(cgroupfs.read(directory, "memory.limit_in_bytes"))
         limit = None if raw_limit >= (1 << 62) else raw_limit
         peak: int | None = int(cgroupfs.read(directory, "memory.max_usage_in_bytes"))
-    elif host.unified is not None and host.mode == "v2":
-        directory = cg.directory("unified")
+    elif host.unified is not None and host.mode == "v2" and host.unified.name in cg.dirs:
+        directory = cg.dirs[host.unified.name]
         if not cgroupfs.exists(directory, "memory.events"):
             return None
         kills = _counter(cgroupfs.read(directory, "memory.events"), "oom_kill")
@@ -431,13 +584,15 @@ class SweepResult:
     kept: tuple[tuple[str, str], ...]  # (directory, why)
 
 
-def sweep(state_dir: str = STATE_DIR) -> SweepResult:
+def sweep(state_dir: str | None = None) -> SweepResult:
     """Remove the cgroups of containers whose pyinit died without cleaning up.
 
     Each live container holds an flock on its lock file; a lock nobody holds
     belongs to a dead owner. Its cgroups are removed when no process is left in
     them; a cgroup with processes (an orphaned container still running) is kept
     and reported, never killed."""
+    if state_dir is None:
+        state_dir = state_dir_for(os.geteuid())
     removed: list[str] = []
     kept: list[tuple[str, str]] = []
     try:

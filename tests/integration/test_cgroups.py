@@ -28,7 +28,7 @@ from pyinit import cgroups, diagnose
 from pyinit.cgroups.host import Host
 from pyinit.cgroups.manager import Cgroup
 from pyinit.errors import SetupError
-from pyinit.linux import bpf
+from pyinit.linux import bpf, cgroupfs
 from pyinit.oci import resources
 from tests.conftest import ROOT
 from tests.integration.test_rootless import runtime
@@ -195,7 +195,8 @@ def test_device_rules_deny_then_allow_a_block_device(host: Host, top: str, tmp_p
          {"allow": True, "type": "b", "major": 7, "minor": 0, "access": "r"}],
     ]):
         spec = spec_of(f"{top}/c{i}", {"devices": rules})
-        cg = cgroups.create(host, spec, "x", state_dir=str(tmp_path / "state"), **only)
+        cg = cgroups.create(host, spec, "x", state_dir=str(tmp_path / "state"),
+                            v1_devices=only["v1_devices"], bpf_devices=only["bpf_devices"])
         try:
             if mechanism == "ebpf":
                 fd = bpf.open_cgroup(cg.dirs["unified"])
@@ -291,80 +292,142 @@ sys.stdin.read()
     assert sorted(p.name for p in state.rglob("*")) == ["LOCK", "parents"]
 
 
+def delegate(directory: str, uid: int, gid: int) -> None:
+    """Create ``directory`` and hand it to ``uid`` as systemd's ``Delegate=yes`` does:
+    the directory (to create children) and the files that move processes and enable
+    controllers below it."""
+    os.mkdir(directory)
+    for name in ("cpuset.cpus", "cpuset.mems"):  # a v1 cpuset starts empty: no one can join
+        if os.path.exists(os.path.join(directory, name)):
+            parent = Path(directory).parent / name
+            Path(directory, name).write_text(parent.read_text())
+    for name in ("", "cgroup.procs", "cgroup.threads", "cgroup.subtree_control"):
+        path = os.path.join(directory, name)
+        if name == "" or os.path.exists(path):  # v1 has no cgroup.threads/subtree_control
+            os.chown(path, uid, gid)
+
+
+def children(host: Host, top: str) -> list[str]:
+    """The cgroups below ``top`` in any hierarchy."""
+    return [os.path.join(h.directory(top), d) for h in host.hierarchies
+            if os.path.isdir(h.directory(top)) for d in os.listdir(h.directory(top))
+            if os.path.isdir(os.path.join(h.directory(top), d))]
+
+
+def remove_tree(directory: str) -> None:
+    for sub, _dirs, _files in sorted(os.walk(directory), reverse=True):
+        cgroupfs.remove(sub, kill=True)
+
+
+def in_cgroup(directory: str, argv: list[str]) -> list[str]:
+    """``argv``, exec'd by a root shell that has first moved itself into ``directory``
+    (an unprivileged user cannot move itself out of a cgroup it does not own)."""
+    return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', directory, *argv]
+
+
+def as_user(runtime: tuple[str, int, int], argv: list[str], state: str | None = None,
+            cgroup: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``argv`` (after the runtime's python) as the unprivileged user, in ``cgroup``."""
+    python, uid, gid = runtime
+    cmd = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", python, *argv]
+    env = {**os.environ, "XDG_RUNTIME_DIR": state} if state else None
+    return subprocess.run(in_cgroup(cgroup, cmd) if cgroup else cmd, capture_output=True,
+                          text=True, timeout=60, check=False, cwd="/", env=env,
+                          stdin=subprocess.DEVNULL)
+
+
+def user_state(uid: int, gid: int) -> Path:
+    state = Path(tempfile.mkdtemp(prefix="pyinit-cgroups-run-"))  # tmp_path is 0700
+    os.chown(state, uid, gid)
+    return state
+
+
 def test_placement_as_root(host: Host, top: str) -> None:
     spec = spec_of(f"{top}/c", {"pids": {"limit": 5}})
     assert cgroups.placement(host, spec, "x") == cgroups.Placement(
-        True, f"cgroup {top}/c in every hierarchy (hybrid host), as root")
+        True, f"cgroup {top}/c in every hierarchy (hybrid host), as root", None, f"{top}/c",
+        tuple(h.name for h in host.hierarchies))
+    assert cgroups.placement(host, spec_of("", {}), "x").path == "/pyinit/x"
 
 
 def test_rootless_without_a_writable_cgroup(runtime: tuple[str, int, int], top: str) -> None:
-    """As an unprivileged user: no limits, and the one warning that says so."""
-    python, uid, gid = runtime
+    """As an unprivileged user: no limits, and the one warning that names them and why."""
+    _python, uid, _gid = runtime
     code = f"""
 from pyinit import cgroups, diagnose
 from pyinit.oci import resources
-spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{"pids": {{"limit": 5}}}}}})
+spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{"pids": {{"limit": 5}},
+    "devices": [{{"allow": False, "access": "rwm"}}]}}}})
 decision = cgroups.placement(cgroups.detect(), spec, "x")
-print(decision.enforce)
+print(decision.enforce, decision.delegated, decision.skipped, sep="\\n")
 print(decision.reason)
 print(decision.warning)
 """
-    done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                           python, "-c", code], capture_output=True, text=True, timeout=60,
-                          check=False, cwd="/")
+    done = as_user(runtime, ["-c", code])
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        "False",
-        f"no write access: /sys/fs/cgroup/cpu is not writable by uid {uid}",
-        f"cgroups: /sys/fs/cgroup/cpu is not writable by uid {uid}; the container runs "
-        "without resource limits or device rules (linux.resources is not enforced)",
+        "False", "False", "('linux.resources.pids.limit', 'linux.resources.devices')",
+        f"not delegated: no write access: /sys/fs/cgroup/unified is not writable by uid {uid} "
+        "(nor to any other hierarchy)",
+        f"cgroups: not applied for uid {uid}, the container runs without them: "
+        f"linux.resources.pids.limit (/sys/fs/cgroup/pids is not writable by uid {uid}); "
+        f"linux.resources.devices (device rules need CAP_SYS_ADMIN, which uid {uid} does not "
+        "have)",
     ]
-    report = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                             python, "-m", "pyinit", "diagnose", "--json"], capture_output=True,
-                            text=True, timeout=60, check=False, cwd="/")
-    assert report.returncode == 0, report.stderr
-    assert json.loads(report.stdout)["cgroup"]["limits"] == {
-        "enforced": False,
-        "reason": f"no write access: /sys/fs/cgroup/cpu is not writable by uid {uid}"}
 
 
 def test_rootless_with_a_delegated_cgroup(runtime: tuple[str, int, int], host: Host,
                                           top: str) -> None:
-    """A cgroup the user owns in every hierarchy (what Delegate=yes gives on v2) is used."""
-    python, uid, gid = runtime
+    """A subtree the user owns in every hierarchy, the user's process inside it on v2:
+    the container's cgroup is made there, the limit applies, a process of the user
+    moves in; the device rules do not apply (no CAP_SYS_ADMIN), and the warning says so."""
+    _python, uid, gid = runtime
     for hier in host.hierarchies:
-        os.mkdir(hier.directory(top))
-        os.chown(hier.directory(top), uid, gid)
+        delegate(hier.directory(top), uid, gid)
     code = f"""
-from pyinit import cgroups, diagnose
+import subprocess
+from pyinit import cgroups
+from pyinit.linux import cgroupfs
 from pyinit.oci import resources
 spec, _ = resources.parse({{"cgroupsPath": "{top}/c", "resources": {{
     "pids": {{"limit": 7}}, "devices": [{{"allow": False, "access": "rwm"}}]}}}})
 host = cgroups.detect()
 decision = cgroups.placement(host, spec, "x")
-print(decision.enforce, decision.reason, decision.warning, sep="\\n")
-cg = cgroups.create(host, spec, "x")
-print(cg.read("pids", "pids.max"), cg.read("devices", "devices.list"))
+print(decision.enforce, decision.delegated, decision.reason, decision.warning, sep="\\n")
+cg = cgroups.create(host, spec, "x", decision=decision)
+child = subprocess.Popen(["cat"], stdin=subprocess.PIPE)
+cg.add(child.pid)
+print(cg.read("pids", "pids.max"), cg.read("devices", "devices.list"),
+      [cgroupfs.procs(d) for d in cg.dirs.values()] == [[child.pid]] * len(cg.dirs))
+child.stdin.close()
+child.wait()
 cg.remove()
 """
-    state = Path(tempfile.mkdtemp(prefix="pyinit-cgroups-run-"))  # tmp_path is 0700
-    os.chown(state, uid, gid)
+    state = user_state(uid, gid)
     try:
-        done = subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={gid}",
-                               "--clear-groups", python, "-c", code], capture_output=True,
-                              text=True, timeout=60, check=False, cwd="/",
-                              env={**os.environ, "XDG_RUNTIME_DIR": str(state)})
+        done = as_user(runtime, ["-c", code], str(state), hier_dir(host, top))
+        left = children(host, top)
     finally:
         for hier in host.hierarchies:
-            os.rmdir(hier.directory(top))
+            remove_tree(hier.directory(top))
     assert done.returncode == 0, done.stderr
-    # the limit applies; the device cgroup is the parent's (allow all): no CAP_SYS_ADMIN
     assert done.stdout.splitlines() == [
-        "True", f"cgroup {top}/c in every hierarchy (hybrid host), in a cgroup subtree "
-        f"delegated to uid {uid}", "None", "7 a *:* rwm"]
-    left = sorted(p.name for p in state.rglob("*"))
+        "True", "True", f"delegated: cgroup {top}/c in "
+        f"{', '.join(h.name for h in host.hierarchies)}, writable by uid {uid}",
+        f"cgroups: not applied for uid {uid}, the container runs without them: "
+        f"linux.resources.devices (device rules need CAP_SYS_ADMIN, which uid {uid} does not "
+        "have)",
+        # the device cgroup is the parent's (allow all)
+        "7 a *:* rwm True"]
+    assert left == []
+    found = sorted(p.name for p in state.rglob("*"))
     shutil.rmtree(state)
-    assert left == ["LOCK", "cgroups", "parents", "pyinit"]
+    assert found == ["LOCK", "cgroups", "parents", "pyinit"]
+
+
+def hier_dir(host: Host, top: str) -> str:
+    assert host.unified is not None
+    return host.unified.directory(top)
 
 
 def test_a_shared_parent_goes_with_the_last_container(host: Host, top: str, tmp_path: Path,

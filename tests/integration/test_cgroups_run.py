@@ -137,9 +137,14 @@ def test_bad_resources_are_config_errors(tmp_path: Path, top: str) -> None:
                                            "must be an integer, not a string")
 
 
-def test_the_next_run_sweeps_the_cgroup_of_a_killed_pyinit(tmp_path: Path, top: str) -> None:
+def test_the_next_run_sweeps_the_cgroup_of_a_killed_pyinit(
+        tmp_path: Path, top: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """SIGKILL of pyinit's parent side leaves the cgroup; once its processes are gone,
-    the next run as root removes it (docs/cgroups.md, "Cleanup")."""
+    the next run as root removes it (docs/cgroups.md, "Cleanup"). Both runs keep their
+    locks in a directory of this test's: another pyinit running meanwhile (a parallel
+    test run) neither sweeps this test's cgroup first nor adds its own to the sweep."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("PYINIT_CGROUP_STATE_DIR", str(state))
     first = make_bundle(tmp_path / "first", "echo up; exec sleep 1000")
     edit(first, with_resources(f"{top}/c", {"pids": {"limit": 20}}))
     proc = subprocess.Popen([PYINIT, "run", "--bundle", str(first)], stdin=subprocess.DEVNULL,
@@ -164,6 +169,8 @@ def test_the_next_run_sweeps_the_cgroup_of_a_killed_pyinit(tmp_path: Path, top: 
         [h.directory(top) for h in host.hierarchies]
         + [h.directory(f"{top}/c") for h in host.hierarchies])
     assert swept["kept"] == []
+    assert sorted(p.relative_to(state).as_posix() for p in state.rglob("*")) == \
+        ["parents", "parents/LOCK"]
 
 
 def test_sandbox_limits(top: str) -> None:

@@ -51,7 +51,7 @@ def test_json_report_matches_the_schema() -> None:
     assert {"proc", "tmpfs", "sysfs"} <= set(report["mountable"])
     assert report["cgroup"]["version"] == _host_cgroup_version()
     assert report["cgroup"]["limits"] == {
-        "enforced": True,
+        "enforced": True, "delegated": False,
         "reason": f"cgroup /pyinit/ID in every hierarchy ({_host_cgroup_version()} host), "
                   "as root"}
     assert report["mounts"]["max"] == int(Path("/proc/sys/fs/mount-max").read_text())
