@@ -387,7 +387,9 @@ def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str | 
         for write in writes:
             if write.version == 2 and write.controller != "cgroup":
                 wanted.setdefault(write.controller, write.where)
-        if wanted:
+        if wanted and host.mode == "v2":
+            # Not on a hybrid host: enabling a controller in its unified root is a
+            # host-wide change; a `unified` key needs the controller enabled there already.
             _enable_controllers(cg, wanted)
         for write in writes:
             _apply(cg, write)
@@ -457,11 +459,9 @@ def _enable_controllers(cg: Cgroup, wanted: dict[str, str]) -> None:
         enabled = set(cgroupfs.read(directory, "cgroup.subtree_control").split())
         for ctrl in sorted(set(wanted) - enabled):
             if ctrl not in available:
-                bound = (f"; on this {cg.host.mode} host the controllers are cgroup v1's"
-                         if cg.host.mode == "hybrid" else "")
                 raise SetupError(STEP, f"the {ctrl} controller is not available in "
                                  f"{directory} (cgroup.controllers: "
-                                 f"{' '.join(sorted(available)) or 'none'}){bound}",
+                                 f"{' '.join(sorted(available)) or 'none'})",
                                  where=wanted[ctrl])
             try:
                 cgroupfs.write(directory, "cgroup.subtree_control", f"+{ctrl}")
