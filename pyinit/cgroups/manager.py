@@ -212,12 +212,13 @@ def placement(host: Host, spec: CgroupSpec, container_id: str,
               euid: int | None = None) -> Placement:
     """Where the container's cgroup can go for this caller, and what is not applied.
 
-    Root: in every hierarchy. Anyone else: in each hierarchy where :func:`no_access`
-    finds nothing in the way (a delegated subtree: systemd's ``Delegate=yes``, or a
-    cgroup chowned to the user), without device rules (only CAP_SYS_ADMIN may set
-    them). Whatever is asked for and cannot be applied is named in one warning; the
-    container runs without it. A field this host cannot apply at all is an error
-    (SetupError naming its JSON path), as for root."""
+    In each hierarchy where :func:`no_access` finds nothing in the way: for root,
+    every one unless the cgroup filesystem is read-only (in a container); for anyone
+    else, a delegated subtree (systemd's ``Delegate=yes``, or a cgroup chowned to the
+    user), without device rules (only CAP_SYS_ADMIN may set them). Whatever is asked
+    for and cannot be applied is named in one warning; the container runs without
+    it. A field this host cannot apply at all is an error (SetupError naming its JSON
+    path), for every caller."""
     uid = os.geteuid() if euid is None else euid
     path = cgroup_path(spec, container_id, uid)
     if host.mode == "none":
@@ -226,33 +227,42 @@ def placement(host: Host, spec: CgroupSpec, container_id: str,
         return Placement(False, nothing, _warning(uid, [(w, nothing) for w in skipped]), path,
                          skipped=tuple(skipped))
     writes = planned(host, spec)
-    if uid == 0:
-        return Placement(True, f"cgroup {path} in every hierarchy ({host.mode} host), as root",
-                         None, path, tuple(h.name for h in host.hierarchies))
+    # Root too: a read-only cgroup filesystem (pyinit as root in an ordinary container)
+    # is no place for a cgroup either.
     refused = {h.name: why for h in host.hierarchies
                if (why := no_access(h, path, uid)) is not None}
     usable = tuple(h.name for h in host.hierarchies if h.name not in refused)
+    if uid == 0 and not refused:
+        return Placement(True, f"cgroup {path} in every hierarchy ({host.mode} host), as root",
+                         None, path, usable)
     missing: list[tuple[str, str]] = []
     for write in writes:
         name = hierarchy_of(host, write).name
         if name in refused:
             missing.append((write.where, refused[name]))
     if devices_asked(spec):
-        missing.append(("linux.resources.devices",
-                        f"device rules need CAP_SYS_ADMIN, which uid {uid} does not have"))
+        devices = host.v1("devices")
+        if uid != 0:
+            missing.append(("linux.resources.devices",
+                            f"device rules need CAP_SYS_ADMIN, which uid {uid} does not have"))
+        elif all(h is None or h.name in refused for h in (devices, host.unified)):
+            name = (devices or host.unified or host.hierarchies[0]).name
+            missing.append(("linux.resources.devices", refused[name]))
+    not_applied = tuple(dict.fromkeys(w for w, _ in missing))
+    not_delegated = "not delegated: " if uid != 0 else ""
     if not usable:
         first = host.unified.name if host.unified is not None else host.hierarchies[0].name
-        reason = f"not delegated: no write access: {refused[first]}"
+        reason = f"{not_delegated}no write access: {refused[first]}"
         if len(refused) > 1:
             reason += " (nor to any other hierarchy)"
-        return Placement(False, reason, _warning(uid, missing), path,
-                         skipped=tuple(w for w, _ in missing))
-    reason = f"delegated: cgroup {path} in {_names(host, usable)}, writable by uid {uid}"
+        return Placement(False, reason, _warning(uid, missing), path, skipped=not_applied)
+    delegated = "delegated: " if uid != 0 else ""
+    reason = f"{delegated}cgroup {path} in {_names(host, usable)}, writable by uid {uid}"
     if refused:
         reason += (f"; not in {_names(host, tuple(refused))} (not writable by uid {uid}: "
                    "limits of their controllers are not applied)")
-    return Placement(True, reason, _warning(uid, missing), path, usable, True,
-                     tuple(w for w, _ in missing))
+    return Placement(True, reason, _warning(uid, missing), path, usable, uid != 0,
+                     not_applied)
 
 
 def _names(host: Host, names: tuple[str, ...]) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from pyinit import cgroups, diagnose
 from pyinit.linux import cgroupfs
-from tests.conftest import PYINIT, event, wait_for
+from tests.conftest import PYINIT, event, events, wait_for
 from tests.integration.test_run import edit, make_bundle, run_bundle
 
 pytestmark = pytest.mark.root
@@ -231,3 +231,26 @@ def test_the_systemd_cgroup_manager_is_refused(tmp_path: Path, top: str) -> None
     assert (res.returncode, res.stdout, res.stderr) == (
         125, "", "pyinit: --cgroup-manager systemd: systemd is not running on this host "
         "(/run/systemd/system does not exist); use --cgroup-manager cgroupfs (the default)\n")
+
+
+def test_root_with_a_read_only_cgroup_filesystem(tmp_path: Path, top: str) -> None:
+    """pyinit as root in an ordinary container, where /sys/fs/cgroup is read-only: no
+    cgroup, the one warning naming the limit and why, and the container runs (a
+    private mount namespace with the hierarchies bound read-only plays the container)."""
+    bundle = make_bundle(tmp_path, "echo ran")
+    edit(bundle, with_resources(f"{top}/c", {"pids": {"limit": 5}}))
+    remounts = "; ".join(f"mount -o remount,bind,ro {h.mount_point}"
+                         for h in cgroups.detect().hierarchies)
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                          f'{remounts} && exec "$@"', "sh", PYINIT, "run", "--bundle",
+                          str(bundle)], capture_output=True, text=True, timeout=60,
+                         check=False, stdin=subprocess.DEVNULL)
+    assert (res.returncode, res.stdout) == (0, "ran\n"), res.stderr
+    warned = event(res.stderr, "cgroup.no_limits")
+    assert (warned["reason"], warned["detail"], warned["skipped"]) == (
+        "no write access: /sys/fs/cgroup/unified is not writable by uid 0 (nor to any other "
+        "hierarchy)",
+        "cgroups: not applied for uid 0, the container runs without them: "
+        "linux.resources.pids.limit (/sys/fs/cgroup/pids is not writable by uid 0)",
+        ["linux.resources.pids.limit"])
+    assert "cgroup.ready" not in [e["event"] for e in events(res.stderr)]
