@@ -419,9 +419,13 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
     except config.ConfigError as exc:
         say(exc.line())
         os._exit(EXIT_SETUP_FAILED)
-    run_config(cfg, opts, start_ns, container_id or os.path.basename(cfg.bundle) or "pyinit",
-               console_socket=console_socket,
-               run=RunOptions(no_pivot=no_pivot, sysfs_fallback=sysfs_fallback))
+    name = container_id or os.path.basename(cfg.bundle) or "pyinit"
+    # Without --id, two runs of bundles with the same directory name must not meet in
+    # one default cgroup: the name alone is not unique, the name and pid are.
+    cgroup_id = container_id or f"{name}-{os.getpid()}"
+    run_config(cfg, opts, start_ns, name, console_socket=console_socket,
+               run=RunOptions(no_pivot=no_pivot, sysfs_fallback=sysfs_fallback,
+                              cgroup_id=cgroup_id))
 
 
 def run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
@@ -481,7 +485,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
              namespaces=[ns.type for ns in cfg.namespaces], steps=len(setup.steps))
     try:
-        cgroup = _cgroup(cfg, name, log)
+        cgroup = _cgroup(cfg, run.cgroup_id or name, log)
     except SetupError as exc:
         if exc.errno == errno.EPERM and exc.hint is None:
             exc.hint = diagnose.no_capability()  # v1 device rules need CAP_SYS_ADMIN

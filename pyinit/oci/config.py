@@ -165,6 +165,8 @@ class RunOptions:
     root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
     symlinks: tuple[tuple[str, str], ...] = ()  # sandbox --symlink: (target, path), after mounts
+    # The <id> of the default cgroup path /pyinit/<id> (docs/cgroups.md); None: the name.
+    cgroup_id: str | None = None
 
 
 class _Reader:

@@ -712,8 +712,10 @@ def test_cgroup_mount(tmp_path: Path, cgroupns: bool) -> None:
     memory_root = table["/sys/fs/cgroup/memory"].split()[3]
     # With a cgroup namespace the hierarchy's root is the namespace's; without
     # one it is a bind of the container's own cgroup (docs/cgroups.md: the
-    # default /pyinit/<id>), never the host's whole tree.
-    assert memory_root == ("/" if cgroupns else f"/pyinit/{bundle.name}")
+    # default /pyinit/<bundle name>-<pid> without --id), never the host's whole tree.
+    own = event(res.stderr, "cgroup.ready")["path"]
+    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+", own), own
+    assert memory_root == ("/" if cgroupns else own)
     if host_unified:
         assert " - cgroup2 " in table["/sys/fs/cgroup/unified"]
 

@@ -16,6 +16,7 @@ cgroup instead, which is what runc does for cgroup2 too.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PYINIT, events, helper
+from tests.conftest import PYINIT, event, events, helper
 from tests.integration.test_run import edit, fields, run_bundle
 from tests.security.conftest import attack_bundle
 
@@ -89,7 +90,9 @@ def test_no_capability_workload_cannot_touch_host_cgroups(tmp_path: Path,
     # there (freeze=1), and moving into the mount's root is moving into its
     # own cgroup (move=0). CapEff: CAP_AUDIT_WRITE, CAP_KILL and
     # CAP_NET_BIND_SERVICE, the default spec's.
-    assert res.stdout == (f"freeze=1\nmove=0\n0::/pyinit/{bundle.name}\n"
+    own = event(res.stderr, "cgroup.ready")["path"]
+    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+", own), own
+    assert res.stdout == (f"freeze=1\nmove=0\n0::{own}\n"
                           "CapEff:\t0000000020000420\n")
     assert (victim / "cgroup.freeze").read_text() == "0\n"
 
@@ -148,5 +151,7 @@ def test_a_cgroupns_bind_fallback_binds_the_containers_own_cgroup(
     assert res.stdout == "mounted\n"
     memory = [fields(ev) for ev in events(res.stderr)
               if ev.get("event") == "cgroup.hierarchy" and ev.get("name") == "memory"]
+    own = event(res.stderr, "cgroup.ready")["path"]  # /pyinit/<bundle name>-<pid>
+    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+", own), own
     assert memory == [{"event": "cgroup.hierarchy", "level": "debug", "name": "memory",
-                       "version": 1, "source": f"{_host_v1_memory()}/pyinit/{bundle.name}"}]
+                       "version": 1, "source": f"{_host_v1_memory()}{own}"}]
