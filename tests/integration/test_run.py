@@ -1044,13 +1044,17 @@ def test_hint_no_cap_sys_admin(tmp_path: Path) -> None:
     res = subprocess.run(
         ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", PYINIT, "run",
          "--bundle", str(bundle)], capture_output=True, text=True, timeout=60, check=False)
-    # The first privileged step is the device cgroup (docs/cgroups.md).
-    assert _one_line(res) == (
+    # The first privileged step is the device cgroup (docs/cgroups.md), in the default
+    # cgroup /pyinit/<bundle name>-<pid of pyinit>.
+    line = _one_line(res)
+    pid = re.sub(r"^.*/devices/pyinit/[^/]*-([0-9]+)/devices\.deny: .*$", r"\1", line)
+    assert line == (
         "pyinit: linux.resources.devices: cgroup: write 'a' to /sys/fs/cgroup/devices/pyinit/"
-        f"{bundle.name}/devices.deny: Operation not permitted; pyinit runs without "
+        f"{bundle.name}-{pid}/devices.deny: Operation not permitted; pyinit runs without "
         "CAP_SYS_ADMIN (it is not in CapEff of /proc/self/status), as in an ordinary "
         "unprivileged container: give it the capability (podman/docker --cap-add SYS_ADMIN), "
         "run it in a user namespace it owns, or use a privileged container")
+    assert pid.isdigit(), line
     assert res.stdout == ""
 
 
