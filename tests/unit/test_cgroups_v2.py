@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pyinit import diagnose
 from pyinit.cgroups import manager, mapping, systemd
 from pyinit.cgroups.host import Hierarchy, Host
 from pyinit.errors import SetupError
@@ -134,7 +135,8 @@ def test_oom_evidence_from_memory_events(tmp_path: Path) -> None:
     (leaf / "memory.peak").write_text(f"{64 * MiB - 4096}\n")
     evidence = cg.oom()
     assert evidence == manager.OomEvidence(str(leaf), 1, 64 * MiB, 64 * MiB - 4096)
-    assert evidence.hint() == (
+    assert evidence is not None
+    assert diagnose.explain("oom-killed", None, evidence.log_fields()) == (
         f"the kernel's OOM killer killed 1 process in cgroup {leaf}: the container reached "
         "the memory limit of 64 MiB (peak usage 64.0 MiB); raise linux.resources.memory.limit")
     (leaf / "memory.events").write_text("oom 0\noom_kill 0\n")
