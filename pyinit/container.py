@@ -30,6 +30,7 @@ from __future__ import annotations
 import _signal
 import errno
 import os
+import select
 import signal
 import socket
 import sys
@@ -97,7 +98,10 @@ def _run_without_trio(setup: Coroutine[Any, Any, None]) -> None:
     raise RuntimeError("a setup step waited for trio, which this setup runs without")
 
 
-def _prepare_seccomp(cfg: Config, log: Any) -> seccomp.PreparedFilter | None:
+def _prepare_seccomp(cfg: Config, log: Any,
+                     program: bytes | None = None) -> seccomp.PreparedFilter | None:
+    if program is not None:  # pyinit sandbox --seccomp FD: compiled already
+        return seccomp.PreparedFilter(program)
     if cfg.seccomp is None:
         return None
     began = time.monotonic_ns()
@@ -138,7 +142,8 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             user_ns=cfg.has_namespace("user"), own_cgroups=own_cgroups)
-        filt = _prepare_seccomp(cfg, log)  # before the pivot: libseccomp is the host's
+        # Before the pivot: libseccomp is the host's.
+        filt = _prepare_seccomp(cfg, log, setup.run.seccomp_program)
         runtime = _runtime_before_pivot(setup)
         if runtime is None:
             import trio
@@ -178,6 +183,8 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         )
         if peer >= 0:
             os.close(peer)
+        if setup.run.die_with_parent:
+            _die_with_parent(from_parent)
     except SetupError as exc:
         if exc.step == "namespace":
             log.error("namespace.failed", **exc.log_fields())
@@ -227,6 +234,18 @@ def _own_cgroups(setup: plan.Plan) -> dict[str, str]:
         return {h.name: h.own_cgroup for h in linux_host.host_hierarchies()}
     except OSError as exc:
         raise SetupError.from_os("cgroup", "read /proc/self/cgroup", exc) from None
+
+
+def _die_with_parent(from_parent: int) -> None:
+    """sandbox --die-with-parent: SIGKILL for PID 1 (and so the whole sandbox) when the
+    parent dies. Set here, after the lock-down (a change of credentials clears it) and
+    after the middle process, PID 1's first parent, has exited; if the parent died
+    already, its end of the pipe is closed."""
+    syscalls.set_pdeathsig(signal.SIGKILL)
+    poller = select.poll()
+    poller.register(from_parent, select.POLLIN)
+    if any(ev & select.POLLHUP for _fd, ev in poller.poll(0)):
+        os._exit(EXIT_SETUP_FAILED)
 
 
 def _open_console(sock: int, size: tuple[int, int] | None) -> int:
@@ -307,9 +326,12 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                 if not expect(mapped_r, Sync.MAPPED):
                     os._exit(EXIT_SETUP_FAILED)  # the parent has said why
             host = credentials.HostFacts(host.last_cap, credentials.setgroups_allowed())
-            if cfg.has_namespace("user"):
+            if cfg.has_namespace("user") and _maps_root(cfg):
                 os.setresgid(0, 0, 0)
                 os.setresuid(0, 0, 0)
+            # Otherwise (pyinit sandbox maps the caller's ids to themselves, as
+            # bubblewrap does) the ids stay as mapped: the creator of a user
+            # namespace holds every capability in it whatever its uid there.
             if to_unshare & syscalls.CLONE_NEWPID:
                 namespaces.unshare(syscalls.CLONE_NEWPID)
             init = os.fork()
@@ -341,8 +363,17 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
     return int(data) if data else None
 
 
+def _maps_root(cfg: Config) -> bool:
+    """Is id 0 mapped in the new user namespace (always so for one joined by path)?"""
+    if not cfg.uid_mappings:
+        return True
+    return any(m.container_id == 0 for m in cfg.uid_mappings) and \
+        any(m.container_id == 0 for m in cfg.gid_mappings)
+
+
 def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
-           console_sock: int = -1, console_socket: str | None = None) -> int:
+           console_sock: int = -1, console_socket: str | None = None,
+           on_started: Callable[[int], None] | None = None) -> int:
     """The parent: hooks at their moments, every signal passed on; the child's status."""
     from_child, to_child = sync
     terminal: console.Relay | None = None
@@ -378,6 +409,8 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
                 continue  # each moment comes once; a repeat is not PID 1's doing
             seen.add(event)
             if event is Sync.NAMESPACES_READY:
+                if on_started is not None:
+                    on_started(pid)
                 ok = (_parent_hooks(cfg, "prestart", name, pid, "creating", log)
                       and _parent_hooks(cfg, "createRuntime", name, pid, "creating", log))
                 try:
@@ -474,6 +507,11 @@ def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
 
 def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
                 run: RunOptions, console_socket: str | None) -> int:
+    if run.die_with_parent:
+        parent = os.getppid()
+        syscalls.set_pdeathsig(signal.SIGKILL)
+        if os.getppid() != parent:  # the caller died before the line above
+            return EXIT_SETUP_FAILED
     log, sink = configure(opts.log_format, opts.log_level)
     try:  # the host as it is now, before any namespace or mount
         setup = plan.build(cfg, run, linux_host.probe())
@@ -514,7 +552,9 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         # its child's uid_map, which belongs to root once the child is not dumpable.
         task.set_dumpable(False)
         code = _relay(pid, cfg, name, (from_child, to_child), log,
-                      pair[0].fileno() if pair else -1, console_socket)
+                      pair[0].fileno() if pair else -1, console_socket, run.on_started)
+        if run.on_exit is not None:
+            run.on_exit(code)
         evidence = cgroup.oom() if cgroup is not None else None
         if evidence is not None:
             hint = diagnose.explain("oom-killed", None, evidence.log_fields(), evidence=False)

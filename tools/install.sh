@@ -15,6 +15,7 @@ packages=(
     runc                                  # bench/bench_run.py
     jq                                    # docs/logging.md's recipes
     uidmap                                # newuidmap/newgidmap for rootless pyinit run
+    bubblewrap                            # tests/integration/test_bwrap_diff.py: the reference
     libseccomp2                           # linux.seccomp (pyinit/linux/seccomp.py loads it with ctypes)
     podman buildah debootstrap            # tests/integration/test_image.py
     patchelf                              # images/build.sh: the self-contained drop-in

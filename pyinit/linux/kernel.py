@@ -103,7 +103,12 @@ class Kernel:
         _call("dup2", None, lambda: os.dup2(fd, to))
 
     def write(self, fd: int, data: bytes) -> None:
-        _call("write", None, lambda: os.write(fd, data))
+        """All of ``data`` (a short write is continued)."""
+        def write_all() -> None:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        _call("write", None, write_all)
 
     def copy_tree(self, src_fd: int, dst_fd: int) -> tuple[int, list[str]]:
         return _call("copy", None, lambda: copyup.copy_tree(src_fd, dst_fd))

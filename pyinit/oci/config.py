@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import resource
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -157,6 +157,24 @@ class Config:
 
 
 @dataclass(frozen=True)
+class FileOp:
+    """A ``pyinit sandbox`` step that is not a mount: made in the root, in its turn.
+
+    ``kind`` is ``dir``, ``file``, ``bind-data``, ``ro-bind-data``, ``symlink``,
+    ``chmod``, ``remount-ro`` or ``devices`` (--dev's nodes, ptmx and symlinks);
+    ``data`` was read from the caller's fd before anything was set up; ``option``
+    is the command-line option, for messages.
+    """
+
+    kind: str
+    path: str
+    option: str
+    mode: int | None = None
+    data: bytes = b""
+    target: str = ""
+
+
+@dataclass(frozen=True)
 class RunOptions:
     """How ``pyinit run`` or ``pyinit sandbox`` runs a config: never stored in it."""
 
@@ -164,9 +182,22 @@ class RunOptions:
     sysfs_fallback: bool = False  # pyinit run --sysfs-fallback
     root_tmpfs: bool = False  # pyinit sandbox: the root is a fresh tmpfs on root_path
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
-    symlinks: tuple[tuple[str, str], ...] = ()  # sandbox --symlink: (target, path), after mounts
     # The <id> of the default cgroup path /pyinit/<id> (docs/cgroups.md); None: the name.
     cgroup_id: str | None = None
+    bind_devices: bool = False  # sandbox: the host's device nodes are bound, as bubblewrap's
+    # sandbox --bind SRC / (first): the root is SRC, bound recursively with these MOUNT_ATTR_*
+    root_bind: tuple[str, int] | None = None
+    # sandbox, default layout only: a fresh proc would be refused here ("too revealing"),
+    # so the caller's /proc is bound read-only instead (the reason, for the warning).
+    proc_fallback: str | None = None
+    # pyinit sandbox: mounts (by index) and FileOps, in the order given; empty: config order.
+    order: tuple[int | FileOp, ...] = ()
+    die_with_parent: bool = False  # sandbox --die-with-parent: SIGKILL when the caller dies
+    seccomp_program: bytes | None = None  # sandbox --seccomp FD: a compiled BPF program
+    # sandbox --info-fd/--json-status-fd: called by the parent with PID 1's host PID once
+    # its namespaces exist, and with the exit status at the end.
+    on_started: Callable[[int], None] | None = None
+    on_exit: Callable[[int], None] | None = None
 
 
 class _Reader:

@@ -99,6 +99,8 @@ def bind(ctx: Context, step: BindDevice) -> None:
         if not _is(k.fstat(tree), kind, rdev):
             raise SetupError("device", f"mknod is not allowed here and the host's {d.path} "
                              "is another device", op="device-conflict", destination=d.path)
+        # nosuid, as on every other bind (a device node needs only dev).
+        k.mount_setattr(tree, "", detached.EMPTY, flags.MOUNT_ATTR_NOSUID)
         target = ctx.root.create_file(d.path, 0)
         try:
             if not stat.S_ISREG(k.fstat(target).st_mode) and not _is(k.fstat(target), kind,

@@ -22,18 +22,21 @@ from pyinit import diagnose, hooks
 from pyinit.errors import SetupError
 from pyinit.linux.kernel import Kernel
 from pyinit.oci.command import state_json
-from pyinit.rootfs import devices, hardening, mounts, pivot
+from pyinit.rootfs import devices, files, hardening, mounts, pivot
 from pyinit.rootfs.context import CommandRunner, Context
 from pyinit.rootfs.plan import (
+    BindData,
     BindDevice,
     BindMount,
     CgroupMount,
+    Chmod,
     DevNull,
     Domainname,
     Hook,
     Hostname,
     MakeCwd,
     MakeDevice,
+    MakeDir,
     MaskPath,
     NewMount,
     NoPivot,
@@ -41,12 +44,14 @@ from pyinit.rootfs.plan import (
     Propagation,
     Ptmx,
     ReadonlyPath,
+    RemountRo,
     Rootfs,
     RootReadonly,
     RunCommand,
     Step,
     Symlink,
     Sysctl,
+    WriteFile,
 )
 
 
@@ -140,6 +145,16 @@ class Executor:
                 devices.ptmx(ctx, step)
             case Symlink():
                 devices.symlink(ctx, step)
+            case MakeDir():
+                files.make_dir(ctx, step)
+            case BindData():
+                files.bind_data(ctx, step)
+            case WriteFile():
+                files.write_file(ctx, step)
+            case Chmod():
+                files.chmod(ctx, step)
+            case RemountRo():
+                files.remount_ro(ctx, step)
             case Domainname():
                 ctx.kernel.setdomainname(step.name)
             case Hostname():

@@ -67,14 +67,15 @@ def rootfs(ctx: Context, step: Rootfs) -> None:
         tree = detached.new_mount(ctx, "tmpfs", "tmpfs", ("mode=0755",),
                                   flags.MOUNT_ATTR_NOSUID | flags.MOUNT_ATTR_NODEV)
     else:
+        source = step.source or step.path
         try:
-            tree = k.open_tree(syscalls.AT_FDCWD, step.path,
+            tree = k.open_tree(syscalls.AT_FDCWD, source,
                                syscalls.OPEN_TREE_CLONE | syscalls.AT_RECURSIVE)
         except SetupError as exc:
-            exc.fields["source"] = step.path
+            exc.fields["source"] = source
             raise
         try:
-            k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, flags.MOUNT_ATTR_NODEV)
+            k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, step.attr)
         except BaseException:
             k.close(tree)
             raise
@@ -196,6 +197,11 @@ def bind(ctx: Context, step: BindMount) -> dict[str, Any]:
     try:
         is_dir = stat.S_ISDIR(k.fstat(tree).st_mode)
         _set_attr(ctx, step, tree)
+        if step.proc_fallback:
+            ctx.log.warning("mount.proc_fallback", where=m.where, destination=m.destination,
+                            detail=f"{step.proc_fallback}; the caller's /proc is bound "
+                            "read-only instead (recursively, with its masks; it shows the "
+                            "caller's PID namespace)")
         if step.sysfs_fallback:
             ctx.log.warning("mount.sysfs_fallback", where=m.where, destination=m.destination,
                             detail="sysfs is refused in this user namespace (it does not own "

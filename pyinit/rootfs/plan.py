@@ -26,7 +26,7 @@ from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
 from pyinit.linux.host import Hierarchy, HostFacts
 from pyinit.oci.command import Command
-from pyinit.oci.config import Config, Device, Mount, Process, RunOptions
+from pyinit.oci.config import Config, Device, FileOp, Mount, Process, RunOptions
 from pyinit.oci.refusals import mounted_nodev
 
 # The devices every container gets (config-linux.md "Default Devices"):
@@ -84,14 +84,22 @@ class Propagation:
 
 @dataclass(frozen=True)
 class Rootfs:
-    """The root: a detached recursive bind of root.path (or a fresh tmpfs), nodev."""
+    """The root: a detached recursive bind of root.path (or a fresh tmpfs), nodev.
+
+    ``source`` (pyinit sandbox --bind SRC /): a recursive bind of SRC instead,
+    with ``attr`` (MOUNT_ATTR_*) on every mount of it.
+    """
 
     kind: ClassVar[str] = "rootfs"
     path: str
     tmpfs: bool = False
+    source: str = ""
+    attr: int = flags.MOUNT_ATTR_NODEV
 
     @property
     def summary(self) -> str:
+        if self.source:
+            return f"bind {self.source} on {self.path}, {flags.attr_names(self.attr)}"
         return (f"a fresh tmpfs on {self.path}" if self.tmpfs
                 else f"bind {self.path} onto itself, nodev")
 
@@ -131,9 +139,13 @@ class BindMount(MountStep):
     rec_clr: int
     propagation: tuple[int, ...] = ()
     sysfs_fallback: bool = False  # the host's /sys, because sysfs is refused here
+    proc_fallback: str | None = None  # the caller's /proc, read-only: why a fresh one is not
 
     @property
     def summary(self) -> str:
+        if self.proc_fallback:
+            return f"bind the caller's /proc on {self.mount.destination} read-only (proc " \
+                "fallback)"
         if self.sysfs_fallback:
             return (f"bind the host's /sys on {self.mount.destination} read-only, the mounts "
                     "under it covered (sysfs fallback)")
@@ -225,6 +237,81 @@ class Symlink:
     @property
     def summary(self) -> str:
         return f"{self.path} -> {self.target}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class MakeDir:
+    """sandbox --dir: a directory (and its parents) in the root, with its mode."""
+
+    kind: ClassVar[str] = "dir"
+    path: str
+    mode: int
+
+    @property
+    def summary(self) -> str:
+        return f"directory {self.path} (mode {self.mode:o})"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class WriteFile:
+    """sandbox --file: a new file with the bytes read from the caller's fd."""
+
+    kind: ClassVar[str] = "file"
+    path: str
+    data: bytes
+    mode: int
+
+    @property
+    def summary(self) -> str:
+        return f"file {self.path} ({len(self.data)} bytes, mode {self.mode:o})"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class BindData(WriteFile):
+    """sandbox --bind-data/--ro-bind-data: the bytes in a file of a detached tmpfs, bound."""
+
+    kind: ClassVar[str] = "bind-data"
+    readonly: bool = False
+
+    @property
+    def summary(self) -> str:
+        ro = " read-only" if self.readonly else ""
+        return f"bind {len(self.data)} bytes on {self.path}{ro} (mode {self.mode:o})"
+
+
+@dataclass(frozen=True)
+class Chmod:
+    kind: ClassVar[str] = "chmod"
+    path: str
+    mode: int
+
+    @property
+    def summary(self) -> str:
+        return f"chmod {self.mode:o} {self.path}"
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
+@dataclass(frozen=True)
+class RemountRo:
+    """sandbox --remount-ro: the mount at the path read-only (not its submounts)."""
+
+    kind: ClassVar[str] = "remount-ro"
+    path: str
+
+    @property
+    def summary(self) -> str:
+        return f"{self.path} read-only"
 
     def fields(self) -> dict[str, Any]:
         return {"destination": self.path}
@@ -358,11 +445,12 @@ class MaskPath:
 
 
 Step = (Propagation | Rootfs | BindMount | NewMount | CgroupMount | RunCommand
-        | MakeDevice | BindDevice | Ptmx | Symlink | Hostname | Domainname | MakeCwd | Hook
-        | Pivot | NoPivot | DevNull | Sysctl | RootReadonly | ReadonlyPath | MaskPath)
+        | MakeDevice | BindDevice | Ptmx | Symlink | MakeDir | WriteFile | BindData | Chmod
+        | RemountRo | Hostname | Domainname | MakeCwd | Hook | Pivot | NoPivot | DevNull
+        | Sysctl | RootReadonly | ReadonlyPath | MaskPath)
 STEP_KINDS = ("propagation", "rootfs", "mount", "command", "hook", "device", "ptmx",
-              "symlink", "hostname", "domainname", "cwd", "pivot", "nopivot", "devnull",
-              "sysctl", "readonly", "mask")
+              "symlink", "dir", "file", "bind-data", "chmod", "remount-ro", "hostname",
+              "domainname", "cwd", "pivot", "nopivot", "devnull", "sysctl", "readonly", "mask")
 
 
 @dataclass(frozen=True)
@@ -370,6 +458,7 @@ class Plan:
     steps: tuple[Step, ...]
     process: Process  # process.capabilities as the kernel will grant them
     notes: tuple[tuple[str, dict[str, Any]], ...] = field(default=())  # warnings to log
+    run: RunOptions = field(default_factory=RunOptions)  # how it runs (sandbox: seccomp, ...)
 
 
 # ----- decisions ---------------------------------------------------------------
@@ -472,7 +561,14 @@ def _new(m: Mount, inside: str | None) -> NewMount:
                     opts.propagation, opts.rec_set, opts.rec_clr, copy_up=opts.tmpcopyup)
 
 
+def _proc_fallback(m: Mount, why: str) -> BindMount:
+    return BindMount(m, "proc", "/proc", True, flags.MOUNT_ATTR_LOCKED_DOWN, 0, 0,
+                     flags.MOUNT_ATTR_LOCKED_DOWN, 0, (), proc_fallback=why)
+
+
 def _mount_steps(cfg: Config, run: RunOptions, host: HostFacts, m: Mount) -> Step:
+    if m.type == "proc" and run.proc_fallback and normal(m.destination) == "/proc":
+        return _proc_fallback(m, run.proc_fallback)
     inside = _inside(m)
     if m.type in CGROUP_TYPES and not m.parsed.is_bind:
         attr = _nodev(m, flags.mount_attr(m.parsed.flags & ~flags.MS_RDONLY)[0])
@@ -488,7 +584,7 @@ def _mount_steps(cfg: Config, run: RunOptions, host: HostFacts, m: Mount) -> Ste
 
 
 def _devices(cfg: Config, run: RunOptions, host: HostFacts) -> list[Step]:
-    make = BindDevice if cfg.has_namespace("user") else MakeDevice
+    make = BindDevice if cfg.has_namespace("user") or run.bind_devices else MakeDevice
     steps: list[Step] = []
     for name, (major, minor) in DEFAULT_DEVICES.items():
         steps.append(make(Device("c", f"/dev/{name}", major, minor, 0o666, 0, 0)))
@@ -523,19 +619,42 @@ def _process(cfg: Config) -> tuple[Process, list[tuple[str, dict[str, Any]]]]:
     return replace(proc, capabilities=capabilities), [note]
 
 
+def _file_step(op: FileOp) -> Step:
+    """A sandbox FileOp as its step (its mode: --perms, or bubblewrap's default)."""
+    path = normal(op.path)
+    if op.kind == "symlink":
+        return Symlink(path, op.target)
+    if op.kind == "dir":
+        return MakeDir(path, 0o755 if op.mode is None else op.mode)
+    if op.kind == "file":
+        return WriteFile(path, op.data, 0o666 if op.mode is None else op.mode)
+    if op.kind in ("bind-data", "ro-bind-data"):
+        return BindData(path, op.data, 0o600 if op.mode is None else op.mode,
+                        readonly=op.kind == "ro-bind-data")
+    if op.kind == "chmod":
+        return Chmod(path, op.mode or 0)
+    if op.kind == "remount-ro":
+        return RemountRo(path)
+    raise ValueError(f"unknown sandbox operation {op.kind!r}")
+
+
 def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = None) -> Plan:
     """The plan for ``cfg``; raises SetupError for a mount pyinit refuses."""
     run = run or RunOptions()
     host = host or HostFacts()
     steps: list[Step] = [
         Propagation(_propagation(cfg), "no mount reaches the host"),
-        Rootfs(cfg.root_path, tmpfs=run.root_tmpfs),
+        Rootfs(cfg.root_path, tmpfs=run.root_tmpfs) if run.root_bind is None else
+        Rootfs(cfg.root_path, source=run.root_bind[0], attr=run.root_bind[1]),
     ]
-    for m in cfg.mounts:
+    for item in run.order or range(len(cfg.mounts)):
+        if isinstance(item, FileOp):
+            steps += _devices(cfg, run, host) if item.kind == "devices" else [_file_step(item)]
+            continue
+        m = cfg.mounts[item]
         steps += [RunCommand(cmd, m, "before") for cmd in m.before]
         steps.append(_mount_steps(cfg, run, host, m))
         steps += [RunCommand(cmd, m, "after") for cmd in m.after]
-    steps += [Symlink(path, target) for target, path in run.symlinks]
     if run.dev_setup and not any(m.parsed.is_bind and normal(m.destination) == "/dev"
                                  for m in cfg.mounts):
         steps += _devices(cfg, run, host)
@@ -559,4 +678,4 @@ def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = N
     # startContainer hooks are no step: the workload's process runs them just
     # before its exec, after PID 1's lock-down (runtime/starthooks.py).
     process, notes = _process(cfg)
-    return Plan(tuple(steps), process, tuple(notes))
+    return Plan(tuple(steps), process, tuple(notes), run)

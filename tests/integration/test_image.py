@@ -148,18 +148,54 @@ def test_json_logs_in_podman_logs(image: str, name: str) -> None:
     assert events[0] == "workload.spawned" and events[-1] == "pyinit.exit"
 
 
-def test_unprivileged_container_explains_why_mounts_fail(image: str) -> None:
-    # An ordinary container: no CAP_SYS_ADMIN, a seccomp filter.
-    res = podman("run", "--rm", "--entrypoint", "pyinit", image, "sandbox", "--", "true")
+# What the sandbox's program reports: ids, privileges, its /proc.
+SANDBOX_PROBE = ("id -u; cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //';"
+                 " grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/self/status"
+                 " | tr -d '\\t'; grep ' /proc ' /proc/self/mountinfo | cut -d' ' -f5,6,9;"
+                 " ls /root 2>&1 | head -1")
+
+
+def test_sandbox_in_an_ordinary_container(image: str) -> None:
+    """Issue 10: no CAP_SYS_ADMIN, podman's seccomp filter and masked /proc. The sandbox
+    makes a user namespace; the kernel refuses it a fresh /proc there, so the default
+    layout binds the container's /proc read-only and says so in one warning line."""
+    res = podman("run", "--rm", "--entrypoint", "pyinit", image, "sandbox", "--",
+                 "sh", "-c", SANDBOX_PROBE)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "0", "0 0 1", "CapEff:0000000000000000", "CapBnd:0000000000000000", "NoNewPrivs:1",
+        "Seccomp:2", "/proc ro,nosuid,nodev,noexec,relatime proc",
+        "ls: /root: No such file or directory" if image.endswith("minimal")
+        else "ls: cannot access '/root': No such file or directory"]
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1, res.stderr
+    warning = json.loads(lines[0])
+    assert (warning["event"], warning["level"], warning["destination"]) == (
+        "mount.proc_fallback", "warning", "/proc")
+    assert warning["detail"].startswith(
+        "a fresh /proc is refused in a user namespace while every proc mount here has mounts "
+        "on top of it (/proc/"), warning["detail"]
+    assert warning["detail"].endswith(
+        "); the caller's /proc is bound read-only instead (recursively, with its masks; it "
+        "shows the caller's PID namespace)"), warning["detail"]
+
+
+def test_explicit_proc_in_an_ordinary_container_fails_with_the_hint(image: str) -> None:
+    covered = podman("run", "--rm", image, "sh", "-c",
+                     "cut -d' ' -f5 /proc/self/mountinfo | grep '^/proc/' | sort")
+    assert covered.returncode == 0, covered.stderr
+    on_top = covered.stdout.split()
+    res = podman("run", "--rm", "--entrypoint", "pyinit", image, "sandbox",
+                 "--ro-bind", "/usr", "/usr", "--proc", "/proc", "--", "true")
     assert res.returncode == 125, res.stderr
     lines = [x for x in res.stderr.splitlines() if x.startswith("pyinit:")]
-    assert len(lines) == 1 and "Traceback" not in res.stderr
-    assert lines[0] == (
-        "pyinit: namespace: unshare pid: Operation not permitted; pyinit runs without "
-        "CAP_SYS_ADMIN (it is not in CapEff of /proc/self/status), as in an ordinary "
-        "unprivileged container; a seccomp filter is active too (Seccomp: filter): give it the "
-        "capability (podman/docker --cap-add SYS_ADMIN), run it in a user namespace it owns, or "
-        "use a privileged container")
+    assert "Traceback" not in res.stderr
+    assert lines == [
+        "pyinit: mounts[1]: mount (/proc): proc proc on /proc MS_NOSUID|MS_NODEV|MS_NOEXEC: "
+        "Operation not permitted; a new proc needs a fully visible /proc in the mount "
+        f"namespace, and the visible one has mounts on top of it: {', '.join(on_top[:8])}"
+        f"{' …' if len(on_top) > 8 else ''}; unmount them, or give the container a PID "
+        "namespace it owns"]
 
 
 def test_nested_sandbox_in_a_privileged_container(image: str) -> None:

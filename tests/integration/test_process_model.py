@@ -245,7 +245,8 @@ def test_sandbox_cap_add_unknown_or_unprivileged_is_a_usage_error(
         "(see 'pyinit sandbox --help')\n")
     res = as_user(runtime, "sandbox", "--cap-add", "CAP_NET_RAW", "--", "true")
     assert (res.returncode, res.stderr) == (
-        2, "pyinit sandbox: error: --cap-add needs pyinit to be started as root "
+        2, "pyinit sandbox: error: --cap-add CAP_NET_RAW: pyinit does not have CAP_NET_RAW "
+        "itself (CapEff of /proc/self/status), so the program cannot keep it "
         "(see 'pyinit sandbox --help')\n")
 
 

@@ -64,7 +64,8 @@ def test_options_in_order() -> None:
 
 @pytest.mark.parametrize(("args", "message"), [
     ([], "no PROGRAM given (usage: pyinit sandbox [OPTIONS] -- PROGRAM [ARGS...])"),
-    (["--tmpfs", "relative", "--", "true"], "'relative': destinations must be absolute paths"),
+    (["--tmpfs", "relative", "--", "true"],
+     "--tmpfs relative: destinations must be absolute paths"),
     (["--bogus", "--", "true"], "unrecognized arguments: --bogus"),
 ])
 def test_usage_errors(args: list[str], message: str) -> None:

@@ -25,7 +25,7 @@ from pyinit.linux import flags
 from pyinit.linux.fake import FakeKernel, Node
 from pyinit.linux.host import Hierarchy, HostFacts
 from pyinit.linux.mountinfo import MountEntry
-from pyinit.oci.config import RunOptions, parse
+from pyinit.oci.config import FileOp, RunOptions, parse
 from pyinit.oci.spec import default_config
 from pyinit.rootfs import hardening, plan
 from pyinit.rootfs.executor import Executor
@@ -514,10 +514,10 @@ def test_user_namespace_binds_the_hosts_device_nodes(tmp_path: Path) -> None:
     log = Log()
     exc = _fails(k, setup, log)
     assert k.calls[10:] == [
-        "open_tree /dev/null CLONE", f"create {ROOT}/dev/null",
-        f"move_mount tree:/dev/null -> {ROOT}/dev/null",
-        "open_tree /dev/zero CLONE", f"create {ROOT}/dev/zero",
-        f"move_mount tree:/dev/zero -> {ROOT}/dev/zero",
+        "open_tree /dev/null CLONE", "mount_setattr tree:/dev/null set=MOUNT_ATTR_NOSUID clr=0",
+        f"create {ROOT}/dev/null", f"move_mount tree:/dev/null -> {ROOT}/dev/null",
+        "open_tree /dev/zero CLONE", "mount_setattr tree:/dev/zero set=MOUNT_ATTR_NOSUID clr=0",
+        f"create {ROOT}/dev/zero", f"move_mount tree:/dev/zero -> {ROOT}/dev/zero",
     ]
     assert exc.reason == "mknod is not allowed here and the host has no /dev/full to bind"
     assert [e["destination"] for e in log.named("device.bound")] == ["/dev/null", "/dev/zero"]
@@ -648,7 +648,8 @@ def test_ambient_capabilities_are_decided_in_the_plan(tmp_path: Path) -> None:
 
 
 def test_sandbox_symlinks_come_from_the_plan(tmp_path: Path) -> None:
-    setup = _plan(_doc(), tmp_path, RunOptions(dev_setup=False, symlinks=(("usr/bin", "/bin"),)))
+    setup = _plan(_doc(), tmp_path, RunOptions(
+        dev_setup=False, order=(FileOp("symlink", "/bin", "--symlink", target="usr/bin"),)))
     assert [s.summary for s in setup.steps if s.kind == "symlink"] == ["/bin -> usr/bin"]
 
 

@@ -38,7 +38,7 @@ def test_every_fresh_proc_gets_pyinit_specs_masks() -> None:
     # With a /dev, its null covers the files; without one, only the directories are masked.
     assert _config("--proc", "/proc", "--dev", "/dev").masked_paths == tuple(
         f"/proc/{name}" for name in dirs + files)
-    assert _config("--proc", "/proc", "--dev", "/elsewhere").masked_paths == tuple(
+    assert _config("--proc", "/proc", "--tmpfs", "/dev").masked_paths == tuple(
         f"/proc/{name}" for name in dirs)
     assert _config("--proc", "/p").masked_paths == tuple(f"/p/{name}" for name in dirs)
     assert _config().masked_paths == tuple(f"/proc/{name}" for name in dirs + files)
