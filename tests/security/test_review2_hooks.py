@@ -1,0 +1,50 @@
+"""issue 9 review 2: startContainer hooks run from the workload's process.
+
+The hooks now run after PID 1's lock-down, in a *runner* forked from the
+workload's process (runtime/starthooks.py). A hook's child that calls
+``setsid()`` leaves the group the runner kills, and, when the runner exits,
+goes to the nearest child subreaper: with a PID namespace that is the
+container's PID 1, which kills it at shutdown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+from tests.integration.test_run import edit, run_bundle
+from tests.security.conftest import attack_bundle
+
+MARK = "987654"  # sleep's argument: how the escaped child is recognised on the host
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{MARK}\0".encode()
+    except FileNotFoundError:
+        return False
+
+
+# ------------------------------------------------------------------------------------------
+# Without a PID namespace, nobody in the container is a subreaper while the
+# hooks run (PID 1 becomes one only after spawn returns, the middle process
+# has exited): the escaped child is reparented to the *host-side* pyinit run
+# process, a child subreaper, and outlives the container.
+def test_a_hooks_escaped_child_does_not_outlive_the_container(tmp_path: Path) -> None:
+    hook = (f"setsid sleep {MARK} </dev/null >/dev/null 2>&1 & echo $! > /dev/shm/escaped")
+    bundle = attack_bundle(tmp_path, "cat /dev/shm/escaped", {})
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
+                                      if n["type"] != "pid"]
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]}
+    edit(bundle, change)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    pid = int(res.stdout)
+    survived = _alive(pid)
+    if survived:  # never leave it behind, whatever the verdict
+        os.kill(pid, signal.SIGKILL)
+    assert not survived, f"the hook's child {pid} outlived the container"

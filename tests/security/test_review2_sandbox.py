@@ -1,0 +1,45 @@
+"""issue 9 review 2: ``pyinit sandbox``'s masks on a fresh ``--proc``.
+
+Since 7eaf261 every ``--proc`` gets ``pyinit spec``'s ``maskedPaths``, but the
+files among them (``keys``, ``timer_list``, ``kcore``, ...) only when the
+sandbox also has ``--dev /dev``, whose ``null`` covers them. A sandbox with
+``--proc`` and no ``--dev`` (or a ``--dev`` elsewhere) silently keeps them
+readable: as root, the host root's keyring (``/proc/keys``) and every
+CPU's timers and kernel symbols (``/proc/timer_list``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_sandbox import sandbox
+
+SHOW = ("import sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    with open(name, 'rb') as f: print(name, len(f.read()))\n")
+FILES = ["/proc/keys", "/proc/timer_list"]
+BASE = ("--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib",
+        "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc")
+
+
+def _has_content() -> None:
+    assert [len(Path(name).read_bytes()) > 0 for name in FILES] == [True, True]
+
+
+def test_proc_files_are_masked_with_dev() -> None:
+    _has_content()
+    res = sandbox(*BASE, "--dev", "/dev", "--", "python3", "-c", SHOW, *FILES)
+    assert (res.returncode, res.stdout) == (0, "/proc/keys 0\n/proc/timer_list 0\n"), res.stderr
+
+
+@pytest.mark.parametrize("dev", [(), ("--dev", "/newdev")], ids=["no-dev", "dev-elsewhere"])
+@pytest.mark.xfail(strict=True, reason="issue 9 review2: a sandbox --proc without --dev /dev "
+                   "leaves pyinit spec's masked files (/proc/keys, /proc/timer_list, "
+                   "/proc/kcore, ...) readable, silently")
+def test_proc_files_are_masked_without_dev(dev: tuple[str, ...]) -> None:
+    _has_content()
+    res = sandbox(*BASE, *dev, "--", "python3", "-c", SHOW, *FILES)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "/proc/keys 0\n/proc/timer_list 0\n"
