@@ -43,3 +43,16 @@ def test_proc_files_are_masked_without_dev(dev: tuple[str, ...]) -> None:
     res = sandbox(*BASE, *dev, "--", "python3", "-c", SHOW, *FILES)
     assert res.returncode == 0, res.stderr
     assert res.stdout == "/proc/keys 0\n/proc/timer_list 0\n"
+
+
+# ------------------------------------------------------------------------------------------
+# A bind of the host's /sys gets /sys/firmware and powercap masked, but the
+# sandbox recognises the host's /sys by its spelling: os.path.abspath keeps
+# POSIX's two leading slashes, so "//sys" (the very same directory) is not
+# "/sys", and the masks are silently left out.
+@pytest.mark.xfail(strict=True, reason="issue 9 review2: the sandbox's /sys masks follow the "
+                   "bind source's spelling; --ro-bind //sys leaves /sys/firmware unmasked")
+def test_sys_masks_hold_however_the_source_is_spelled() -> None:
+    assert Path("/sys/firmware/acpi").is_dir()
+    res = sandbox(*BASE[:-2], "--ro-bind", "//sys", "/sys", "--", "ls", "-A", "/sys/firmware")
+    assert (res.returncode, res.stdout) == (0, ""), res.stderr
