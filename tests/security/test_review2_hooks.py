@@ -10,10 +10,12 @@ container's PID 1, which kills it at shutdown.
 from __future__ import annotations
 
 import os
+import re
 import signal
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import events
 from tests.integration.test_run import edit, run_bundle
 from tests.security.conftest import attack_bundle
 
@@ -48,3 +50,27 @@ def test_a_hooks_escaped_child_does_not_outlive_the_container(tmp_path: Path) ->
     if survived:  # never leave it behind, whatever the verdict
         os.kill(pid, signal.SIGKILL)
     assert not survived, f"the hook's child {pid} outlived the container"
+
+
+# ------------------------------------------------------------------------------------------
+# The runner is forked from the workload's process, which still holds the
+# exec-status pipe to PID 1 and the log sink (the caller's stderr, which
+# with process.terminal the workload does not otherwise have). A hook must
+# inherit its three pipes and nothing else.
+def test_a_hook_inherits_only_its_stdio(tmp_path: Path) -> None:
+    # ls's own descriptors: the hook's three, and 3, ls's handle on the directory it lists
+    bundle = attack_bundle(tmp_path, "true", {})
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["process"]["terminal"] = True
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/ls",
+                                            "args": ["ls", "-l", "/proc/self/fd/"]}]}
+    edit(bundle, change)
+    res = run_bundle(bundle, "--log-format", "json")
+    assert res.returncode == 0, res.stderr
+    listed = [ev["line"].split(None, 8)[8] for ev in events(res.stderr)
+              if ev["event"] == "command.output" and ev["stream"] == "stdout"
+              and ev["line"].startswith("l")]
+    # (3 is gone by the time ls reads its link.)
+    assert [re.sub(r"\[\d+\]", "[N]", line) for line in listed] == [
+        "0 -> pipe:[N]", "1 -> pipe:[N]", "2 -> pipe:[N]", "3"]
