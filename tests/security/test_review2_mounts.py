@@ -3,7 +3,8 @@
 1. ``tmpcopyup`` runs in PID 1 before the pivot, with every capability and
    the host's paths: the image's symlinks (absolute and relative, to a
    host file and a host directory) must be copied as links, never followed.
-2. ``rbind,ro`` and mounts that arrive after the set-up.
+2. ``rbind,ro`` and mounts that arrive after the set-up; ``root.readonly``
+   and the rootfs's submounts, before the start or after.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def test_tmpcopyup_copies_the_images_symlinks_as_links(tmp_path: Path) -> None:
 #    the host's flags, read-write. (Kubernetes' recursiveReadOnly requires
 #    mountPropagation None for this reason.) The "host" is a private mount
 #    namespace of the test's, where the volume is a shared mount.
-@pytest.mark.xfail(strict=True, reason="issue 9 review2: rbind,ro is recursive only at set-up; "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 9 review2: rbind,ro is recursive only at set-up; "
                    "a mount the host adds under the volume later propagates in read-write")
 def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path) -> None:
     volume = tmp_path / "volume"
@@ -83,3 +85,41 @@ def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path) -> None:
     assert res.stdout == "done\nrc=0\n", res.stderr
     assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == [
         "touch: /vol/sub/x: Read-only file system"]
+
+
+# The same for root.readonly, which is not even recursive at set-up: the
+# root is a recursive bind of the bundle's rootfs, and only its top mount
+# is made read-only. A mount under the rootfs (an image layer's, a host
+# tool's) is writable in a read-only root whether it was there before the
+# start or arrives later (the root is a slave of the rootfs).
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 9 review2: root.readonly makes only the root's top "
+                   "mount read-only, not its submounts, nor those that propagate in later")
+def test_readonly_root_holds_for_the_rootfs_submounts(tmp_path: Path, when: str) -> None:
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    os.mkfifo(sync / "up")
+    os.mkfifo(sync / "mounted")
+    bundle = attack_bundle(tmp_path / "b", "echo > /sync/up; read x < /sync/mounted;"
+                           " touch /mnt/x && echo wrote; echo done", {})
+    rootfs = bundle / "rootfs"
+    (rootfs / "mnt").mkdir()
+
+    def change(c: dict[str, Any]) -> None:
+        c["root"]["readonly"] = True
+        c["mounts"].append({"destination": "/sync", "type": "bind", "source": str(sync),
+                            "options": ["rbind"]})
+    edit(bundle, change)
+    submount = f'mount -t tmpfs tmpfs "{rootfs}/mnt";'
+    script = (f'mount --bind "{rootfs}" "{rootfs}" && mount --make-shared "{rootfs}" &&'
+              f' {submount if when == "before" else ""}'
+              f' {{ "{PYINIT}" run --bundle "{bundle}" & }};'
+              f' read x < "{sync}/up"; {submount if when == "after" else ""}'
+              f' echo > "{sync}/mounted"; wait $!; echo "rc=$?"; ls -A "{rootfs}/mnt"')
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert res.stdout == "done\nrc=0\n", res.stderr
+    assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == [
+        "touch: /mnt/x: Read-only file system"]

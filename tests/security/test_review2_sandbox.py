@@ -35,7 +35,8 @@ def test_proc_files_are_masked_with_dev() -> None:
 
 
 @pytest.mark.parametrize("dev", [(), ("--dev", "/newdev")], ids=["no-dev", "dev-elsewhere"])
-@pytest.mark.xfail(strict=True, reason="issue 9 review2: a sandbox --proc without --dev /dev "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 9 review2: a sandbox --proc without --dev /dev "
                    "leaves pyinit spec's masked files (/proc/keys, /proc/timer_list, "
                    "/proc/kcore, ...) readable, silently")
 def test_proc_files_are_masked_without_dev(dev: tuple[str, ...]) -> None:
@@ -50,7 +51,8 @@ def test_proc_files_are_masked_without_dev(dev: tuple[str, ...]) -> None:
 # sandbox recognises the host's /sys by its spelling: os.path.abspath keeps
 # POSIX's two leading slashes, so "//sys" (the very same directory) is not
 # "/sys", and the masks are silently left out.
-@pytest.mark.xfail(strict=True, reason="issue 9 review2: the sandbox's /sys masks follow the "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 9 review2: the sandbox's /sys masks follow the "
                    "bind source's spelling; --ro-bind //sys leaves /sys/firmware unmasked")
 def test_sys_masks_hold_however_the_source_is_spelled() -> None:
     assert Path("/sys/firmware/acpi").is_dir()

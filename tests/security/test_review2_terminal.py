@@ -30,7 +30,8 @@ def _ptrace_and_terminal(cfg: dict[str, Any]) -> None:
     cfg["process"]["terminal"] = True
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review2: with process.terminal PID 1 keeps "
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="issue 9 review2: with process.terminal PID 1 keeps "
                    "the caller's stdout/stderr (fds 1, 2 and the log sink), which the workload "
                    "does not share; CAP_SYS_PTRACE reopens them through /proc/1/fd")
 def test_terminal_workload_cannot_reach_the_callers_stderr(tmp_path: Path) -> None:
