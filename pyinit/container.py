@@ -170,6 +170,11 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         # workload. PID 1 itself could not run them afterwards with the
         # workload's capabilities. Why, at length: runtime/starthooks.py.
         start_hooks = cfg.hooks.get("startContainer", ())
+        if os.getpid() != 1:
+            # Without a PID namespace, a subreaper before the spawn: a hook's
+            # setsid child that outlives the hook comes back to this process,
+            # which ends with the container, not to the host-side pyinit.
+            syscalls.set_child_subreaper()
         state = hooks.state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=reset,
@@ -204,8 +209,6 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
                             is_pid1=os.getpid() == 1, subreaper_error=None,
                             inherited_ignored=frozenset())
-    if not startup.is_pid1:
-        syscalls.set_child_subreaper()
     if runtime is None:
         from pyinit import supervisor
 

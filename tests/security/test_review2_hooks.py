@@ -30,13 +30,12 @@ def _alive(pid: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------
-# Without a PID namespace, nobody in the container is a subreaper while the
-# hooks run (PID 1 becomes one only after spawn returns, the middle process
-# has exited): the escaped child is reparented to the *host-side* pyinit run
-# process, a child subreaper. As root, the container's cgroup is emptied
-# with SIGKILL when it is removed, and that alone ends it (with that kill
-# broken, it outlives the container); rootless, without a cgroup, nothing
-# would (not tested here: a rootless container without a PID namespace).
+# Without a PID namespace, nobody in the container was a subreaper while the
+# hooks ran (PID 1 became one only after spawn returned): the escaped child
+# was reparented to the *host-side* pyinit run process. As root, the
+# container's cgroup is emptied with SIGKILL when it is removed, and that
+# alone ended it; rootless, without a cgroup, nothing would have. PID 1 is
+# now a subreaper before the spawn (the next test says who adopts it).
 def test_a_hooks_escaped_child_does_not_outlive_the_container(tmp_path: Path) -> None:
     # The child says its own pid (setsid may fork) before the hook exits.
     hook = (f"setsid sh -c 'echo $$ > /dev/shm/e; exec sleep {MARK}' </dev/null >/dev/null"
@@ -55,6 +54,31 @@ def test_a_hooks_escaped_child_does_not_outlive_the_container(tmp_path: Path) ->
     if survived:  # never leave it behind, whatever the verdict
         os.kill(pid, signal.SIGKILL)
     assert not survived, f"the hook's child {pid} outlived the container"
+
+
+def test_a_hooks_escaped_child_is_adopted_inside_the_container(tmp_path: Path) -> None:
+    # The same attack, and who adopts the child once the hook and its runner
+    # are gone: the container's own pyinit (the workload's parent), a
+    # subreaper from before the spawn, not the host-side `pyinit run`.
+    hook = (f"setsid sh -c 'echo $$ > /dev/shm/e; exec sleep {MARK}' </dev/null >/dev/null"
+            " 2>&1 & while [ ! -s /dev/shm/e ]; do :; done; mv /dev/shm/e /dev/shm/escaped")
+    bundle = attack_bundle(tmp_path, "e=$(cat /dev/shm/escaped); echo $e;"
+                           " [ $(cut -d' ' -f4 /proc/$e/stat) = $PPID ] && echo adopted-by-pid1"
+                           " || echo adopted-by-$(cut -d' ' -f4 /proc/$e/stat)", {})
+
+    def change(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
+                                      if n["type"] != "pid"]
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]}
+    edit(bundle, change)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    pid, verdict = res.stdout.split()
+    survived = _alive(int(pid))
+    if survived:
+        os.kill(int(pid), signal.SIGKILL)
+    assert verdict == "adopted-by-pid1"
+    assert not survived
 
 
 # ------------------------------------------------------------------------------------------
