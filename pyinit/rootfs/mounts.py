@@ -75,13 +75,20 @@ def rootfs(ctx: Context, step: Rootfs) -> None:
             exc.fields["source"] = source
             raise
         try:
-            k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, step.attr)
+            top_ro = step.readonly and k.fstatvfs_flags(tree) & os.ST_RDONLY
+            attr = step.attr | (flags.MOUNT_ATTR_RDONLY if step.readonly else 0)
+            k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, attr)
+            if step.readonly and not top_ro:
+                # The submounts stay read-only; the top until RootReadonly.
+                k.mount_setattr(tree, "", EMPTY, 0, flags.MOUNT_ATTR_RDONLY)
         except BaseException:
             k.close(tree)
             raise
     try:
         # root.path is the caller's (a host path of the bundle), not the container's.
         k.move_mount(tree, "", syscalls.AT_FDCWD, step.path, syscalls.MOVE_MOUNT_F_EMPTY_PATH)
+        if step.private:
+            k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, 0, 0, flags.MS_PRIVATE)
     except BaseException:
         k.close(tree)
         raise

@@ -88,6 +88,13 @@ class Rootfs:
 
     ``source`` (pyinit sandbox --bind SRC /): a recursive bind of SRC instead,
     with ``attr`` (MOUNT_ATTR_*) on every mount of it.
+
+    ``readonly`` (root.readonly): every mount under the root's top mount is
+    made read-only on the detached tree, before anything is attached; the top
+    stays as it was until RootReadonly, so destinations can still be created.
+    ``private``: the tree is made recursively private once attached, so no
+    mount the host adds under root.path later arrives (with the host's
+    flags, writable) in a read-only root.
     """
 
     kind: ClassVar[str] = "rootfs"
@@ -95,13 +102,18 @@ class Rootfs:
     tmpfs: bool = False
     source: str = ""
     attr: int = flags.MOUNT_ATTR_NODEV
+    readonly: bool = False
+    private: bool = False
 
     @property
     def summary(self) -> str:
         if self.source:
             return f"bind {self.source} on {self.path}, {flags.attr_names(self.attr)}"
-        return (f"a fresh tmpfs on {self.path}" if self.tmpfs
-                else f"bind {self.path} onto itself, nodev")
+        if self.tmpfs:
+            return f"a fresh tmpfs on {self.path}"
+        extra = ", its submounts read-only" if self.readonly else ""
+        extra += ", recursively private" if self.private else ""
+        return f"bind {self.path} onto itself, nodev{extra}"
 
     def fields(self) -> dict[str, Any]:
         return {"destination": self.path}
@@ -485,6 +497,15 @@ def _final_propagation(cfg: Config) -> int | None:
     return flags.PROPAGATION[cfg.rootfs_propagation]
 
 
+def _root_private(cfg: Config) -> bool:
+    """A read-only root receives no propagation, unless rootfsPropagation asks for it.
+
+    Recursive read-only does not hold for mounts that propagate in later.
+    """
+    name = (cfg.rootfs_propagation or "").lstrip("r")
+    return cfg.root_readonly and name not in ("slave", "shared")
+
+
 def refuse(m: Mount, reason: str, op: str = "mount-refused") -> SetupError:
     """The one refusal of a mount's destination, at plan time or on the resolved fd."""
     return SetupError("mount", reason, op=op, where=m.where, destination=m.destination)
@@ -537,8 +558,15 @@ def _bind(m: Mount, inside: str | None) -> BindMount:
         attr_set |= flags.MOUNT_ATTR_NODEV
         if recursive and not (rec_clr & flags.MOUNT_ATTR_NODEV):
             rec_set |= flags.MOUNT_ATTR_NODEV
+    # A read-only bind receives no propagation unless the config asks for it:
+    # what the host mounts under the source later would arrive with the
+    # host's flags, writable (Kubernetes' recursiveReadOnly requires
+    # mountPropagation None for this reason). An explicit choice wins.
+    propagation = opts.propagation
+    if opts.flags & flags.MS_RDONLY and not propagation:
+        propagation = ((flags.MS_REC if recursive else 0) | flags.MS_PRIVATE,)
     return BindMount(m, inside, m.source, recursive, attr_set, attr_clr | cleared, cleared,
-                     rec_set, rec_clr, opts.propagation)
+                     rec_set, rec_clr, propagation)
 
 
 def _sysfs_fallback(m: Mount) -> BindMount:
@@ -644,7 +672,10 @@ def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = N
     host = host or HostFacts()
     steps: list[Step] = [
         Propagation(_propagation(cfg), "no mount reaches the host"),
-        Rootfs(cfg.root_path, tmpfs=run.root_tmpfs) if run.root_bind is None else
+        Rootfs(cfg.root_path, tmpfs=run.root_tmpfs,
+               readonly=cfg.root_readonly and not run.root_tmpfs,
+               private=_root_private(cfg) and not run.root_tmpfs)
+        if run.root_bind is None else
         Rootfs(cfg.root_path, source=run.root_bind[0], attr=run.root_bind[1]),
     ]
     for item in run.order or range(len(cfg.mounts)):

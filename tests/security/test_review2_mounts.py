@@ -56,10 +56,13 @@ def test_tmpcopyup_copies_the_images_symlinks_as_links(tmp_path: Path) -> None:
 #    the host's flags, read-write. (Kubernetes' recursiveReadOnly requires
 #    mountPropagation None for this reason.) The "host" is a private mount
 #    namespace of the test's, where the volume is a shared mount.
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 9 review2: rbind,ro is recursive only at set-up; "
-                   "a mount the host adds under the volume later propagates in read-write")
-def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path) -> None:
+#    Fixed: a read-only bind is private unless its options ask for slave or
+#    shared propagation; then the explicit choice wins and the mount arrives.
+@pytest.mark.parametrize(("propagation", "stdout", "errors"), [
+    ([], "done\nrc=0\n", ["touch: /vol/sub/x: Read-only file system"]),
+    (["rslave"], "wrote\ndone\nrc=0\nx\n", [])], ids=["default", "rslave"])
+def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path, propagation: list[str],
+                                                      stdout: str, errors: list[str]) -> None:
     volume = tmp_path / "volume"
     (volume / "sub").mkdir(parents=True)
     sync = tmp_path / "sync"
@@ -71,7 +74,7 @@ def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path) -> None:
 
     def change(c: dict[str, Any]) -> None:
         c["mounts"] += [{"destination": "/vol", "type": "bind", "source": str(volume),
-                         "options": ["rbind", "ro"]},
+                         "options": ["rbind", "ro", *propagation]},
                         {"destination": "/sync", "type": "bind", "source": str(sync),
                          "options": ["rbind"]}]
     edit(bundle, change)
@@ -82,9 +85,8 @@ def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path) -> None:
     res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                          capture_output=True, text=True, timeout=60, check=False,
                          stdin=subprocess.DEVNULL)
-    assert res.stdout == "done\nrc=0\n", res.stderr
-    assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == [
-        "touch: /vol/sub/x: Read-only file system"]
+    assert res.stdout == stdout, res.stderr
+    assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == errors
 
 
 # The same for root.readonly, which is not even recursive at set-up: the
@@ -92,11 +94,17 @@ def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path) -> None:
 # is made read-only. A mount under the rootfs (an image layer's, a host
 # tool's) is writable in a read-only root whether it was there before the
 # start or arrives later (the root is a slave of the rootfs).
-@pytest.mark.parametrize("when", ["before", "after"])
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 9 review2: root.readonly makes only the root's top "
-                   "mount read-only, not its submounts, nor those that propagate in later")
-def test_readonly_root_holds_for_the_rootfs_submounts(tmp_path: Path, when: str) -> None:
+# Fixed: the rootfs's submounts are made read-only at set-up, and the root
+# is private unless linux.rootfsPropagation asks for slave or shared; then
+# the explicit choice wins and a later mount arrives writable.
+@pytest.mark.parametrize(("when", "propagation", "stdout", "errors"), [
+    ("before", None, "done\nrc=0\n", ["touch: /mnt/x: Read-only file system"]),
+    ("after", None, "done\nrc=0\n", ["touch: /mnt/x: Read-only file system"]),
+    ("after", "rslave", "wrote\ndone\nrc=0\nx\n", [])],
+    ids=["before", "after", "after-rslave"])
+def test_readonly_root_holds_for_the_rootfs_submounts(
+        tmp_path: Path, when: str, propagation: str | None, stdout: str,
+        errors: list[str]) -> None:
     sync = tmp_path / "sync"
     sync.mkdir()
     os.mkfifo(sync / "up")
@@ -108,6 +116,8 @@ def test_readonly_root_holds_for_the_rootfs_submounts(tmp_path: Path, when: str)
 
     def change(c: dict[str, Any]) -> None:
         c["root"]["readonly"] = True
+        if propagation is not None:
+            c["linux"]["rootfsPropagation"] = propagation
         c["mounts"].append({"destination": "/sync", "type": "bind", "source": str(sync),
                             "options": ["rbind"]})
     edit(bundle, change)
@@ -120,6 +130,5 @@ def test_readonly_root_holds_for_the_rootfs_submounts(tmp_path: Path, when: str)
     res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
                          capture_output=True, text=True, timeout=60, check=False,
                          stdin=subprocess.DEVNULL)
-    assert res.stdout == "done\nrc=0\n", res.stderr
-    assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == [
-        "touch: /mnt/x: Read-only file system"]
+    assert res.stdout == stdout, res.stderr
+    assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == errors

@@ -37,6 +37,16 @@ ROOTFS_CALLS = [
     f"mount_setattr tree:{ROOT} set=MOUNT_ATTR_NODEV clr=0 recursive",
     f"move_mount tree:{ROOT} -> {ROOT}",
 ]
+# root.readonly: the rootfs's submounts read-only (the top stays writable until
+# the end, for the mounts' destinations), the tree private once attached.
+ROOTFS_CALLS_RO = [
+    "mount_setattr / MS_SLAVE recursive",
+    f"open_tree {ROOT} CLONE|RECURSIVE",
+    f"mount_setattr tree:{ROOT} set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0 recursive",
+    f"mount_setattr tree:{ROOT} set=0 clr=MOUNT_ATTR_RDONLY",
+    f"move_mount tree:{ROOT} -> {ROOT}",
+    f"mount_setattr tree:{ROOT} MS_PRIVATE recursive",
+]
 PIVOT_CALLS = [
     f"fchdir tree:{ROOT}", "pivot_root . .", "mount_setattr . MS_SLAVE recursive", "umount2 .",
     "chdir /",
@@ -571,7 +581,8 @@ def test_after_the_pivot_paths_are_resolved_in_the_root_and_checked(tmp_path: Pa
     doc["linux"]["readonlyPaths"] = ["/proc/sys", "/proc/missing"]
     doc["linux"]["maskedPaths"] = ["/proc/kcore", "/proc/acpi"]
     _run(k, _plan(doc, tmp_path))
-    assert k.calls[len(ROOTFS_CALLS) + len(PIVOT_CALLS):] == [
+    assert k.calls[:len(ROOTFS_CALLS_RO)] == ROOTFS_CALLS_RO
+    assert k.calls[len(ROOTFS_CALLS_RO) + len(PIVOT_CALLS):] == [
         f"dup2 {ROOT}/dev/null -> 0", f"dup2 {ROOT}/dev/null -> 1", f"dup2 {ROOT}/dev/null -> 2",
         f"write {ROOT}/proc/sys/net/ipv4/ip_forward 1",
         f"mount_setattr tree:{ROOT} set=MOUNT_ATTR_RDONLY clr=0",
@@ -618,11 +629,12 @@ def test_root_readonly_retries_while_busy(tmp_path: Path,
     doc = _doc()
     doc["root"]["readonly"] = True
     k = _world()
-    k.fail("mount_setattr", errno.EBUSY, f"tree:{ROOT}", times=2, skip=1)
+    # The rootfs step's three mount_setattr calls on the tree (ROOTFS_CALLS_RO) pass.
+    k.fail("mount_setattr", errno.EBUSY, f"tree:{ROOT}", times=2, skip=3)
     log, _ = _run(k, _plan(doc, tmp_path))
     assert [e["attempt"] for e in log.named("remount.busy")] == [1, 2]
     k = _world()
-    k.fail("mount_setattr", errno.EBUSY, f"tree:{ROOT}", times=99, skip=1)
+    k.fail("mount_setattr", errno.EBUSY, f"tree:{ROOT}", times=99, skip=3)
     log = Log()
     exc = _fails(k, _plan(doc, tmp_path), log)
     assert exc.fields["attempts"] == hardening.EBUSY_TRIES == 5
@@ -645,6 +657,37 @@ def test_ambient_capabilities_are_decided_in_the_plan(tmp_path: Path) -> None:
         "capabilities": ["CAP_KILL"],
         "detail": "an ambient capability must also be permitted and inheritable; the spec "
                   "says to warn, not fail"}),)
+
+
+@pytest.mark.parametrize(("propagation", "private"), [
+    (None, True), ("rprivate", True), ("runbindable", True), ("slave", False),
+    ("rslave", False), ("shared", False), ("rshared", False)])
+def test_a_readonly_root_is_private_unless_rootfs_propagation_asks_otherwise(
+        tmp_path: Path, propagation: str | None, private: bool) -> None:
+    doc = _doc()
+    doc["root"]["readonly"] = True
+    if propagation is not None:
+        doc["linux"]["rootfsPropagation"] = propagation
+    root = _plan(doc, tmp_path).steps[1]
+    assert root == plan.Rootfs(ROOT, readonly=True, private=private)
+    doc["root"]["readonly"] = False
+    assert _plan(doc, tmp_path).steps[1] == plan.Rootfs(ROOT)
+
+
+@pytest.mark.parametrize(("options", "propagation"), [
+    (["rbind", "ro"], (flags.MS_REC | flags.MS_PRIVATE,)),
+    (["bind", "ro"], (flags.MS_PRIVATE,)),
+    (["rbind", "ro", "rslave"], (flags.MS_REC | flags.MS_SLAVE,)),
+    (["bind", "ro", "shared"], (flags.MS_SHARED,)),
+    (["rbind"], ()),
+    (["rbind", "rw"], ())])
+def test_a_readonly_bind_is_private_unless_its_options_ask_otherwise(
+        tmp_path: Path, options: list[str], propagation: tuple[int, ...]) -> None:
+    doc = _doc(mounts=[{"destination": "/vol", "type": "bind", "source": "/srv",
+                        "options": options}])
+    step = _plan(doc, tmp_path).steps[2]
+    assert isinstance(step, plan.BindMount)
+    assert step.propagation == propagation
 
 
 def test_sandbox_symlinks_come_from_the_plan(tmp_path: Path) -> None:
