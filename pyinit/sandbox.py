@@ -26,10 +26,11 @@ Every ``--proc`` gets bubblewrap's read-only paths (``sys``, ``sysrq-trigger``,
 ``irq``, ``bus``, and ``fs`` as ``pyinit spec``) as ``linux.readonlyPaths``:
 the plan makes them read-only after the pivot, as for ``pyinit run``.
 It also gets ``pyinit spec``'s ``maskedPaths`` (bubblewrap has none): the
-directories always, the files (``kcore``, ``keys``, ``timer_list``, ...)
-when the sandbox has a ``--dev /dev``, whose ``null`` covers them. A bind of
-the host's ``/sys`` (or ``/``) gets ``firmware`` and ``devices/virtual/powercap``
-masked.
+directories (an empty tmpfs) and the files (``kcore``, ``keys``,
+``timer_list``, ..., an empty read-only file of a private tmpfs, so no /dev is
+needed). A bind of the host's ``/sys`` (or ``/``, or a directory on the way to a
+masked one) gets ``firmware`` and ``devices/virtual/powercap`` masked; the host's
+directories are recognised by st_dev/st_ino, however the source is spelled.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/
 # permission check is only its file mode against the euid, no capability needed.
 PROC_READONLY = ("sys", "sysrq-trigger", "irq", "bus", "fs")
 # pyinit spec's maskedPaths, split: a directory is covered by an empty tmpfs, a
-# file by the sandbox's /dev/null (so only when there is one).
+# file by an empty read-only file (the sandbox may have no /dev/null).
 PROC_MASKED_DIRS = ("acpi", "asound", "scsi")
 PROC_MASKED_FILES = tuple(p.removeprefix("/proc/") for p in MASKED_PATHS
                           if p.startswith("/proc/") and p[6:] not in PROC_MASKED_DIRS)
@@ -583,9 +584,9 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
     procs = [] if proc_fallback else [
         plan.normal(m.destination) for m in layout.mounts if m.type == "proc"]
     readonly = tuple(f"{dest}/{name}" for dest in procs for name in PROC_READONLY)
-    masked = _masked(layout.mounts, procs, has_null=any(op == "--dev" for op, _ in ops))
-    if layout.root_bind is not None and layout.root_bind[0] == "/":  # --ro-bind / / first
-        masked += tuple(f"/sys/{name}" for name in SYS_MASKED)
+    masked = _masked(layout.mounts, procs)
+    if layout.root_bind is not None:  # --ro-bind / / first: the host's / is the root
+        masked += _sys_masks(layout.root_bind[0], "/")
     for option, value in (("--uid", args.uid), ("--gid", args.gid)):
         if value is not None and not user_ns:
             raise ValueError(f"{option} {value}: needs a user namespace (--unshare-user)")
@@ -633,15 +634,44 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
     return cfg, run
 
 
-def _masked(mounts: list[Mount], procs: list[str], has_null: bool) -> tuple[str, ...]:
-    """pyinit spec's maskedPaths under every fresh proc and every bind of the host's /sys."""
-    names = PROC_MASKED_DIRS + (PROC_MASKED_FILES if has_null else ())
-    masked = [f"{dest}/{name}" for dest in procs for name in names]
+def _masked(mounts: list[Mount], procs: list[str]) -> tuple[str, ...]:
+    """pyinit spec's maskedPaths under every fresh proc and every bind of the host's /sys.
+
+    Files are masked with an empty read-only file (the plan's ``empty_file``), so
+    they need no /dev/null in the sandbox.
+    """
+    masked = [f"{dest}/{name}" for dest in procs
+              for name in PROC_MASKED_DIRS + PROC_MASKED_FILES]
     for m in mounts:
-        if m.type == "bind" and m.source in ("/", "/sys"):
-            top = m.destination.rstrip("/") + ("/sys" if m.source == "/" else "")
-            masked += [f"{top}/{name}" for name in SYS_MASKED]
+        if m.type == "bind":
+            masked += _sys_masks(m.source, m.destination)
     return tuple(masked)
+
+
+def _sys_masks(source: str, destination: str) -> tuple[str, ...]:
+    """The masks a bind of ``source`` on ``destination`` needs: where it shows a masked
+    /sys path of the host's. The host's directories are recognised by identity
+    (st_dev, st_ino), not by spelling: ``//sys``, ``/sys/.``, a symlink to /sys."""
+    try:
+        st = os.stat(source)
+    except OSError:
+        return ()  # a --bind-try source that is missing: no bind
+    found: list[str] = []
+    for name in SYS_MASKED:
+        path = f"/sys/{name}"
+        ancestors = ["/"] + ["/" + "/".join(path.split("/")[1:i])
+                             for i in range(2, path.count("/") + 2)]
+        for ancestor in ancestors:
+            try:
+                host = os.stat(ancestor)
+            except OSError:
+                continue
+            if (host.st_dev, host.st_ino) == (st.st_dev, st.st_ino):
+                rest = path.removeprefix(ancestor).lstrip("/")
+                top = destination.rstrip("/")
+                found.append(f"{top}/{rest}" if rest else top or "/")
+                break
+    return tuple(found)
 
 
 def _seccomp(path: str | None, kept: list[str]) -> Seccomp | None:

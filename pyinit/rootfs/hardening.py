@@ -32,6 +32,8 @@ from pyinit.rootfs.plan import (
 EBUSY_TRIES = 5
 EBUSY_DELAY = 0.1
 LOCKED_DOWN = flags.MOUNT_ATTR_LOCKED_DOWN
+# The tmpfs that holds the empty file masking a file: its root and that file.
+EMPTY_FILE_TMPFS_DATA = ("size=4k", "nr_inodes=2", "mode=0555")
 
 
 def devnull(ctx: Context, step: DevNull) -> None:
@@ -125,7 +127,8 @@ def readonly_path(ctx: Context, step: ReadonlyPath) -> None:
 
 
 def mask_path(ctx: Context, step: MaskPath) -> None:
-    """An empty read-only tmpfs over a directory, the container's /dev/null over a file."""
+    """An empty read-only tmpfs over a directory; over a file, the container's
+    /dev/null, or (``empty_file``) an empty read-only file of a private tmpfs."""
     k = ctx.kernel
     fd = ctx.root.open_if_exists(step.path)
     if fd is None:
@@ -134,6 +137,8 @@ def mask_path(ctx: Context, step: MaskPath) -> None:
         if stat.S_ISDIR(k.fstat(fd).st_mode):
             cover = detached.new_mount(ctx, "tmpfs", "tmpfs", MASK_TMPFS_DATA,
                                        flags.MOUNT_ATTR_RDONLY)
+        elif step.empty_file:
+            cover = _empty_file(ctx)
         else:
             null = ctx.root.open_if_exists("/dev/null", nofollow=True)
             if null is None or not is_char_device(k.fstat(null), 1, 3):
@@ -151,3 +156,25 @@ def mask_path(ctx: Context, step: MaskPath) -> None:
             k.close(cover)
     finally:
         k.close(fd)
+
+
+def _empty_file(ctx: Context) -> int:
+    """A detached read-only (nosuid, nodev, noexec) mount of one empty file, mode 0444,
+    on a tmpfs of its own (never a host path, nothing the container can name)."""
+    k = ctx.kernel
+    tmpfs = detached.new_mount(ctx, "tmpfs", "tmpfs", EMPTY_FILE_TMPFS_DATA, 0)
+    try:
+        empty = k.openat(tmpfs, "empty", os.O_CREAT | os.O_EXCL | os.O_RDONLY | os.O_NOFOLLOW,
+                         0o444)
+        try:
+            cover = k.open_tree(empty, "", syscalls.OPEN_TREE_CLONE | detached.EMPTY)
+        finally:
+            k.close(empty)
+    finally:
+        k.close(tmpfs)
+    try:
+        k.mount_setattr(cover, "", detached.EMPTY, LOCKED_DOWN)
+    except BaseException:
+        k.close(cover)
+        raise
+    return cover

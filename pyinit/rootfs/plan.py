@@ -447,6 +447,9 @@ class ReadonlyPath:
 class MaskPath:
     kind: ClassVar[str] = "mask"
     path: str
+    # A file is covered by an empty read-only file of a private tmpfs instead of
+    # the container's /dev/null (the sandbox: its layout may have no /dev).
+    empty_file: bool = False
 
     @property
     def summary(self) -> str:
@@ -705,7 +708,9 @@ def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = N
     if cfg.root_readonly:
         steps.append(RootReadonly())
     steps += [ReadonlyPath(path) for path in cfg.readonly_paths]
-    steps += [MaskPath(path) for path in cfg.masked_paths]
+    # The sandbox (a private root tmpfs) masks files with an empty file: its layout
+    # may have no /dev/null. pyinit run needs its /dev/null, or fails closed.
+    steps += [MaskPath(path, empty_file=run.root_tmpfs) for path in cfg.masked_paths]
     # startContainer hooks are no step: the workload's process runs them just
     # before its exec, after PID 1's lock-down (runtime/starthooks.py).
     process, notes = _process(cfg)
