@@ -45,6 +45,18 @@ def test_proc_files_are_masked_without_dev(dev: tuple[str, ...]) -> None:
     assert res.stdout == "/proc/keys 0\n/proc/timer_list 0\n"
 
 
+def test_the_cover_of_a_masked_file_is_an_empty_locked_down_file() -> None:
+    show = ("import os\n"
+            "st = os.stat('/proc/keys')\n"
+            "print(oct(st.st_mode), st.st_size)\n"
+            "for line in open('/proc/self/mountinfo'):\n"
+            "    f = line.split()\n"
+            "    if f[4] == '/proc/keys': print(f[3], f[5], f[f.index('-') + 1])\n")
+    res = sandbox(*BASE, "--", "python3", "-c", show)
+    assert (res.returncode, res.stdout) == (
+        0, "0o100444 0\n/empty ro,nosuid,nodev,noexec,relatime tmpfs\n"), res.stderr
+
+
 # ------------------------------------------------------------------------------------------
 # A bind of the host's /sys gets /sys/firmware and powercap masked, but the
 # sandbox recognises the host's /sys by its spelling: os.path.abspath keeps

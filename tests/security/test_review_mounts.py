@@ -145,12 +145,11 @@ def test_sandbox_proc_and_sys_are_masked_as_pyinit_specs() -> None:
     lines = res.stdout.splitlines()
     assert lines[:2] == ["/proc/keys 0", "/proc/timer_list 0"]
     mounts = dict(line.split() for line in lines[2:] if not line.startswith("/sys/fs/"))
-    # /dev/null (the host's node, bound on the sandbox's /dev as bubblewrap does) over
-    # the files, an empty tmpfs over the directories; powercap and sysrq-trigger are not
-    # on this host.
+    # An empty read-only file of a private tmpfs over the files (no /dev/null needed),
+    # an empty tmpfs over the directories; powercap and sysrq-trigger are not on this host.
     assert mounts == {
-        "/sys/firmware": "tmpfs", "/proc/acpi": "tmpfs", "/proc/keys": "devtmpfs",
-        "/proc/timer_list": "devtmpfs",
+        "/sys/firmware": "tmpfs", "/proc/acpi": "tmpfs", "/proc/keys": "tmpfs",
+        "/proc/timer_list": "tmpfs",
         **{f"/proc/{name}": "proc" for name in ("sys", "irq", "bus", "fs")}}
 
 
