@@ -401,6 +401,22 @@ def test_masking_with_a_symlinked_dev_null_is_refused(tmp_path: Path) -> None:
         "pyinit: device: /dev/null exists and is not the device c 1:3"
 
 
+def test_masking_a_file_without_a_dev_null_fails_closed(tmp_path: Path) -> None:
+    # An empty read-only /dev: no /dev/null to mask /proc/keys with. pyinit run
+    # refuses to start rather than leave the mask out (the sandbox uses an empty file).
+    bundle = make_bundle(tmp_path, "cat /proc/keys")
+    (tmp_path / "emptydev").mkdir()
+    edit(bundle, lambda c: c.update(mounts=[
+        *(m for m in c["mounts"] if m["destination"] != "/dev"),
+        {"destination": "/dev", "type": "bind", "source": str(tmp_path / "emptydev"),
+         "options": ["rbind", "ro"]}]))
+    res = run_bundle(bundle)
+    assert _one_line(res) == (
+        "pyinit: mask: /dev/null is not the char device 1:3, so it cannot mask files; "
+        "a /dev/null replaced by a symlink would expose what it points to (CVE-2025-31133)")
+    assert res.stdout == ""
+
+
 def test_cwd_through_a_magic_link_is_refused(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path, "pwd")
     edit(bundle, lambda c: c["process"].update(cwd="/proc/self/fd/3"))
