@@ -6,7 +6,7 @@ import argparse
 
 from pyinit import sandbox
 from pyinit.oci.config import Config
-from pyinit.rootfs.plan import ReadonlyPath, build
+from pyinit.rootfs.plan import MaskPath, ReadonlyPath, build
 
 
 def _config(*argv: str) -> Config:
@@ -35,13 +35,21 @@ def test_the_default_layout_has_them_too_and_no_proc_none() -> None:
 def test_every_fresh_proc_gets_pyinit_specs_masks() -> None:
     dirs = ("acpi", "asound", "scsi")
     files = ("kcore", "keys", "latency_stats", "timer_list", "timer_stats", "sched_debug")
-    # With a /dev, its null covers the files; without one, only the directories are masked.
-    assert _config("--proc", "/proc", "--dev", "/dev").masked_paths == tuple(
-        f"/proc/{name}" for name in dirs + files)
-    assert _config("--proc", "/proc", "--tmpfs", "/dev").masked_paths == tuple(
-        f"/proc/{name}" for name in dirs)
-    assert _config("--proc", "/p").masked_paths == tuple(f"/p/{name}" for name in dirs)
+    # Files and directories, with or without a /dev: the sandbox masks files with an
+    # empty read-only file, never its /dev/null.
+    for dev in (("--dev", "/dev"), ("--tmpfs", "/dev"), ()):
+        assert _config("--proc", "/proc", *dev).masked_paths == tuple(
+            f"/proc/{name}" for name in dirs + files)
+    assert _config("--proc", "/p").masked_paths == tuple(f"/p/{name}" for name in dirs + files)
     assert _config().masked_paths == tuple(f"/proc/{name}" for name in dirs + files)
+    args = sandbox.parser(argparse.ArgumentParser).parse_args(["--proc", "/proc", "--", "true"])
+    args.program = ["true"]
+    cfg, run = sandbox.build(args, "/nonexistent-root")
+    steps = [s for s in build(cfg, run).steps if isinstance(s, MaskPath)]
+    assert steps == [MaskPath(p, empty_file=True) for p in cfg.masked_paths]
+    # pyinit run (no private root tmpfs) keeps the container's /dev/null.
+    assert [s for s in build(cfg).steps if isinstance(s, MaskPath)] == [
+        MaskPath(p) for p in cfg.masked_paths]
 
 
 def test_a_bind_of_the_hosts_sys_gets_firmware_and_powercap_masked() -> None:
@@ -49,3 +57,7 @@ def test_a_bind_of_the_hosts_sys_gets_firmware_and_powercap_masked() -> None:
         "/sys/firmware", "/sys/devices/virtual/powercap",
         "/host/sys/firmware", "/host/sys/devices/virtual/powercap")
     assert _config("--ro-bind", "/usr", "/usr").masked_paths == ()
+    # The host's directories by identity, however spelled.
+    assert _config("--ro-bind", "//sys", "/s", "--ro-bind", "/sys/devices/.", "/d",
+                   "--ro-bind", "/sys/firmware", "/f").masked_paths == (
+        "/s/firmware", "/s/devices/virtual/powercap", "/d/virtual/powercap", "/f")
