@@ -36,48 +36,49 @@ def _alive(pid: int) -> bool:
 # container's cgroup is emptied with SIGKILL when it is removed, and that
 # alone ended it; rootless, without a cgroup, nothing would have. PID 1 is
 # now a subreaper before the spawn (the next test says who adopts it).
-def test_a_hooks_escaped_child_does_not_outlive_the_container(tmp_path: Path) -> None:
-    # The child says its own pid (setsid may fork) before the hook exits.
-    hook = (f"setsid sh -c 'echo $$ > /dev/shm/e; exec sleep {MARK}' </dev/null >/dev/null"
-            " 2>&1 & while [ ! -s /dev/shm/e ]; do :; done; mv /dev/shm/e /dev/shm/escaped")
-    bundle = attack_bundle(tmp_path, "cat /dev/shm/escaped", {})
+# The child says its own pid (setsid may fork) before the hook exits.
+_ESCAPING_HOOK = (f"setsid sh -c 'echo $$ > /dev/shm/e; exec sleep {MARK}' </dev/null"
+                  " >/dev/null 2>&1 & while [ ! -s /dev/shm/e ]; do :; done;"
+                  " mv /dev/shm/e /dev/shm/escaped")
+
+
+def _run_escaping_hook(tmp_path: Path, script: str) -> tuple[list[str], bool]:
+    """Run ``script`` as the workload after the escaping hook, without a PID
+    namespace: its output's words, and whether the escaped child (whose pid
+    is the first word) outlived the container. It never stays behind."""
+    bundle = attack_bundle(tmp_path, script, {})
 
     def change(cfg: dict[str, Any]) -> None:
         cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
                                       if n["type"] != "pid"]
-        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]}
+        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh",
+                                            "args": ["sh", "-c", _ESCAPING_HOOK]}]}
     edit(bundle, change)
     res = run_bundle(bundle)
     assert res.returncode == 0, res.stderr
-    pid = int(res.stdout)
+    words = res.stdout.split()
+    pid = int(words[0])
     survived = _alive(pid)
     if survived:  # never leave it behind, whatever the verdict
         os.kill(pid, signal.SIGKILL)
-    assert not survived, f"the hook's child {pid} outlived the container"
+    return words, survived
+
+
+def test_a_hooks_escaped_child_does_not_outlive_the_container(tmp_path: Path) -> None:
+    words, survived = _run_escaping_hook(tmp_path, "cat /dev/shm/escaped")
+    assert len(words) == 1
+    assert not survived, f"the hook's child {words[0]} outlived the container"
 
 
 def test_a_hooks_escaped_child_is_adopted_inside_the_container(tmp_path: Path) -> None:
     # The same attack, and who adopts the child once the hook and its runner
     # are gone: the container's own pyinit (the workload's parent), a
     # subreaper from before the spawn, not the host-side `pyinit run`.
-    hook = (f"setsid sh -c 'echo $$ > /dev/shm/e; exec sleep {MARK}' </dev/null >/dev/null"
-            " 2>&1 & while [ ! -s /dev/shm/e ]; do :; done; mv /dev/shm/e /dev/shm/escaped")
-    bundle = attack_bundle(tmp_path, "e=$(cat /dev/shm/escaped); echo $e;"
-                           " [ $(cut -d' ' -f4 /proc/$e/stat) = $PPID ] && echo adopted-by-pid1"
-                           " || echo adopted-by-$(cut -d' ' -f4 /proc/$e/stat)", {})
-
-    def change(cfg: dict[str, Any]) -> None:
-        cfg["linux"]["namespaces"] = [n for n in cfg["linux"]["namespaces"]
-                                      if n["type"] != "pid"]
-        cfg["hooks"] = {"startContainer": [{"path": "/bin/sh", "args": ["sh", "-c", hook]}]}
-    edit(bundle, change)
-    res = run_bundle(bundle)
-    assert res.returncode == 0, res.stderr
-    pid, verdict = res.stdout.split()
-    survived = _alive(int(pid))
-    if survived:
-        os.kill(int(pid), signal.SIGKILL)
-    assert verdict == "adopted-by-pid1"
+    words, survived = _run_escaping_hook(
+        tmp_path, "e=$(cat /dev/shm/escaped); echo $e;"
+        " [ $(cut -d' ' -f4 /proc/$e/stat) = $PPID ] && echo adopted-by-pid1"
+        " || echo adopted-by-$(cut -d' ' -f4 /proc/$e/stat)")
+    assert words[1:] == ["adopted-by-pid1"]
     assert not survived
 
 
