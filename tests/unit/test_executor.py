@@ -307,13 +307,18 @@ def test_locked_flags_are_named(tmp_path: Path) -> None:
     assert exc.hint == diagnose.explain("locked-flags", errno.EPERM, {"locked": "MS_NOSUID"})
 
 
-def test_sysfs_fallback_covers_the_mounts_right_under_the_hosts_sys(tmp_path: Path) -> None:
+def _sysfs_fallback_plan(tmp_path: Path, fallback: bool = True) -> plan.Plan:
+    """A read-only sysfs in a user namespace (no netns), run with --sysfs-fallback or not."""
     doc = _doc(mounts=[{"destination": "/sys", "type": "sysfs", "source": "sysfs",
                         "options": ["ro"]}])
     doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "user"}]
     doc["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
     doc["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-    setup = _plan(doc, tmp_path, RunOptions(dev_setup=False, sysfs_fallback=True))
+    return _plan(doc, tmp_path, RunOptions(dev_setup=False, sysfs_fallback=fallback))
+
+
+def test_sysfs_fallback_covers_the_mounts_right_under_the_hosts_sys(tmp_path: Path) -> None:
+    setup = _sysfs_fallback_plan(tmp_path)
     host = [MountEntry(20, 1, "/", "/sys", [], [], "sysfs", "sysfs", []),
             MountEntry(21, 20, "/", "/sys/kernel/security", [], [], "securityfs", "none", []),
             MountEntry(22, 20, "/", "/sys/fs/cgroup", [], [], "tmpfs", "tmpfs", []),
@@ -334,12 +339,7 @@ def test_sysfs_fallback_covers_the_mounts_right_under_the_hosts_sys(tmp_path: Pa
 
 
 def test_sysfs_fallback_is_decided_by_the_plan(tmp_path: Path) -> None:
-    doc = _doc(mounts=[{"destination": "/sys", "type": "sysfs", "source": "sysfs",
-                        "options": ["ro"]}])
-    doc["linux"]["namespaces"] = [{"type": "mount"}, {"type": "user"}]
-    doc["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-    doc["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
-    setup = _plan(doc, tmp_path, RunOptions(dev_setup=False, sysfs_fallback=True))
+    setup = _sysfs_fallback_plan(tmp_path)
     step = setup.steps[2]
     assert isinstance(step, plan.BindMount) and step.sysfs_fallback
     k = _world()
@@ -355,7 +355,7 @@ def test_sysfs_fallback_is_decided_by_the_plan(tmp_path: Path) -> None:
         f"move_mount tree:/sys -> {ROOT}/sys",
     ]
     assert [e["destination"] for e in log.named("mount.sysfs_fallback")] == ["/sys"]
-    no_fallback = _plan(doc, tmp_path, RunOptions(dev_setup=False))
+    no_fallback = _sysfs_fallback_plan(tmp_path, fallback=False)
     assert isinstance(no_fallback.steps[2], plan.NewMount)
 
 
