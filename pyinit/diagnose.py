@@ -317,6 +317,10 @@ def _text(text: str) -> Callable[[dict[str, Any]], str]:
 
 
 def _id_map(ctx: dict[str, Any]) -> str:
+    if ctx.get("root_needs_setfcap"):
+        return ("mapping uid 0 into a new user namespace needs CAP_SETFCAP (Linux 5.12 and "
+                "later), even for root mapping only itself; run as another uid (the program "
+                "of a root's pyinit sandbox: give that sandbox --unshare-user --uid N --gid N)")
     if ctx.get("rootless"):
         return ("unprivileged, pyinit can map only your own uid and gid itself; larger maps "
                 "need newuidmap/newgidmap and ranges in /etc/subuid and /etc/subgid")

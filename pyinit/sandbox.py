@@ -112,9 +112,8 @@ UNSUPPORTED = {
     "--userns": ("FD", "joining a user namespace by fd is not supported"),
     "--userns2": ("FD", "joining a user namespace by fd is not supported"),
     "--pidns": ("FD", "joining a PID namespace by fd is not supported"),
-    "--disable-userns": ("", "not supported yet: the sandbox's seccomp filter decides "
-                         "whether the program may create user namespaces"),
-    "--assert-userns-disabled": ("", "not supported (see --disable-userns)"),
+    "--assert-userns-disabled": ("", "not supported: --disable-userns refuses new user "
+                                 "namespaces with the seccomp filter, which needs no check"),
     "--lock-file": ("DEST", "not supported"),
     "--bind-fd": ("FD DEST", "binding an fd is not supported; bind its path"),
     "--ro-bind-fd": ("FD DEST", "binding an fd is not supported; bind its path"),
@@ -202,7 +201,11 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
                    help="a compiled seccomp BPF program from FD instead of the default filter")
     p.add_argument("--no-seccomp", action="store_true",
                    help="no seccomp filter (by default: the usual container default for a "
-                   "process without capabilities, as `pyinit spec` writes)")
+                   "process without capabilities, that lets it make namespaces and mount "
+                   "in them, so a sandbox can run in the sandbox)")
+    p.add_argument("--disable-userns", action="store_true",
+                   help="the default filter without namespaces: the program cannot make a "
+                   "user namespace (or any other), as `pyinit spec`'s filter")
     p.add_argument("--seccomp-profile", metavar="FILE",
                    help="apply the OCI linux.seccomp object in FILE instead of the default")
     for option, (values, reason) in UNSUPPORTED.items():
@@ -366,11 +369,7 @@ def _default_ops() -> list[tuple[str, list[str]]]:
 
 def _own_capabilities() -> int:
     """CapEff of pyinit itself, read now (before any namespace)."""
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith("CapEff:"):
-                return int(line.split()[1], 16)
-    return 0
+    return caps.effective()
 
 
 def capabilities(cap_ops: list[tuple[str, list[str]]],
@@ -608,6 +607,11 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
     names = {number: name for name, number in caps.CAPS.items()}
     if args.seccomp is not None and (args.no_seccomp or args.seccomp_profile):
         raise ValueError("--seccomp: not together with --no-seccomp or --seccomp-profile")
+    if args.disable_userns and (args.no_seccomp or args.seccomp_profile
+                                or args.seccomp is not None):
+        raise ValueError("--disable-userns: it is the default seccomp filter without "
+                         "namespaces; not together with --seccomp, --seccomp-profile or "
+                         "--no-seccomp")
     program = None
     if args.seccomp is not None:
         try:
@@ -618,7 +622,8 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
     cfg = Config(
         bundle=root, root_path=root, root_readonly=False,
         seccomp=None if args.no_seccomp or program is not None else _seccomp(
-            args.seccomp_profile, [names[n] for n in kept["bounding"]]),
+            args.seccomp_profile, [names[n] for n in kept["bounding"]],
+            namespaces=not args.disable_userns),
         process=Process(args=args.program, cwd=args.chdir,
                         env=_environment(getattr(args, "env_ops", None) or []),
                         user=User(uid=uid, gid=gid), no_new_privileges=True,
@@ -674,9 +679,10 @@ def _sys_masks(source: str, destination: str) -> tuple[str, ...]:
     return tuple(found)
 
 
-def _seccomp(path: str | None, kept: list[str]) -> Seccomp | None:
-    """The sandbox's profile: FILE's linux.seccomp object, or the default for ``kept``."""
-    doc = default_profile(kept)
+def _seccomp(path: str | None, kept: list[str], namespaces: bool) -> Seccomp | None:
+    """The sandbox's profile: FILE's linux.seccomp object, or the default for ``kept``
+    (that may make namespaces, as under bubblewrap, unless --disable-userns)."""
+    doc = default_profile(kept, namespaces=namespaces)
     if path is not None:
         try:
             with open(path, encoding="utf-8") as fh:

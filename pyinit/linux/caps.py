@@ -18,6 +18,15 @@ def last_cap() -> int:
         return LAST_KNOWN
 
 
+def effective() -> int:
+    """This process's effective set (CapEff of /proc/self/status), read before any pivot."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("CapEff:"):
+                return int(line.split()[1], 16)
+    return 0
+
+
 def mask(numbers: list[int]) -> int:
     bits = 0
     for n in numbers:

@@ -30,6 +30,12 @@ all:
   their conditions), so the profile refuses it with an explicit rule, which
   pyinit loads as a second filter (see pyinit/linux/seccomp.py).
 
+``pyinit sandbox`` asks for ``namespaces=True`` (docs/sandbox.md, "Nested"):
+the calls in ``NAMESPACE_CALLS`` and any ``clone``/``clone3`` come back, so
+its program can make a user namespace and a sandbox in it, as under
+bubblewrap. Without a capability they act only on namespaces the caller
+owns; the rest of the list above stays refused.
+
 Capabilities the process keeps bring their calls back, as in moby:
 ``CAP_SYS_ADMIN`` mount, namespaces, any ``clone`` and ``clone3``;
 ``CAP_SYS_PTRACE`` is not needed for ``ptrace`` itself (allowed since Linux
@@ -137,6 +143,15 @@ _BY_CAPABILITY = {
     "CAP_PERFMON": ["perf_event_open"],
 }
 
+# What a nested sandbox (bubblewrap, pyinit sandbox, unshare -r) needs once it has
+# made a user namespace: the capabilities it holds there are checked against the
+# namespaces it owns, never the host's. Without CAP_SYS_ADMIN's own list: bpf,
+# perf_event_open, syslog, quotactl, fanotify_init and lookup_dcookie check the
+# initial user namespace, so a nested one gains nothing from them.
+NAMESPACE_CALLS = ["chroot", "fsconfig", "fsmount", "fsopen", "fspick", "mount",
+                   "mount_setattr", "move_mount", "open_tree", "pivot_root", "setdomainname",
+                   "sethostname", "setns", "umount", "umount2", "unshare"]
+
 # personality(2) values that change nothing dangerous: PER_LINUX, PER_LINUX32,
 # UNAME26, PER_LINUX32|UNAME26, and 0xffffffff (query the current one).
 _PERSONALITIES = (0x0, 0x8, 0x20000, 0x20008, 0xFFFFFFFF)
@@ -146,9 +161,10 @@ def _allow(names: list[str], **extra: Any) -> dict[str, Any]:
     return {"names": names, "action": "SCMP_ACT_ALLOW", **extra}
 
 
-def default_profile(capabilities: Iterable[str] = (),
-                    machine: str | None = None) -> dict[str, Any]:
-    """The profile for a process keeping ``capabilities`` (names), as config.json wants it."""
+def default_profile(capabilities: Iterable[str] = (), machine: str | None = None,
+                    namespaces: bool = False) -> dict[str, Any]:
+    """The profile for a process keeping ``capabilities`` (names), as config.json wants it;
+    with ``namespaces``, one that may also make namespaces and mount in them."""
     caps = set(capabilities)
     machine = machine or os.uname().machine
     rules = [_allow(ALLOWED + _BY_MACHINE.get(machine, []))]
@@ -157,7 +173,7 @@ def default_profile(capabilities: Iterable[str] = (),
     rules.append(_allow(["socket"], args=[{"index": 0, "value": _AF_VSOCK,
                                             "op": "SCMP_CMP_NE"}]))
     rules.append({"names": ["socketcall"], "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM})
-    if "CAP_SYS_ADMIN" in caps:
+    if "CAP_SYS_ADMIN" in caps or namespaces:
         rules.append(_allow(["clone", "clone3"]))
     else:
         # s390 passes the flags in the second argument; everyone else in the first.
@@ -165,7 +181,7 @@ def default_profile(capabilities: Iterable[str] = (),
         rules.append(_allow(["clone"], args=[{"index": flags_arg, "value": _CLONE_NAMESPACES,
                                               "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]))
         rules.append({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS})
-    granted: list[str] = []
+    granted: list[str] = list(NAMESPACE_CALLS) if namespaces else []
     for cap, names in _BY_CAPABILITY.items():
         if cap in caps:
             granted += [n for n in names if n not in granted]

@@ -9,7 +9,7 @@ from typing import Any
 
 from pyinit import diagnose
 from pyinit.errors import SetupError
-from pyinit.linux import syscalls
+from pyinit.linux import caps, syscalls
 from pyinit.oci.config import Config, IDMap
 from pyinit.runtime import say
 
@@ -60,6 +60,9 @@ def join(cfg: Config) -> int:
     return to_unshare
 
 
+SETID_CAPS = 1 << caps.CAPS["CAP_SETGID"] | 1 << caps.CAPS["CAP_SETUID"]
+
+
 def _only_self(maps: Sequence[IDMap], own: int) -> bool:
     return len(maps) == 1 and maps[0].host_id == own and maps[0].size == 1
 
@@ -67,7 +70,9 @@ def _only_self(maps: Sequence[IDMap], own: int) -> bool:
 def write_maps(cfg: Config, pid: int, log: Any) -> bool:
     """Write process ``pid``'s uid_map and gid_map (from the parent, on the host's /proc).
 
-    As root: directly, any ranges. Unprivileged: a map of only our own uid
+    With CAP_SETUID and CAP_SETGID: directly, any ranges. Without them (any
+    user but root, and a root without capabilities, such as the program of a
+    root's sandbox starting a sandbox of its own): a map of only our own uid
     and gid is written directly (setgroups must be denied first, the kernel
     says), anything larger goes through the setuid newuidmap/newgidmap and
     the ranges /etc/subuid and /etc/subgid grant us.
@@ -75,7 +80,7 @@ def write_maps(cfg: Config, pid: int, log: Any) -> bool:
     import shutil
     import subprocess
 
-    rootless = os.geteuid() != 0
+    rootless = os.geteuid() != 0 or caps.effective() & SETID_CAPS != SETID_CAPS
     self_only = rootless and _only_self(cfg.uid_mappings, os.getuid()) and \
         _only_self(cfg.gid_mappings, os.getgid())
     jobs = (("gidMappings", "gid_map", cfg.gid_mappings, "newgidmap"),
@@ -100,7 +105,13 @@ def write_maps(cfg: Config, pid: int, log: Any) -> bool:
         except OSError as exc:
             error = SetupError("namespace", f"write {name}: {exc.strerror or exc}",
                                err=exc.errno, op="write_id_map", where=f"linux.{key}")
-            error.hint = diagnose.explain_error(error, {"rootless": rootless}, evidence=False)
+            # Linux 5.12 and later: mapping uid 0 of the parent namespace needs CAP_SETFCAP
+            # there, even for a root mapping only itself.
+            root_needs_setfcap = (name == "uid_map" and any(m.host_id == 0 for m in maps)
+                                  and not caps.effective() >> caps.CAPS["CAP_SETFCAP"] & 1)
+            error.hint = diagnose.explain_error(
+                error, {"rootless": rootless, "root_needs_setfcap": root_needs_setfcap},
+                evidence=False)
             log.error("namespace.failed", **error.log_fields())
             say(error.line())
             return False

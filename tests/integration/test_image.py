@@ -180,6 +180,18 @@ def test_sandbox_in_an_ordinary_container(image: str) -> None:
         "shows the caller's PID namespace)"), warning["detail"]
 
 
+def test_sandbox_in_a_container_with_unmasked_proc_gets_its_own(image: str) -> None:
+    """docs/sandbox.md, "Why ps fails in the fallback /proc": with podman's masks off the
+    kernel mounts the sandbox a fresh /proc, so its PIDs are the sandbox's and ps works."""
+    res = podman("run", "--rm", "--security-opt", "unmask=ALL", "--entrypoint", "pyinit",
+                 image, "sandbox", "--", "sh", "-c",
+                 "grep ' /proc ' /proc/self/mountinfo | cut -d' ' -f5,6,9; echo pid=$$;"
+                 " read p rest < /proc/self/stat; echo self=$p")
+    assert (res.returncode, res.stderr) == (0, "")
+    assert res.stdout.splitlines() == ["/proc rw,nosuid,nodev,noexec,relatime proc", "pid=2",
+                                       "self=2"]
+
+
 def test_explicit_proc_in_an_ordinary_container_fails_with_the_hint(image: str) -> None:
     covered = podman("run", "--rm", image, "sh", "-c",
                      "cut -d' ' -f5 /proc/self/mountinfo | grep '^/proc/' | sort")

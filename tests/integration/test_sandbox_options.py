@@ -154,6 +154,9 @@ def test_try_binds_skip_a_missing_source(tmp_path: Path) -> None:
     (["--file", "42", "/x"], "--file 42: cannot read it: Bad file descriptor"),
     (["--seccomp", "0", "--no-seccomp"],
      "--seccomp: not together with --no-seccomp or --seccomp-profile"),
+    (["--disable-userns", "--no-seccomp"],
+     "--disable-userns: it is the default seccomp filter without namespaces; not together "
+     "with --seccomp, --seccomp-profile or --no-seccomp"),
     (["--cap-add", "CAP_BOGUS"], "--cap-add CAP_BOGUS: unknown capability"),
     (["--userns", "3"], "--userns: not supported: joining a user namespace by fd is not "
      "supported"),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYINIT
+from tests.conftest import PYINIT, PYTHON, ROOT
 from tests.integration.test_rootless import as_user, runtime
 
 pytestmark = pytest.mark.root
@@ -106,31 +106,36 @@ def test_uid_without_a_user_namespace_is_refused_as_root() -> None:
 # The outer sandbox's mounts on top of its /proc, sorted, on one line.
 ON_TOP = "cut -d' ' -f5 /proc/self/mountinfo | grep '^/proc/' | sort | tr '\\n' ' '; echo"
 def _outer(python: str, *extra: str) -> list[str]:
-    """An outer sandbox with what the inner pyinit needs: /usr, /etc, the venv, a /tmp."""
-    venv = str(Path(python).parents[1])
+    """An outer sandbox with what the inner pyinit needs: /usr, /etc, the tree that holds
+    pyinit (the venv; as root the checkout, which pyinit is installed from), a /tmp."""
+    tree = str(Path(python).parents[1]) if python != PYTHON else str(ROOT)
     return ["sandbox", *extra, "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
-            "--ro-bind", "/etc", "/etc", "--tmpfs", "/tmp", "--ro-bind", venv, venv,
+            "--ro-bind", "/etc", "/etc", "--tmpfs", "/tmp", "--ro-bind", tree, tree,
             "--proc", "/proc", "--dev", "/dev", "--"]
 
 
-def test_nested_twice_unprivileged(runtime: tuple[str, int, int]) -> None:
-    """A sandbox in a sandbox: the outer /proc has read-only parts on top of it, so the
-    kernel refuses the inner one a fresh /proc; the default layout binds the outer one
-    read-only instead and says so in one warning."""
-    python, uid, gid = runtime
-    inner = (f"{python} -m pyinit sandbox -- sh -c 'id -u; cat /proc/self/uid_map"
-             " | tr -s \" \" | sed \"s/^ //\"; grep \" /proc \" /proc/self/mountinfo"
-             " | cut -d\" \" -f5,6,9; grep -E \"^(CapEff|NoNewPrivs|Seccomp):\" /proc/self/status"
-             " | tr -d \"\\t\"'")
-    res = as_user(runtime, *_outer(python, "--no-seccomp"), "sh", "-c", f"{ON_TOP}; {inner}")
-    assert res.returncode == 0, res.stderr
-    covered, *rest = res.stdout.splitlines()
-    on_top = covered.split()
-    assert rest == [
-        str(uid), f"{uid} {uid} 1", "/proc ro,nosuid,nodev,noexec,relatime proc",
-        "CapEff:0000000000000000", "NoNewPrivs:1", "Seccomp:2"]
-    warnings = [json.loads(line) for line in res.stderr.splitlines()]
+# What the inner sandbox's program reports: its ids and uid map, its /proc mount, its
+# privileges, its own PID and session, and (the fallback /proc counts PIDs in the caller's
+# PID namespace) the line of its status there that lists its PID in every namespace.
+INNER = ("id -u; cat /proc/self/uid_map | tr -s \" \" | sed \"s/^ //\";"
+         " grep \" /proc \" /proc/self/mountinfo | cut -d\" \" -f5,6,9;"
+         " grep -E \"^(CapEff|NoNewPrivs|Seccomp|Seccomp_filters):\" /proc/self/status"
+         " | tr -d \"\\t\"; echo pid=$$;"
+         " read p comm state ppid pgrp sid rest < /proc/self/stat;"
+         " [ \"$p\" = \"$sid\" ] && echo own-session;"
+         " grep NSpid /proc/$p/status | tr \"\\t\" \" \" | sed \"s/ [0-9]* / X /\"")
+
+
+def _inner_lines(uid: int) -> list[str]:
+    """INNER's output in a sandbox two levels down (4 seccomp filters: two per level)."""
+    return [str(uid), f"{uid} {uid} 1", "/proc ro,nosuid,nodev,noexec,relatime proc",
+            "CapEff:0000000000000000", "NoNewPrivs:1", "Seccomp:2", "Seccomp_filters:4",
+            "pid=2", "own-session", "NSpid: X 2"]
+
+
+def _fallback_warning(stderr: str, on_top: list[str]) -> None:
+    warnings = [json.loads(line) for line in stderr.splitlines()]
     assert [(w["event"], w["level"], w["destination"]) for w in warnings] == [
         ("mount.proc_fallback", "warning", "/proc")]
     assert warnings[0]["detail"] == (
@@ -139,14 +144,70 @@ def test_nested_twice_unprivileged(runtime: tuple[str, int, int]) -> None:
         "the caller's /proc is bound read-only instead (recursively, with its masks; it shows "
         "the caller's PID namespace)")
     assert on_top[:4] == ["/proc/acpi", "/proc/bus", "/proc/fs", "/proc/irq"]
-    _ = gid
+
+
+def test_nested_twice_unprivileged(runtime: tuple[str, int, int]) -> None:
+    """A sandbox in a sandbox with the default filters (which allow namespaces, as
+    bubblewrap does). The outer /proc has read-only parts on top of it, so the kernel
+    refuses the inner one a fresh /proc; the default layout binds the outer one
+    read-only instead and says so in one warning. There the inner program's PID (2, as
+    PID 1's child) is not /proc/self's: NSpid lists it in both PID namespaces."""
+    python, uid, _gid = runtime
+    inner = f"{python} -m pyinit sandbox -- sh -c '{INNER}'"
+    res = as_user(runtime, *_outer(python), "sh", "-c", f"{ON_TOP}; {inner}")
+    assert res.returncode == 0, res.stderr
+    covered, *rest = res.stdout.splitlines()
+    assert rest == _inner_lines(uid)
+    _fallback_warning(res.stderr, covered.split())
+
+
+def test_nested_twice_as_root() -> None:
+    """As root: the root's sandbox runs its program as uid 0 without capabilities, and
+    mapping uid 0 into a user namespace needs CAP_SETFCAP (Linux 5.12): the inner
+    sandbox fails with the hint. With --unshare-user --uid 1000 --gid 1000 the outer
+    program is uid 1000 (root outside), and the inner sandbox maps that."""
+    outer = _outer(PYTHON)
+    res = subprocess.run([PYINIT, *outer, "sh", "-c", f"{PYINIT} sandbox -- true"],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 125, res.stderr
+    assert [x for x in res.stderr.splitlines() if x.startswith("pyinit:")] == [
+        "pyinit: linux.uidMappings: namespace: write uid_map: Operation not permitted; "
+        "mapping uid 0 into a new user namespace needs CAP_SETFCAP (Linux 5.12 and later), "
+        "even for root mapping only itself; run as another uid (the program of a root's "
+        "pyinit sandbox: give that sandbox --unshare-user --uid N --gid N)"]
+    inner = f"{PYINIT} sandbox -- sh -c '{INNER}'"
+    res = subprocess.run([PYINIT, outer[0], "--unshare-user", "--uid", "1000", "--gid", "1000",
+                          *outer[1:], "sh", "-c", f"{ON_TOP}; {inner}"],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    covered, *rest = res.stdout.splitlines()
+    assert rest == _inner_lines(1000)
+    _fallback_warning(res.stderr, covered.split())
+
+
+def test_bubblewrap_in_the_sandbox(runtime: tuple[str, int, int]) -> None:
+    """bubblewrap itself in an unprivileged sandbox: it makes its user and network
+    namespaces under the default filter."""
+    python, uid, _gid = runtime
+    net = "readlink /proc/self/ns/net"
+    res = as_user(runtime, *_outer(python), "sh", "-c",
+                  f"{net}; bwrap --ro-bind /usr /usr --symlink usr/bin /bin --symlink usr/lib "
+                  f"/lib --symlink usr/lib64 /lib64 --ro-bind /proc /proc --unshare-net -- "
+                  f"sh -c 'id -u; {net}'")
+    assert (res.returncode, res.stderr) == (0, "")
+    outer_net, inner_uid, inner_net = res.stdout.splitlines()
+    assert inner_uid == str(uid)
+    assert (outer_net.startswith("net:["), inner_net.startswith("net:["),
+            outer_net != inner_net) == (True, True, True)
 
 
 def test_nested_explicit_proc_fails_with_the_hint(runtime: tuple[str, int, int]) -> None:
     python, _uid, _gid = runtime
     inner = (f"{python} -m pyinit sandbox --ro-bind /usr /usr --proc /proc -- /usr/bin/true;"
              " echo inner=$?")
-    res = as_user(runtime, *_outer(python, "--no-seccomp"), "sh", "-c", f"{ON_TOP}; {inner}")
+    res = as_user(runtime, *_outer(python), "sh", "-c", f"{ON_TOP}; {inner}")
     assert res.returncode == 0, res.stderr
     covered, result = res.stdout.splitlines()
     on_top = covered.split()
@@ -161,12 +222,17 @@ def test_nested_explicit_proc_fails_with_the_hint(runtime: tuple[str, int, int])
     assert on_top[:4] == ["/proc/acpi", "/proc/bus", "/proc/fs", "/proc/irq"]
 
 
-def test_nested_needs_the_outer_filter_to_allow_namespaces(
-        runtime: tuple[str, int, int]) -> None:
-    """The default seccomp filter refuses unshare to a program without capabilities, as
-    the usual container default does (docs/sandbox.md, "Nested")."""
+def test_disable_userns_refuses_a_nested_sandbox(runtime: tuple[str, int, int]) -> None:
+    """--disable-userns: the default filter without namespaces (`pyinit spec`'s)."""
     python, _uid, _gid = runtime
-    res = as_user(runtime, *_outer(python), "sh", "-c",
-                  f"{python} -m pyinit sandbox -- /usr/bin/true 2>&1 | grep '^pyinit:'")
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("pyinit: namespace: unshare user: Operation not permitted")
+    res = as_user(runtime, *_outer(python, "--disable-userns"), "sh", "-c",
+                  f"{python} -m pyinit sandbox -- /usr/bin/true 2>&1 | grep '^pyinit:';"
+                  " unshare -U /usr/bin/true")
+    assert res.returncode == 1, res.stderr
+    assert res.stdout.splitlines() == [
+        "pyinit: namespace: unshare user: Operation not permitted; pyinit runs without "
+        "CAP_SYS_ADMIN (it is not in CapEff of /proc/self/status), as in an ordinary "
+        "unprivileged container; a seccomp filter is active too (Seccomp: filter): give it "
+        "the capability (podman/docker --cap-add SYS_ADMIN), run it in a user namespace it "
+        "owns, or use a privileged container"]
+    assert res.stderr == "unshare: unshare failed: Operation not permitted\n"

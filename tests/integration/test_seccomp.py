@@ -313,6 +313,45 @@ def test_the_default_profile_follows_capabilities(tmp_path: Path) -> None:
     assert (without.stdout, with_admin.stdout) == ("False\n", "True\n")
 
 
+NESTING = """
+import ctypes, os, socket
+libc = ctypes.CDLL(None, use_errno=True)
+def call(name, *args):
+    rc = getattr(libc, name)(*args)
+    return os.strerror(ctypes.get_errno()) if rc == -1 else "ok"
+print("unshare", call("unshare", 0x10000000 | 0x20000))
+print("mount", call("mount", b"none", b"/tmp", b"tmpfs", 0, None))
+print("clone3", call("syscall", @CLONE3@, None, 0))
+print("keyctl", call("syscall", @KEYCTL@, 0, -3, 0))
+print("bpf", call("syscall", @BPF@, 0, None, 0))
+print("personality", call("personality", ctypes.c_ulong(0x0040000)))
+try:
+    socket.socket(40, socket.SOCK_STREAM).close(); print("vsock ok")
+except OSError as e:
+    print("vsock", e.strerror)
+"""
+
+
+def test_the_sandbox_profile_adds_namespaces_and_only_them(tmp_path: Path) -> None:
+    """pyinit sandbox's default (namespaces=True): a user namespace, and mounts in it,
+    as under bubblewrap; clone3 reaches the kernel (EINVAL for a NULL argument, not
+    ENOSYS); keyrings, bpf, odd personalities and vsock stay refused."""
+    code = NESTING
+    for name in ("clone3", "keyctl", "bpf"):
+        number = linux_seccomp.library().seccomp_syscall_resolve_name(name.encode())
+        code = code.replace(f"@{name.upper()}@", str(number))
+    res = apply(tmp_path, default_profile(namespaces=True), *python(code))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "unshare ok", "mount ok", "clone3 Invalid argument", "keyctl Operation not permitted",
+        "bpf Operation not permitted", "personality Operation not permitted",
+        "vsock Operation not permitted"]
+    strict = apply(tmp_path, default_profile(), *python(code))
+    assert strict.stdout.splitlines()[:3] == [
+        "unshare Operation not permitted", "mount Operation not permitted",
+        "clone3 Function not implemented"]
+
+
 @pytest.mark.root
 def test_without_no_new_privs_root_needs_cap_sys_admin(tmp_path: Path) -> None:
     profile = deny(["mkdir"], "SCMP_ACT_ERRNO", errnoRet=EACCES)
