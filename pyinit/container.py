@@ -158,7 +158,10 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         def prepare() -> None:
             if peer >= 0:
                 console.attach(peer)
-            credentials.become(setup.process, host.last_cap, host.may_setgroups, filt)
+            cwd = credentials.become(setup.process, host.last_cap, host.may_setgroups, filt,
+                                     setup.run.cwd_choices)
+            if setup.run.cwd_choices:
+                env["PWD"] = cwd  # in this child only, as bubblewrap sets it
 
         env = dict(item.split("=", 1) for item in cfg.process.env)
         reset = spawn.signals_to_reset()

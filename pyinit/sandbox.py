@@ -184,7 +184,9 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
     p.add_argument("--gid", type=_id, metavar="GID",
                    help="the gid inside (needs a user namespace; default: yours)")
     p.add_argument("--hostname", help="the sandbox's hostname")
-    p.add_argument("--chdir", default="/", metavar="DIR", help="working directory (default /)")
+    p.add_argument("--chdir", metavar="DIR",
+                   help="working directory (default: yours if it exists inside, else $HOME "
+                   "if it does, else /)")
     p.add_argument("--new-session", action="store_true",
                    help="accepted: the program always runs in a new session")
     p.add_argument("--die-with-parent", action="store_true",
@@ -619,13 +621,14 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
         except (OSError, ValueError) as exc:
             raise ValueError(f"--seccomp {args.seccomp}: {exc}") from None
         os.close(args.seccomp)
+    env = _environment(getattr(args, "env_ops", None) or [])
+    choices = (args.chdir,) if args.chdir is not None else _cwd_choices(env)
     cfg = Config(
         bundle=root, root_path=root, root_readonly=False,
         seccomp=None if args.no_seccomp or program is not None else _seccomp(
             args.seccomp_profile, [names[n] for n in kept["bounding"]],
             namespaces=not args.disable_userns),
-        process=Process(args=args.program, cwd=args.chdir,
-                        env=_environment(getattr(args, "env_ops", None) or []),
+        process=Process(args=args.program, cwd=choices[0], env=env,
                         user=User(uid=uid, gid=gid), no_new_privileges=True,
                         capabilities=kept),
         hostname=args.hostname, mounts=tuple(layout.mounts), namespaces=tuple(namespaces),
@@ -635,8 +638,32 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
     run = RunOptions(root_tmpfs=True, dev_setup=False, bind_devices=True,
                      proc_fallback=proc_fallback, root_bind=layout.root_bind,
                      order=tuple(layout.order), die_with_parent=args.die_with_parent,
+                     cwd_choices=choices,
                      seccomp_program=program)
     return cfg, run
+
+
+def _cwd_choices(env: list[str]) -> tuple[str, ...]:
+    """bubblewrap's working directory without --chdir: the caller's (as $PWD names it when
+    that is the same directory, as get_current_dir_name(3)), else the sandbox's $HOME,
+    else /; each tried inside, as the program's user."""
+    choices: list[str] = []
+    try:
+        here = os.stat(".")
+        cwd = os.getcwd()
+    except OSError:  # the caller's directory is gone: there is nothing to keep
+        pass
+    else:
+        logical = os.environ.get("PWD", "")
+        try:
+            same = logical.startswith("/") and os.path.samestat(os.stat(logical), here)
+        except OSError:
+            same = False
+        choices.append(logical if same else cwd)
+    home = next((item[5:] for item in env if item.startswith("HOME=")), "")
+    if home:
+        choices.append(home)
+    return (*choices, "/")
 
 
 def _masked(mounts: list[Mount], procs: list[str]) -> tuple[str, ...]:

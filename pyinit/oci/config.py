@@ -193,6 +193,10 @@ class RunOptions:
     # pyinit sandbox: mounts (by index) and FileOps, in the order given; empty: config order.
     order: tuple[int | FileOp, ...] = ()
     die_with_parent: bool = False  # sandbox --die-with-parent: SIGKILL when the caller dies
+    # pyinit sandbox: the working directories to try, in order, as the program's user (none
+    # is created); the first it enters is its cwd and $PWD, as bubblewrap's. Empty: pyinit
+    # run's process.cwd, created in the root if missing.
+    cwd_choices: tuple[str, ...] = ()
     seccomp_program: bytes | None = None  # sandbox --seccomp FD: a compiled BPF program
     # sandbox --info-fd/--json-status-fd: called by the parent with PID 1's host PID once
     # its namespaces exist, and with the exit status at the end.

@@ -696,7 +696,8 @@ def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = N
         steps.append(Hostname(cfg.hostname))
     if cfg.domainname is not None:
         steps.append(Domainname(cfg.domainname))
-    steps.append(MakeCwd(cfg.process.cwd))
+    if not run.cwd_choices:  # the sandbox's are tried as they are, never created
+        steps.append(MakeCwd(cfg.process.cwd))
     steps += [Hook(cmd, "createContainer") for cmd in cfg.hooks.get("createContainer", ())]
     steps.append(NoPivot(cfg.root_path) if run.no_pivot else Pivot())
     final = _final_propagation(cfg)

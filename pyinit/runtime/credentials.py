@@ -87,8 +87,17 @@ def before_namespaces(proc: Process) -> None:
 
 
 def become(proc: Process, last_cap: int, may_setgroups: bool,
-           filt: seccomp.PreparedFilter | None = None) -> None:
-    """In the workload's process, before exec: the OCI process settings, then seccomp."""
+           filt: seccomp.PreparedFilter | None = None,
+           cwd_choices: tuple[str, ...] = ()) -> str:
+    """In the workload's process, before exec: the OCI process settings, then seccomp.
+
+    Returns the working directory entered: process.cwd, or with ``cwd_choices``
+    (pyinit sandbox) the first of them the workload's user can enter, tried once
+    it is that user, as bubblewrap does.
+    """
+    if cwd_choices:
+        take_identity(proc, last_cap, may_setgroups, filt)
+        return enter_first(cwd_choices)
     try:
         os.chdir(proc.cwd)
         if os.getcwd() != os.path.normpath(proc.cwd):
@@ -97,6 +106,20 @@ def become(proc: Process, last_cap: int, may_setgroups: bool,
         say(f"process.cwd: {exc.strerror or exc}")
         os._exit(EXIT_SETUP_FAILED)
     take_identity(proc, last_cap, may_setgroups, filt)
+    return proc.cwd
+
+
+def enter_first(choices: tuple[str, ...]) -> str:
+    """chdir to the first of ``choices`` that works; exits (125) if none does."""
+    failure = ""
+    for path in choices:
+        try:
+            os.chdir(path)
+            return path
+        except OSError as exc:
+            failure = f"{path}: {exc.strerror}"
+    say(f"process.cwd {failure}")
+    os._exit(EXIT_SETUP_FAILED)
 
 
 def take_identity(proc: Process, last_cap: int, may_setgroups: bool,

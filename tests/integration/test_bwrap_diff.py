@@ -59,7 +59,7 @@ grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs|Seccomp):' /proc/self/s
 for n in cgroup ipc mnt net pid uts user; do echo "ns $n $(readlink /proc/self/ns/$n)"; done
 while read line; do echo "mount $line"; done < /proc/self/mountinfo
 env | sort | while read line; do echo "env $line"; done
-echo "cwd $(pwd)"
+echo "cwd $(pwd) $(readlink /proc/self/cwd)"
 [ "$(cut -d' ' -f6 /proc/$$/stat)" = "$$" ] && echo "session own" || echo "session inherited"
 for p in $CHECK; do echo "check $(stat -c '%n %a %F' $p 2>&1) $(head -c 20 $p 2>/dev/null)"; done
 exit $CODE
@@ -103,6 +103,11 @@ LINES: list[tuple[str, list[str], str, bool]] = [
     ("setenv-unsetenv", BASE + PID + ["--setenv", "A", "1", "--unsetenv", "HOME"], "", False),
     ("clearenv", BASE + PID + ["--clearenv", "--setenv", "PATH", "/usr/bin"], "", False),
     ("chdir", BASE + PID + ["--chdir", "/usr"], "", False),
+    ("cwd-kept", BASE + PID, "", False),
+    ("cwd-kept-as-pwd-names-it", BASE + PID, "", False),
+    ("cwd-missing-home", BASE + PID + ["--setenv", "HOME", "/usr/lib"], "", False),
+    ("cwd-missing-no-home", BASE + PID + ["--setenv", "HOME", "/nonexistent"], "", False),
+    ("cwd-missing-clearenv", BASE + PID + ["--clearenv"], "", False),
     ("new-session", BASE + PID + ["--new-session"], "", False),
     ("die-with-parent", BASE + PID + ["--die-with-parent"], "", False),
     ("args-fd", BASE + PID + ["--args", "43"], "", False),
@@ -112,6 +117,15 @@ LINES: list[tuple[str, list[str], str, bool]] = [
     ("cap-drop-all", BASE + PID + ["--cap-drop", "ALL"], "", True),
     ("cap-add", BASE + PID + ["--cap-drop", "ALL", "--cap-add", "CAP_NET_RAW"], "", True),
 ]
+
+
+# The caller's working directory and $PWD, where it is not (/, /): bubblewrap keeps the
+# directory when it exists inside (under the name $PWD gives it, when $PWD is that
+# directory), else goes to the sandbox's $HOME if that exists, else to /, and sets $PWD.
+CWD = {"cwd-kept": ("/usr/share", "/usr/share"),
+       "cwd-kept-as-pwd-names-it": ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"),
+       "cwd-missing-home": ("{tmp}", "{tmp}"), "cwd-missing-no-home": ("{tmp}", "{tmp}"),
+       "cwd-missing-clearenv": ("{tmp}", "{tmp}")}
 
 
 def _seccomp_program() -> bytes:
@@ -125,7 +139,7 @@ def _host_namespaces() -> dict[str, str]:
     return {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES}
 
 
-def _run(argv: list[str], user: tuple[int, int] | None
+def _run(argv: list[str], user: tuple[int, int] | None, cwd: tuple[str, str] = ("/", "/")
          ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
     """Run one sandbox command line; its result and its --json-status-fd documents."""
     fds: list[int] = []
@@ -143,10 +157,10 @@ def _run(argv: list[str], user: tuple[int, int] | None
     fds.append(45)
     prefix = [] if user is None else ["setpriv", f"--reuid={user[0]}", f"--regid={user[1]}",
                                       "--clear-groups"]
-    env = {**os.environ, "LC_ALL": "C"}
+    env = {**os.environ, "LC_ALL": "C", "PWD": cwd[1]}
     try:
         res = subprocess.run([*prefix, *argv],
-                             capture_output=True, text=True, timeout=60, check=False, cwd="/",
+                             capture_output=True, text=True, timeout=60, check=False, cwd=cwd[0],
                              stdin=subprocess.DEVNULL, pass_fds=fds, env=env)
     finally:
         for fd in fds:
@@ -291,9 +305,11 @@ def test_same_view_as_bubblewrap(name: str, options: list[str], check: str, root
     pyinit = [python, "-m", "pyinit", "sandbox"] if user else [PYINIT, "sandbox"]
     host = _host_namespaces()
     status = ["--json-status-fd", "45"]
-    b_res, b_docs = _run([BWRAP, *status, *opts, *program], user)
+    cwd = (CWD[name][0].replace("{tmp}", str(shared_dir)),
+           CWD[name][1].replace("{tmp}", str(shared_dir))) if name in CWD else ("/", "/")
+    b_res, b_docs = _run([BWRAP, *status, *opts, *program], user, cwd)
     assert b_res.stderr == "", b_res.stderr
-    p_res, p_docs = _run([*pyinit, *status, *opts, *program], user)
+    p_res, p_docs = _run([*pyinit, *status, *opts, *program], user, cwd)
     assert p_res.stderr == "", p_res.stderr
     ours = _without_proc_submounts(observe(p_res, p_docs, host))
     theirs = expected(observe(b_res, b_docs, host), opts, user)

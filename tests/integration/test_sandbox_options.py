@@ -57,6 +57,32 @@ def usage(res: subprocess.CompletedProcess[str]) -> str:
     return res.stderr
 
 
+def test_chdir_is_entered_never_created() -> None:
+    """--chdir DIR must exist inside, as in bubblewrap (pyinit run creates process.cwd)."""
+    res = sandbox(*BASE, "--chdir", "/usr/nonexistent", "--", "true")
+    assert (res.returncode, res.stdout) == (125, "")
+    assert res.stderr == "pyinit: process.cwd /usr/nonexistent: No such file or directory\n"
+
+
+def test_the_callers_directory_is_tried_as_the_programs_user(tmp_path: Path) -> None:
+    """Root's program has no capability: a directory only uid 1234 may enter is bound
+    where the caller stands, and the program falls back to / (HOME=/nonexistent)."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    os.chown(locked, 1234, 1234)
+    args = [*BASE, "--bind", str(locked), str(locked), "--setenv", "HOME", "/nonexistent",
+            "--", "sh", "-c", "pwd; echo $PWD"]
+
+    def run(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PYINIT, "sandbox", *extra, *args], capture_output=True,
+                              text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+                              cwd=locked, env={**os.environ, "PWD": str(locked)})
+
+    assert ok(run()) == ["/", "/"]
+    # With the capability to pass the mode, it stays where the caller is.
+    assert ok(run("--cap-add", "CAP_DAC_OVERRIDE")) == [str(locked), str(locked)]
+
+
 def test_later_mounts_go_on_top_in_the_order_given(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("host\n")
     out = ok(sandbox(*BASE, "--tmpfs", "/a", "--dir", "/a/b", "--bind", str(tmp_path), "/a/b",
@@ -91,7 +117,9 @@ def test_args_from_a_descriptor_in_place() -> None:
 def test_environment_options_in_order() -> None:
     out = ok(sandbox(*BASE, "--setenv", "A", "1", "--clearenv", "--setenv", "B", "2",
                      "--setenv", "C", "3", "--unsetenv", "C", "--", "/usr/bin/env"))
-    assert out == ["B=2"]
+    # PWD names the directory entered, as bubblewrap sets it after --clearenv too: here
+    # /, since the caller's (the checkout) is not inside and there is no HOME.
+    assert out == ["B=2", "PWD=/"]
 
 
 def test_info_and_json_status() -> None:
