@@ -183,6 +183,9 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
                    help="the uid inside (needs a user namespace; default: yours)")
     p.add_argument("--gid", type=_id, metavar="GID",
                    help="the gid inside (needs a user namespace; default: yours)")
+    p.add_argument("--map-subids", action="store_true",
+                   help="map your /etc/subuid and /etc/subgid ranges too (with newuidmap and "
+                   "newgidmap), to the ids inside but --uid/--gid, from 0 up")
     p.add_argument("--hostname", help="the sandbox's hostname")
     p.add_argument("--chdir", metavar="DIR",
                    help="working directory (default: yours if it exists inside, else $HOME "
@@ -605,6 +608,11 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
         namespaces.append(Namespace("user"))
         uid_maps = (IDMap(uid, os.getuid(), 1),)
         gid_maps = (IDMap(gid, os.getgid(), 1),)
+        if args.map_subids:
+            uid_maps = fill_map(uid, os.getuid(), subordinate_ranges(SUBUID, os.getuid()))
+            gid_maps = fill_map(gid, os.getgid(), subordinate_ranges(SUBGID, os.getuid()))
+    elif args.map_subids:
+        raise ValueError("--map-subids: needs a user namespace (--unshare-user)")
     kept = capabilities(getattr(args, "cap_ops", None) or [])
     names = {number: name for name, number in caps.CAPS.items()}
     if args.seccomp is not None and (args.no_seccomp or args.seccomp_profile):
@@ -641,6 +649,50 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
                      cwd_choices=choices,
                      seccomp_program=program)
     return cfg, run
+
+
+SUBUID = "/etc/subuid"
+SUBGID = "/etc/subgid"
+
+
+def subordinate_ranges(path: str, uid: int) -> list[tuple[int, int]]:
+    """(start, count) of every line of ``path`` (/etc/subuid or /etc/subgid) for the user
+    ``uid``, named by login name or by number, as newuidmap reads them."""
+    import pwd
+
+    try:
+        names = {str(uid), pwd.getpwuid(uid).pw_name}
+    except KeyError:
+        names = {str(uid)}
+    ranges = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for line in fh:
+                fields = line.strip().split(":")
+                if len(fields) == 3 and fields[0] in names and fields[1].isdigit() \
+                        and fields[2].isdigit() and int(fields[2]) > 0:
+                    ranges.append((int(fields[1]), int(fields[2])))
+    except OSError as exc:
+        raise ValueError(f"--map-subids: {path}: {exc.strerror}") from None
+    if not ranges:
+        raise ValueError(f"--map-subids: {path} has no range for "
+                         f"{' or '.join(sorted(names))}")
+    return ranges
+
+
+def fill_map(inside: int, outside: int, ranges: list[tuple[int, int]]) -> tuple[IDMap, ...]:
+    """``inside`` -> ``outside``, and the subordinate ``ranges`` on the ids from 0 up,
+    around ``inside``: with --uid 0 and 65536 subordinate ids, 0 to 65536 are mapped."""
+    maps = [IDMap(inside, outside, 1)]
+    nxt = 0
+    for start, count in ranges:
+        while count:
+            if nxt == inside:
+                nxt += 1
+            size = count if nxt > inside else min(count, inside - nxt)
+            maps.append(IDMap(nxt, start, size))
+            nxt, start, count = nxt + size, start + size, count - size
+    return tuple(maps)
 
 
 def _cwd_choices(env: list[str]) -> tuple[str, ...]:

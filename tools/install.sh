@@ -14,7 +14,7 @@ packages=(
     tini dumb-init catatonit hyperfine   # bench/: the inits pyinit is measured against
     runc                                  # bench/bench_run.py
     jq                                    # docs/logging.md's recipes
-    uidmap                                # newuidmap/newgidmap for rootless pyinit run
+    uidmap                                # newuidmap/newgidmap: rootless pyinit run, sandbox --map-subids
     bubblewrap                            # tests/integration/test_bwrap_diff.py: the reference
     libseccomp2                           # linux.seccomp (pyinit/linux/seccomp.py loads it with ctypes)
     podman buildah debootstrap            # tests/integration/test_image.py

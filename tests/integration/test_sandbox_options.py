@@ -185,6 +185,7 @@ def test_try_binds_skip_a_missing_source(tmp_path: Path) -> None:
     (["--disable-userns", "--no-seccomp"],
      "--disable-userns: it is the default seccomp filter without namespaces; not together "
      "with --seccomp, --seccomp-profile or --no-seccomp"),
+    (["--map-subids"], "--map-subids: needs a user namespace (--unshare-user)"),
     (["--cap-add", "CAP_BOGUS"], "--cap-add CAP_BOGUS: unknown capability"),
     (["--userns", "3"], "--userns: not supported: joining a user namespace by fd is not "
      "supported"),

@@ -10,11 +10,17 @@ filter and a session of its own.
 from __future__ import annotations
 
 import json
+import os
+import pwd
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pyinit.sandbox import SUBGID, SUBUID
 from tests.conftest import PYINIT, PYTHON, ROOT
 from tests.integration.test_rootless import as_user, runtime
 
@@ -236,3 +242,72 @@ def test_disable_userns_refuses_a_nested_sandbox(runtime: tuple[str, int, int]) 
         "the capability (podman/docker --cap-add SYS_ADMIN), run it in a user namespace it "
         "owns, or use a privileged container"]
     assert res.stderr == "unshare: unshare failed: Operation not permitted\n"
+
+
+# ------------------------------------------------------------------ --map-subids
+SUBIDS_USER = "pyinit-subids"  # its own user: no other test sees its ranges
+SUB_START = 1_500_000_000
+SUB_COUNT = 65536
+
+
+@pytest.fixture
+def subids_user() -> Iterator[tuple[int, int]]:
+    """(uid, gid) of a dedicated user with a range in /etc/subuid and /etc/subgid, which
+    this fixture appends and takes back: both files end byte-identical (same inode)."""
+    try:
+        pwd.getpwnam(SUBIDS_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--no-create-home", SUBIDS_USER], check=True)
+    entry = pwd.getpwnam(SUBIDS_USER)
+    saved = {path: Path(path).read_bytes() for path in (SUBUID, SUBGID)}
+    line = f"{SUBIDS_USER}:{SUB_START}:{SUB_COUNT}\n".encode()
+    try:
+        for path, data in saved.items():
+            with open(path, "ab") as fh:
+                fh.write(b"\n" + line if data and not data.endswith(b"\n") else line)
+        yield entry.pw_uid, entry.pw_gid
+    finally:
+        for path, data in saved.items():
+            with open(path, "wb") as fh:
+                fh.write(data)
+    assert {path: Path(path).read_bytes() for path in saved} == saved
+
+
+def test_map_subids_unprivileged(runtime: tuple[str, int, int],
+                                 subids_user: tuple[int, int]) -> None:
+    """The caller's ids and its subordinate ranges, through newuidmap and newgidmap: with
+    --uid 0 --gid 0, ids 0 to 65536 inside; a file of a subordinate id shows inside as
+    that id's place in the range, one of an id outside every range as the overflow id."""
+    python = runtime[0]
+    uid, gid = subids_user
+    top = Path(tempfile.mkdtemp(prefix="pyinit-subids-"))
+    try:
+        top.chmod(0o755)
+        os.chown(top, uid, gid)
+        (top / "sub").write_text("x")
+        os.chown(top / "sub", SUB_START + 5, SUB_START + 7)
+        (top / "root").write_text("x")
+        res = subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", python, "-m",
+             "pyinit", "sandbox", "--map-subids", "--uid", "0", "--gid", "0",
+             "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink",
+             "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc",
+             "--ro-bind", str(top), "/data", "--", "sh", "-c",
+             "id -u; id -g; cat /proc/self/uid_map /proc/self/gid_map | tr -s ' '"
+             " | sed 's/^ //'; stat -c '%n %u %g' /data /data/sub /data/root"],
+            capture_output=True, text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(top)
+    assert (res.returncode, res.stderr) == (0, "")
+    assert res.stdout.splitlines() == [
+        "0", "0", f"0 {uid} 1", f"1 {SUB_START} {SUB_COUNT}", f"0 {gid} 1",
+        f"1 {SUB_START} {SUB_COUNT}", "/data 0 0", "/data/sub 6 8", "/data/root 65534 65534"]
+
+
+def test_map_subids_without_a_range_is_refused(runtime: tuple[str, int, int]) -> None:
+    _python, uid, _gid = runtime
+    res = as_user(runtime, "sandbox", "--map-subids", "--", "true")
+    assert (res.returncode, res.stdout) == (2, "")
+    assert res.stderr == (
+        f"pyinit sandbox: error: --map-subids: /etc/subuid has no range for {uid} or "
+        "pyinit-rootless (see 'pyinit sandbox --help')\n")
