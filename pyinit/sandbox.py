@@ -206,7 +206,8 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
                    help="a compiled seccomp BPF program from FD instead of the default filter")
     p.add_argument("--no-seccomp", action="store_true",
                    help="no seccomp filter (by default: the usual container default for a "
-                   "process without capabilities, that lets it make namespaces and mount "
+                   "process without capabilities; unless you are root or give --memory, "
+                   "--pids or --cpus, it also lets the program make namespaces and mount "
                    "in them, so a sandbox can run in the sandbox)")
     p.add_argument("--disable-userns", action="store_true",
                    help="the default filter without namespaces: the program cannot make a "
@@ -629,18 +630,19 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
         except (OSError, ValueError) as exc:
             raise ValueError(f"--seccomp {args.seccomp}: {exc}") from None
         os.close(args.seccomp)
+    cgroup = cgroup_spec(args)
     env = _environment(getattr(args, "env_ops", None) or [])
     choices = (args.chdir,) if args.chdir is not None else _cwd_choices(env)
     cfg = Config(
         bundle=root, root_path=root, root_readonly=False,
         seccomp=None if args.no_seccomp or program is not None else _seccomp(
             args.seccomp_profile, [names[n] for n in kept["bounding"]],
-            namespaces=not args.disable_userns),
+            namespaces=may_nest(args.disable_userns, os.geteuid(), cgroup)),
         process=Process(args=args.program, cwd=choices[0], env=env,
                         user=User(uid=uid, gid=gid), no_new_privileges=True,
                         capabilities=kept),
         hostname=args.hostname, mounts=tuple(layout.mounts), namespaces=tuple(namespaces),
-        readonly_paths=readonly, masked_paths=masked, cgroup=cgroup_spec(args),
+        readonly_paths=readonly, masked_paths=masked, cgroup=cgroup,
         uid_mappings=uid_maps, gid_mappings=gid_maps,
     )
     run = RunOptions(root_tmpfs=True, dev_setup=False, bind_devices=True,
@@ -756,6 +758,18 @@ def _sys_masks(source: str, destination: str) -> tuple[str, ...]:
                 found.append(f"{top}/{rest}" if rest else top or "/")
                 break
     return tuple(found)
+
+
+def may_nest(disabled: bool, euid: int, cgroup: resources.CgroupSpec | None) -> bool:
+    """Does the default filter let the program make namespaces (docs/sandbox.md, "Seccomp")?
+
+    Only when that gives it nothing its caller lacks. Not for root (any uid 0): its
+    program is the host's uid 0 without capabilities, and in a user namespace of its
+    own it could mount a cgroup hierarchy whose files uid 0 owns and raise the limits
+    it runs under. Not with --memory, --pids or --cpus: the sandbox's cgroup belongs
+    to the caller, and the program could lift those limits the same way.
+    """
+    return not disabled and euid != 0 and cgroup is None
 
 
 def _seccomp(path: str | None, kept: list[str], namespaces: bool) -> Seccomp | None:

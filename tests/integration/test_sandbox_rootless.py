@@ -133,11 +133,12 @@ INNER = ("id -u; cat /proc/self/uid_map | tr -s \" \" | sed \"s/^ //\";"
          " grep NSpid /proc/$p/status | tr \"\\t\" \" \" | sed \"s/ [0-9]* / X /\"")
 
 
-def _inner_lines(uid: int) -> list[str]:
-    """INNER's output in a sandbox two levels down (4 seccomp filters: two per level)."""
+def _inner_lines(uid: int, filters: int = 4) -> list[str]:
+    """INNER's output in a sandbox two levels down (two seccomp filters per level that
+    has one)."""
     return [str(uid), f"{uid} {uid} 1", "/proc ro,nosuid,nodev,noexec,relatime proc",
-            "CapEff:0000000000000000", "NoNewPrivs:1", "Seccomp:2", "Seccomp_filters:4",
-            "pid=2", "own-session", "NSpid: X 2"]
+            "CapEff:0000000000000000", "NoNewPrivs:1", "Seccomp:2",
+            f"Seccomp_filters:{filters}", "pid=2", "own-session", "NSpid: X 2"]
 
 
 def _fallback_warning(stderr: str, on_top: list[str]) -> None:
@@ -167,15 +168,27 @@ def test_nested_twice_unprivileged(runtime: tuple[str, int, int]) -> None:
     _fallback_warning(res.stderr, covered.split())
 
 
+def _root(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYINIT, *args], capture_output=True, text=True, timeout=60,
+                          check=False, stdin=subprocess.DEVNULL)
+
+
 def test_nested_twice_as_root() -> None:
-    """As root: the root's sandbox runs its program as uid 0 without capabilities, and
-    mapping uid 0 into a user namespace needs CAP_SETFCAP (Linux 5.12): the inner
-    sandbox fails with the hint. With --unshare-user --uid 1000 --gid 1000 the outer
-    program is uid 1000 (root outside), and the inner sandbox maps that."""
+    """As root the default filter refuses namespaces (docs/sandbox.md, "Seccomp"). With
+    --no-seccomp, mapping uid 0 into a user namespace still needs CAP_SETFCAP (Linux
+    5.12), which the root's program lacks: the inner sandbox fails with the hint. With
+    --unshare-user --uid 1000 --gid 1000 too, the outer program is uid 1000 (root
+    outside), and the inner sandbox maps that."""
     outer = _outer(PYTHON)
-    res = subprocess.run([PYINIT, *outer, "sh", "-c", f"{PYINIT} sandbox -- true"],
-                         capture_output=True, text=True, timeout=60, check=False,
-                         stdin=subprocess.DEVNULL)
+    res = _root(*outer, "sh", "-c", f"{PYINIT} sandbox -- true")
+    assert res.returncode == 125, res.stderr
+    assert [x for x in res.stderr.splitlines() if x.startswith("pyinit:")] == [
+        "pyinit: namespace: unshare user: Operation not permitted; pyinit runs without "
+        "CAP_SYS_ADMIN (it is not in CapEff of /proc/self/status), as in an ordinary "
+        "unprivileged container; a seccomp filter is active too (Seccomp: filter): give it "
+        "the capability (podman/docker --cap-add SYS_ADMIN), run it in a user namespace it "
+        "owns, or use a privileged container"]
+    res = _root(outer[0], "--no-seccomp", *outer[1:], "sh", "-c", f"{PYINIT} sandbox -- true")
     assert res.returncode == 125, res.stderr
     assert [x for x in res.stderr.splitlines() if x.startswith("pyinit:")] == [
         "pyinit: linux.uidMappings: namespace: write uid_map: Operation not permitted; "
@@ -183,14 +196,43 @@ def test_nested_twice_as_root() -> None:
         "even for root mapping only itself; run as another uid (the program of a root's "
         "pyinit sandbox: give that sandbox --unshare-user --uid N --gid N)"]
     inner = f"{PYINIT} sandbox -- sh -c '{INNER}'"
-    res = subprocess.run([PYINIT, outer[0], "--unshare-user", "--uid", "1000", "--gid", "1000",
-                          *outer[1:], "sh", "-c", f"{ON_TOP}; {inner}"],
-                         capture_output=True, text=True, timeout=60, check=False,
-                         stdin=subprocess.DEVNULL)
+    res = _root(outer[0], "--no-seccomp", "--unshare-user", "--uid", "1000", "--gid", "1000",
+                *outer[1:], "sh", "-c", f"{ON_TOP}; {inner}")
     assert res.returncode == 0, res.stderr
     covered, *rest = res.stdout.splitlines()
-    assert rest == _inner_lines(1000)
+    assert rest == _inner_lines(1000, filters=2)
     _fallback_warning(res.stderr, covered.split())
+
+
+# A root's program (the host's uid 0, no capability) in a user and cgroup namespace of its
+# own would mount the memory hierarchy and raise the limit it runs under: the files are uid
+# 0's. The default filter refuses it the namespaces, so it stops at the first step. Only
+# with --memory, so that if it ever got further it would touch the sandbox's own cgroup
+# (removed afterwards), never the caller's.
+CGROUP_ESCAPE = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x20000 | 0x02000000) != 0:
+    raise SystemExit(f"unshare {os.strerror(ctypes.get_errno())}")
+os.mkdir("/tmp/cg")
+for fstype, data, name in ((b"cgroup", b"memory", "memory.limit_in_bytes"),
+                           (b"cgroup2", None, "memory.max")):
+    if libc.mount(b"none", b"/tmp/cg", fstype, 0, data) == 0:
+        if os.path.exists(f"/tmp/cg/{name}"):
+            with open(f"/tmp/cg/{name}", "w") as fh:
+                fh.write("1073741824")
+            print("raised", name)
+        libc.umount2(b"/tmp/cg", 2)
+"""
+
+
+def test_roots_program_cannot_reach_its_cgroup_through_namespaces() -> None:
+    res = _root("sandbox", "--memory", "64m", "--", "python3", "-I", "-c", CGROUP_ESCAPE)
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", "unshare Operation not permitted\n")
+    # Without a limit of its own, the same first step (and nothing more is tried).
+    res = _root("sandbox", "--", "unshare", "--user", "true")
+    assert (res.returncode, res.stdout, res.stderr) == (
+        1, "", "unshare: unshare failed: Operation not permitted\n")
 
 
 def test_bubblewrap_in_the_sandbox(runtime: tuple[str, int, int]) -> None:

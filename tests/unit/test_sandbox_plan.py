@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
+
+import pytest
 
 from pyinit import sandbox
 from pyinit.oci.config import Config
@@ -61,3 +64,24 @@ def test_a_bind_of_the_hosts_sys_gets_firmware_and_powercap_masked() -> None:
     assert _config("--ro-bind", "//sys", "/s", "--ro-bind", "/sys/devices/.", "/d",
                    "--ro-bind", "/sys/firmware", "/f").masked_paths == (
         "/s/firmware", "/s/devices/virtual/powercap", "/d/virtual/powercap", "/f")
+
+
+def _allowed(cfg: Config) -> set[str]:
+    assert cfg.seccomp is not None
+    return {name for rule in cfg.seccomp.syscalls if rule.action.name == "SCMP_ACT_ALLOW"
+            and not rule.args for name in rule.names}
+
+
+def test_the_default_filter_lets_only_a_users_unlimited_program_nest(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/sandbox.md, "Seccomp": not for root's program (the host's uid 0), not under
+    the sandbox's own cgroup limits, not with --disable-userns."""
+    nesting = {"unshare", "setns", "mount", "pivot_root", "clone", "clone3"}
+    for euid, options, nests in ((1000, (), True), (1000, ("--pids", "10"), False),
+                                 (1000, ("--memory", "64m"), False),
+                                 (1000, ("--disable-userns",), False), (0, (), False)):
+        monkeypatch.setattr(os, "geteuid", lambda euid=euid: euid)
+        cfg = _config(*options)
+        assert (euid, options, nesting <= _allowed(cfg)) == (euid, options, nests)
+        assert (euid, options, "keyctl" in _allowed(cfg), "bpf" in _allowed(cfg)) == (
+            euid, options, False, False)
