@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import glob
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,19 +13,22 @@ from tests.conftest import PYINIT
 pytestmark = pytest.mark.root
 
 
-def sandbox(*args: str) -> subprocess.CompletedProcess[str]:
+def sandbox(*args: str, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``pyinit sandbox ARGS``; its root's mount point is made in ``tmpdir`` if given."""
+    env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir is not None else None
     return subprocess.run([PYINIT, "sandbox", *args], capture_output=True, text=True,
-                          timeout=60, check=False, stdin=subprocess.DEVNULL)
+                          timeout=60, check=False, stdin=subprocess.DEVNULL, env=env)
 
 
 def _mounts(out: str) -> dict[str, str]:
     return {line.split()[2]: line for line in out.splitlines() if " on " in line}
 
 
-def test_default_sandbox() -> None:
-    before = set(glob.glob("/tmp/pyinit-sandbox-*"))
+def test_default_sandbox(tmp_path: Path) -> None:
+    # In a directory of its own: other sandboxes (parallel runs) come and go in /tmp.
     res = sandbox("--", "sh", "-c", "ps -o pid=,comm=; mount; touch /usr/x 2>/dev/null"
-                  " || echo usr-ro; touch /tmp/x && echo tmp-rw; cat /proc/net/dev | wc -l")
+                  " || echo usr-ro; touch /tmp/x && echo tmp-rw; cat /proc/net/dev | wc -l",
+                  tmpdir=tmp_path)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[0].split() == ["1", "pyinit"]
@@ -35,7 +38,7 @@ def test_default_sandbox() -> None:
     for path in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/tmp"):
         assert path in mounts, path
     assert "usr-ro" in lines and "tmp-rw" in lines
-    assert set(glob.glob("/tmp/pyinit-sandbox-*")) == before  # its mount point is gone
+    assert list(tmp_path.iterdir()) == []  # its mount point is gone
 
 
 def test_options_in_order() -> None:
