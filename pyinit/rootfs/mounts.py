@@ -81,14 +81,20 @@ def rootfs(ctx: Context, step: Rootfs) -> None:
             if step.readonly and not top_ro:
                 # The submounts stay read-only; the top until RootReadonly.
                 k.mount_setattr(tree, "", EMPTY, 0, flags.MOUNT_ATTR_RDONLY)
+            if step.private:
+                # On the detached tree, before it is attached: a clone of a slave
+                # mount is a slave of the same master, so once attached it would
+                # receive the host's mounts until made private. Attached under a
+                # parent that is not shared (/ is made slave or private first),
+                # it stays private.
+                k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, 0, 0,
+                                flags.MS_PRIVATE)
         except BaseException:
             k.close(tree)
             raise
     try:
         # root.path is the caller's (a host path of the bundle), not the container's.
         k.move_mount(tree, "", syscalls.AT_FDCWD, step.path, syscalls.MOVE_MOUNT_F_EMPTY_PATH)
-        if step.private:
-            k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, 0, 0, flags.MS_PRIVATE)
     except BaseException:
         k.close(tree)
         raise

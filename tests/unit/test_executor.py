@@ -38,14 +38,15 @@ ROOTFS_CALLS = [
     f"move_mount tree:{ROOT} -> {ROOT}",
 ]
 # root.readonly: the rootfs's submounts read-only (the top stays writable until
-# the end, for the mounts' destinations), the tree private once attached.
+# the end, for the mounts' destinations), the tree private before it is attached
+# (a clone of a slave mount is a slave too: attached, it would receive the host's mounts).
 ROOTFS_CALLS_RO = [
     "mount_setattr / MS_SLAVE recursive",
     f"open_tree {ROOT} CLONE|RECURSIVE",
     f"mount_setattr tree:{ROOT} set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0 recursive",
     f"mount_setattr tree:{ROOT} set=0 clr=MOUNT_ATTR_RDONLY",
-    f"move_mount tree:{ROOT} -> {ROOT}",
     f"mount_setattr tree:{ROOT} MS_PRIVATE recursive",
+    f"move_mount tree:{ROOT} -> {ROOT}",
 ]
 PIVOT_CALLS = [
     f"fchdir tree:{ROOT}", "pivot_root . .", "mount_setattr . MS_SLAVE recursive", "umount2 .",
