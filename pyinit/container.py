@@ -48,7 +48,15 @@ from pyinit.oci.config import Config, RunOptions
 from pyinit.report import exit_code
 from pyinit.rootfs import plan
 from pyinit.rootfs.executor import Executor
-from pyinit.runtime import console, credentials, hardening, namespaces, say, starthooks
+from pyinit.runtime import (
+    console,
+    credentials,
+    hardening,
+    logpipe,
+    namespaces,
+    say,
+    starthooks,
+)
 from pyinit.runtime.sync import Sync, decode, expect, send
 
 if TYPE_CHECKING:
@@ -117,10 +125,13 @@ def _prepare_seccomp(cfg: Config, log: Any,
 
 
 def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink: Sink,
-               to_unshare: int, start_ns: int, sync: tuple[int, int, int], name: str,
+               to_unshare: int, start_ns: int, sync: tuple[int, int, int, int], name: str,
                host: credentials.HostFacts) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
-    to_parent, from_parent, console_sock = sync
+    to_parent, from_parent, console_sock, log_fd = sync
+    # First: PID 1 keeps no descriptor of the caller's stderr; its log goes
+    # to the parent, which passes it on (runtime/logpipe.py).
+    logpipe.write_to_parent(sink, log_fd)
     # A session of its own, without the caller's terminal as its controlling
     # one: neither PID 1 nor anything it starts can type into the caller's
     # shell (TIOCSTI) or take its terminal over. The parent stays in the
@@ -179,12 +190,18 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
             # which ends with the container, not to the host-side pyinit.
             syscalls.set_child_subreaper()
         state = hooks.state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
+
+        def gate() -> None:
+            # The workload has its own stdio (or the pty) by now: PID 1 gives
+            # up the caller's before the workload can run (runtime/hardening.py).
+            hardening.drop_stdio(executor.ctx.devnull, sink.fileno())
+            hardening.lock_down(cfg.process.user, host.may_setgroups, host.last_cap,
+                                own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID), filt=filt)
+
         child = spawn.spawn(
             cfg.process.args, mask=frozenset(), reset=reset,
             preserve_fds=0, clock_ns=time.monotonic_ns(), env=env, prepare=prepare,
-            new_session=True, gate=lambda: hardening.lock_down(
-                cfg.process.user, host.may_setgroups, host.last_cap,
-                own_pid_ns=bool(to_unshare & syscalls.CLONE_NEWPID), filt=filt),
+            new_session=True, gate=gate,
             before_exec=partial(starthooks.run_all, start_hooks, state, log, sink.fileno(),
                                 reset) if start_hooks else None,
             before_exec_fds={sink.fileno()},
@@ -291,7 +308,7 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
 
 def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
-                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int],
+                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int, int],
                     cgroup: Cgroup | None = None) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
@@ -378,9 +395,11 @@ def _maps_root(cfg: Config) -> bool:
 
 
 def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
-           console_sock: int = -1, console_socket: str | None = None,
+           pid1_log: logpipe.Forwarder, console_sock: int = -1,
+           console_socket: str | None = None,
            on_started: Callable[[int], None] | None = None) -> int:
-    """The parent: hooks at their moments, every signal passed on; the child's status."""
+    """The parent: hooks at their moments, every signal passed on, PID 1's log
+    passed on to the caller's stderr; the child's status."""
     from_child, to_child = sync
     terminal: console.Relay | None = None
     seen: set[Sync] = set()
@@ -410,6 +429,8 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
             news = os.read(from_child, 16)
         except (BlockingIOError, OSError):
             return
+        # What PID 1 logged before it said so comes before what the parent does about it.
+        pid1_log.pump()
         for event in decode(news):
             if event in seen:
                 continue  # each moment comes once; a repeat is not PID 1's doing
@@ -432,6 +453,7 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
 
     while True:
         handle_news()
+        pid1_log.pump()
         info = _signal.sigtimedwait(core.WATCHED, 0.05)
         if info is not None and info.si_signo == signal.SIGWINCH and terminal is not None:
             terminal.resize()  # the kernel tells the workload, through its terminal
@@ -440,6 +462,7 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
                                                                       info.si_pid):
             if isinstance(outcome, core.Exited):
                 handle_news()  # a quick workload: "started" may still be unread
+                pid1_log.drain()  # PID 1 has exited: its last lines are all in the pipe
                 if terminal is not None:
                     terminal.finish()
                 return exit_code(outcome.status)
@@ -545,19 +568,23 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         from_parent, to_child = os.pipe2(os.O_CLOEXEC)
         pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) \
             if cfg.process.terminal else None  # the pty's master comes back through it
+        log_r, log_w = logpipe.open_pipe()
+        pid1_log = logpipe.Forwarder(log_r, sink)
         pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,
-                              (to_parent, from_parent, pair[1].fileno() if pair else -1),
-                              cgroup)
+                              (to_parent, from_parent, pair[1].fileno() if pair else -1,
+                               log_w), cgroup)
         os.close(to_parent)
         os.close(from_parent)
+        os.close(log_w)
         if pair is not None:
             pair[1].close()
         if pid is None:
+            pid1_log.drain()  # a PID 1 that failed early
             return EXIT_SETUP_FAILED  # the middle process has said why
         # Not before the fork: an unprivileged parent must still be able to write
         # its child's uid_map, which belongs to root once the child is not dumpable.
         task.set_dumpable(False)
-        code = _relay(pid, cfg, name, (from_child, to_child), log,
+        code = _relay(pid, cfg, name, (from_child, to_child), log, pid1_log,
                       pair[0].fileno() if pair else -1, console_socket, run.on_started)
         if run.on_exit is not None:
             run.on_exit(code)

@@ -67,6 +67,18 @@ class Sink:
                 self._fd = os.dup(fd)
                 self._poll = True
 
+    def redirect(self, fd: int) -> None:
+        """Write to ``fd`` from now on (the container's PID 1: a non-blocking pipe to the
+        parent, pyinit/runtime/logpipe.py), no longer to what stderr was."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        elif self._fd >= 0:
+            os.close(self._fd)
+        self._fd = fd
+        self._poll = False
+        self.alive = True
+
     def fileno(self) -> int:
         """The descriptor the sink writes to; -1 when it has none."""
         if self._sock is not None:

@@ -34,6 +34,9 @@ class Context:
     # The root's mount (the detached bind, attached at root_path) and a Root on it.
     root_mount: int = -1
     pivoted: bool = False
+    # The container's /dev/null (char 1:3), opened in the root after the pivot and
+    # left open for PID 1's stdio (rootfs/hardening.py devnull); -1 without one.
+    devnull: int = -1
     # Mount fds by mounts[] index, for the post-mount commands.
     mount_fds: dict[int, int] = field(default_factory=dict)
 

@@ -37,28 +37,39 @@ EMPTY_FILE_TMPFS_DATA = ("size=4k", "nr_inodes=2", "mode=0555")
 
 
 def devnull(ctx: Context, step: DevNull) -> None:
+    """Stdio on the host's /dev/null moves to the container's; the container's stays
+    open (``ctx.devnull``) for PID 1's own stdio once the workload has its own
+    (runtime/hardening.py: nothing of the caller's stays in PID 1)."""
     k = ctx.kernel
     targets = []
     for fd in (0, 1, 2):
         st = k.fstat(fd)
         if stat.S_ISCHR(st.st_mode) and st.st_rdev == ctx.host_devnull:
             targets.append(fd)
-    if not targets:
-        return
-    null = ctx.root.open_if_exists("/dev/null", os.O_RDWR | os.O_CLOEXEC, nofollow=True)
+    # O_NOCTTY: PID 1 leads a session, and the node is checked only once open.
+    try:
+        null = ctx.root.open_if_exists("/dev/null", os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY,
+                                       nofollow=True)
+    except SetupError:
+        if targets:
+            raise
+        null = None  # PID 1 makes do without (runtime/hardening.py)
     if null is None:
         # No /dev in there (pyinit sandbox without --dev): the open fds
         # stay as they are; they expose no path.
         ctx.log.debug("devnull.skipped", reason="the container has no /dev/null")
         return
-    try:
-        if not is_char_device(k.fstat(null), 1, 3):
+    if not is_char_device(k.fstat(null), 1, 3):
+        k.close(null)
+        if targets:
             raise SetupError("devnull", "the container's /dev/null is not the char device 1:3",
                              op="devnull-wrong", destination="/dev/null")
-        for fd in targets:
-            k.dup2(null, fd)
-    finally:
-        k.close(null)
+        ctx.log.debug("devnull.skipped", reason="the container's /dev/null is not the "
+                      "char device 1:3")
+        return
+    for fd in targets:
+        k.dup2(null, fd)
+    ctx.devnull = null
 
 
 def sysctl(ctx: Context, step: Sysctl) -> None:

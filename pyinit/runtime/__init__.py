@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import os
 
+_SAY_FD = [2]
+
 
 def say(line: str) -> None:
-    """One line on stderr, prefixed ``pyinit:``; never raises."""
+    """One line on stderr, prefixed ``pyinit:``; never raises. In the container's
+    PID 1, on the log pipe to the parent instead (:func:`say_to`)."""
     try:
-        os.write(2, f"pyinit: {line}\n".encode(errors="replace"))
+        os.write(_SAY_FD[0], f"pyinit: {line}\n".encode(errors="replace"))
     except OSError:
         pass
+
+
+def say_to(fd: int) -> None:
+    """Where :func:`say` writes from now on (PID 1: its log pipe, runtime/logpipe.py)."""
+    _SAY_FD[0] = fd

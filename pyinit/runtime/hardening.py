@@ -29,13 +29,19 @@ worthless, rather than merely hard to reach:
   detect such a profile (conditions and actions make that guesswork); the
   workload's own shell would need the same calls, and the default profile
   allows them. See docs/config.md.
-* **Descriptors.** Only 0, 1 and 2 (the caller's stdio, which the workload
-  shares by design) and the log sink stay open. The sink is the caller's
-  stderr reopened (a pipe, FIFO, terminal, socket or file): the workload holds
-  the same object on its own fd 2, so keeping it grants nothing new. What
-  the caller left open (``pyinit run 9</host/dir``) was closed by the middle
-  process before any namespace existed; the runtime's own pipe ends are
-  closed as soon as the workload has exec'd.
+* **Descriptors.** Nothing of the caller's. Before the workload's exec
+  (:func:`drop_stdio`, in the gate) 0, 1 and 2 become the container's
+  ``/dev/null``; the log goes into a pipe to the parent, which passes it on
+  to the caller's stderr (runtime/logpipe.py). With ``process.terminal`` the
+  workload does not share the caller's stdio at all, and even without it a
+  workload that closed or replaced its own must not get them back through
+  ``/proc/1/fd``. What the caller left open (``pyinit run 9</host/dir``) was
+  closed by the middle process before any namespace existed; the console
+  socket as soon as the pty's master is sent, the runtime's own pipe ends as
+  soon as the workload has exec'd. Once the supervisor runs, PID 1 holds
+  ``/dev/null`` three times, the log pipe, and trio's and its own anonymous
+  descriptors (epoll, its wake-up socket pair, a signalfd): all of the
+  container's making (tests/security/test_review2_terminal.py lists them).
 
 Capabilities, the bounding set and no_new_privs are per *thread*. A trio
 worker thread left from the setup (it ran a hook or a mount command) would
@@ -131,6 +137,21 @@ def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool,
     task.set_dumpable(False)  # after the uid change, which may have reset it
     if filt is not None:  # last: no_new_privs is set on every thread (_drop)
         seccomp.install(replace(filt, flags=filt.flags | SECCOMP_FILTER_FLAG_TSYNC))
+
+
+def drop_stdio(devnull: int, log_fd: int) -> None:
+    """PID 1's 0, 1 and 2 become the container's /dev/null (``devnull``, checked to be
+    char 1:3 in the root: rootfs/hardening.py), or without one its log pipe to the
+    parent (``log_fd``): nothing of the caller's stays in PID 1 once the workload runs.
+
+    Runs in the gate, after the workload's fork (it has its own copies, or the
+    pty) and before its exec.
+    """
+    source = devnull if devnull >= 0 else log_fd
+    for fd in (0, 1, 2):
+        os.dup2(source, fd)
+    if devnull >= 0:
+        os.close(devnull)
 
 
 def close_all_but(keep_fds: frozenset[int]) -> None:

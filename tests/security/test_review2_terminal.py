@@ -11,6 +11,9 @@ non-dumpability) reopens them through ``/proc/1/fd``.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -30,10 +33,6 @@ def _ptrace_and_terminal(cfg: dict[str, Any]) -> None:
     cfg["process"]["terminal"] = True
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 9 review2: with process.terminal PID 1 keeps "
-                   "the caller's stdout/stderr (fds 1, 2 and the log sink), which the workload "
-                   "does not share; CAP_SYS_PTRACE reopens them through /proc/1/fd")
 def test_terminal_workload_cannot_reach_the_callers_stderr(tmp_path: Path) -> None:
     bundle = attack_bundle(tmp_path / "b", "tty; echo written-by-$((6*7)) >> /proc/1/fd/2;"
                            " echo written-by-$((6*7)) >> /proc/1/fd/1; echo done", {})
@@ -48,3 +47,107 @@ def test_terminal_workload_cannot_reach_the_callers_stderr(tmp_path: Path) -> No
     assert res.returncode == 0, caller_err
     assert MARK not in caller_err
     assert res.stdout.replace("\r\n", "\n") == "/dev/pts/0\ndone\n"
+
+
+# ------------------------------------------------------------------------------------------
+# What PID 1 holds once the supervisor runs, listed by a workload that can read
+# /proc/1/fd (CAP_SYS_PTRACE): nothing of the caller's. 0, 1 and 2 are the
+# container's /dev/null (or, in a sandbox without one, the log pipe), the log
+# is a pipe whose other end is the parent's, and the rest is trio's and the
+# supervisor's own, made inside the container: an epoll, two socket pairs in
+# the container's network namespace, a signalfd. The workload lists them once
+# the supervisor has logged ``supervisor.ready`` (the test then types "go").
+
+LIST_FDS = ('read go; for f in /proc/1/fd/*; do echo "fd ${f##*/} $(readlink $f)"; done;'
+            ' cat /proc/net/unix')
+FD_LINE = re.compile(r"fd (\d+) (\S+)")
+
+
+def _pid1_fds(argv: list[str]) -> tuple[dict[int, str], dict[int, str], str]:
+    """PID 1's fd -> target as the workload saw it, the parent's pipes (fd -> target,
+    read ends only), and the caller's stderr."""
+    with subprocess.Popen([*argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True) as proc:
+        assert proc.stderr is not None and proc.stdin is not None
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("{") and json.loads(line)["event"] == "supervisor.ready":
+                break
+        parent = {}
+        for fd in os.listdir(f"/proc/{proc.pid}/fd"):
+            target = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+            flags = Path(f"/proc/{proc.pid}/fdinfo/{fd}").read_text().split()[3]
+            if target.startswith("pipe:") and int(flags, 8) & os.O_ACCMODE == os.O_RDONLY:
+                parent[int(fd)] = target
+        out, err = proc.communicate("go\n", timeout=60)
+    assert proc.returncode == 0, "".join(seen) + err
+    out = out.replace("\r\n", "\n")
+    fds = {int(m.group(1)): m.group(2) for m in map(FD_LINE.fullmatch, out.splitlines()) if m}
+    # /proc/net/unix of the container's network namespace: Num RefCount Protocol
+    # Flags Type St Inode [Path]
+    unix = {f"socket:[{line.split()[6]}]" for line in out.splitlines()[1:]
+            if len(line.split()) >= 7 and line.split()[6].isdigit()}
+    return ({fd: "socket in the container" if target in unix else target
+             for fd, target in fds.items()}, parent, "".join(seen) + err)
+
+
+def _expected(fds: dict[int, str], parent: dict[int, str],
+              devnull: bool = True) -> dict[int, str]:
+    """What PID 1 must hold, given what it does hold (the log pipe's number and
+    inode vary): stdio on /dev/null (or on the log pipe), the log pipe, the rest."""
+    pipes = {target for fd, target in fds.items() if target.startswith("pipe:")}
+    assert len(pipes) == 1, fds
+    (log_pipe,) = pipes
+    # The log pipe is one the parent reads: the inode is that of a parent's read end.
+    assert log_pipe in parent.values(), (fds, parent)
+    log_fd = max(fd for fd, target in fds.items() if target == log_pipe)
+    stdio = "/dev/null" if devnull else log_pipe
+    return {0: stdio, 1: stdio, 2: stdio, 3: "anon_inode:[eventpoll]",
+            4: "socket in the container", 5: "socket in the container",
+            6: "socket in the container", 7: "socket in the container",
+            8: "anon_inode:[signalfd]", log_fd: log_pipe}
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["stdio", "terminal"])
+def test_pid1_holds_nothing_of_the_callers_in_run(tmp_path: Path, terminal: bool) -> None:
+    bundle = attack_bundle(tmp_path / "b", LIST_FDS, {})
+
+    def change(cfg: dict[str, Any]) -> None:
+        _ptrace_and_terminal(cfg)
+        cfg["process"]["terminal"] = terminal
+
+    edit(bundle, change)
+    fds, parent, err = _pid1_fds([PYINIT, "run", "--bundle", str(bundle), "--log-level",
+                                  "debug", "--log-format", "json"])
+    assert fds == _expected(fds, parent), err
+
+
+@pytest.mark.parametrize("dev", [True, False], ids=["dev", "no-dev"])
+def test_pid1_holds_nothing_of_the_callers_in_sandbox(dev: bool) -> None:
+    # Without --dev the sandbox has no /dev/null: PID 1's stdio is its log pipe.
+    layout = (["--ro-bind", "/", "/", "--dev", "/dev"] if dev else
+              ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+               "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"])
+    fds, parent, err = _pid1_fds([PYINIT, "sandbox", "--log-level", "debug", "--log-format",
+                                  "json", *layout, "--unshare-pid", "--unshare-net", "--proc",
+                                  "/proc", "--cap-add", "CAP_SYS_PTRACE",
+                                  "--", "sh", "-c", LIST_FDS])
+    assert fds == _expected(fds, parent, devnull=dev), err
+
+
+def test_the_log_pipe_passes_lines_not_terminal_controls(tmp_path: Path) -> None:
+    # A workload that can write PID 1's log pipe (CAP_SYS_PTRACE) has it say what
+    # PID 1 could say, no more: a line on the caller's stderr, every control but
+    # a colour shown escaped (a title change and a bell here), never a raw write.
+    bundle = attack_bundle(tmp_path / "b", "for f in /proc/1/fd/*; do case $(readlink $f) in"
+                           " pipe:*) printf 'forged\\033]0;title\\007\\033[31mred\\n' > $f;;"
+                           " esac; done; echo done", {})
+    edit(bundle, _ptrace_and_terminal)
+    res = subprocess.run([PYINIT, "run", "--bundle", str(bundle), "--log-format", "json"],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         stdin=subprocess.DEVNULL)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.replace("\r\n", "\n") == "done\n"
+    forged = [line for line in res.stderr.splitlines() if line.startswith("forged")]
+    assert forged == ["forged\\x1b]0;title\\x07\x1b[31mred"], res.stderr
