@@ -56,6 +56,7 @@ from pyinit.runtime import (
     namespaces,
     say,
     starthooks,
+    tracebacks,
 )
 from pyinit.runtime.sync import Sync, decode, expect, send
 
@@ -130,8 +131,11 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent, console_sock, log_fd = sync
     # First: PID 1 keeps no descriptor of the caller's stderr; its log goes
-    # to the parent, which passes it on (runtime/logpipe.py).
+    # to the parent, which passes it on (runtime/logpipe.py). And no
+    # traceback opens a source file by its host path, which the pivot hands
+    # to the container (runtime/tracebacks.py).
     logpipe.write_to_parent(sink, log_fd)
+    tracebacks.without_source()
     # A session of its own, without the caller's terminal as its controlling
     # one: neither PID 1 nor anything it starts can type into the caller's
     # shell (TIOCSTI) or take its terminal over. The parent stays in the

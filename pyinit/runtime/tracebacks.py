@@ -1,0 +1,73 @@
+"""Tracebacks that never open a file: for the container's PID 1, which pivots.
+
+A traceback shows each frame's source line, and to find it Python opens the
+frame's file by the path it was imported from: :mod:`linecache` does (for
+:mod:`traceback`, and so for ``pyinit.crashed``'s traceback field and
+structlog's renderers), and the interpreter's own printer does too, in C,
+for an uncaught exception (``sys.excepthook``), one in a thread
+(``threading.excepthook``) and an unraisable one (``sys.unraisablehook``).
+After pivot_root that path (the host's ``/usr/lib/python3/...``) names a file
+of the container's choosing: a FIFO that blocks PID 1 for ever, a device, or
+lines of its making in pyinit's log. So in PID 1, from its first line, no
+traceback looks a source line up: :mod:`linecache` finds none and stats
+nothing, and the three hooks format with :mod:`traceback`, which asks it.
+The frames' files, line numbers and functions are all still there.
+"""
+
+from __future__ import annotations
+
+import linecache
+import sys
+import threading
+import traceback
+from types import TracebackType
+from typing import Any
+
+from pyinit.runtime import say
+
+
+def _no_lines(*args: Any, **kwargs: Any) -> list[str]:
+    return []
+
+
+def _nothing(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+def _no_lazy(*args: Any, **kwargs: Any) -> bool:
+    return False
+
+
+def _show(exc_type: type[BaseException], exc: BaseException | None,
+          tb: TracebackType | None, what: str) -> None:
+    text = "".join(traceback.format_exception(exc_type, exc, tb))
+    for line in f"{what}:\n{text}".rstrip("\n").split("\n"):
+        say(line)
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException,
+                tb: TracebackType | None) -> None:
+    _show(exc_type, exc, tb, "uncaught exception")
+
+
+def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is not SystemExit:
+        _show(args.exc_type, args.exc_value, args.exc_traceback,
+              f"uncaught exception in thread {args.thread.name if args.thread else '?'}")
+
+
+def _unraisablehook(unraisable: Any) -> None:
+    _show(unraisable.exc_type, unraisable.exc_value, unraisable.exc_traceback,
+          unraisable.err_msg or "exception ignored")
+
+
+def without_source() -> None:
+    """From now on in this process, no traceback opens (or stats) a source file."""
+    linecache.clearcache()
+    linecache.getlines = _no_lines
+    linecache.updatecache = _no_lines
+    linecache.checkcache = _nothing
+    linecache.lazycache = _no_lazy
+    sys.excepthook = _excepthook
+    threading.excepthook = _thread_excepthook
+    sys.unraisablehook = _unraisablehook
