@@ -20,6 +20,8 @@ class Lines:
 
 def _pair() -> tuple[int, int, Lines, logpipe.Forwarder]:
     read_end, write_end = logpipe.open_pipe()
+    # Checked first: with a blocking pipe pump() would hang, not fail.
+    assert (os.get_blocking(write_end), os.get_blocking(read_end)) == (False, False)
     lines = Lines()
     return read_end, write_end, lines, logpipe.Forwarder(read_end, lines)  # type: ignore[arg-type]
 
@@ -51,6 +53,8 @@ def test_a_line_longer_than_the_limit_is_cut() -> None:
 
 def test_pid1_never_blocks_when_the_parent_stops_reading() -> None:
     read_end, write_end = logpipe.open_pipe()
+    # Checked first: with a blocking pipe the loop below would hang, not fail.
+    assert (os.get_blocking(write_end), os.get_blocking(read_end)) == (False, False)
     sink = Sink(2)
     logpipe.write_to_parent(sink, write_end)
     try:
