@@ -24,6 +24,7 @@ import os
 import signal
 import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -358,35 +359,43 @@ def test_late_phase_drops_a_signal_once_the_workload_is_reaped(
     _assert_dropped_once(p, mode, early=False)
 
 
-# ------------------------------------------------------------------ pyinit run
+# ------------------------------------------------------------------ pyinit run and sandbox
 
-# The container's PID 1 loads trio before it spawns the workload, so only the
-# late phase exists there; the signals reach it through the runtime's parent,
-# which relays them with the same core.
+# The container's PID 1 spawns the workload first and imports trio from memory
+# while it forwards and reaps between two modules (early.run_importing); the
+# hold (tests/helpers/hold_trio) keeps it there. The signals reach it through
+# the runtime's parent, which relays them with the same core. A busybox shell
+# records them: it reaps its own sleep before it exits, so no orphan keeps the
+# early phase from ending with the workload.
 TRAP_ALL = "".join(f"trap 'echo {int(s)}' {int(s)}; " for s in SWEEP if s != signal.SIGQUIT)
-RECORDER_SH = (TRAP_ALL + f"trap 'echo {int(signal.SIGQUIT)}; kill $pid; exit 0' "
+RECORDER_SH = (TRAP_ALL + f"trap 'echo {int(signal.SIGQUIT)}; kill $pid; wait $pid; exit 0' "
                f"{int(signal.SIGQUIT)}; sleep 1000 & pid=$!; echo ready; "
                "while :; do wait $pid; done")
+CONTAINERS = ["run", "sandbox"]
+
+
+def _container_args(command: str, tmp: Path, script: str, *options: str) -> list[str]:
+    from tests.integration.test_run import make_bundle
+
+    if command == "run":
+        return ["run", "--bundle", str(make_bundle(tmp, script)), *options]
+    return ["sandbox", *options, "--", "sh", "-c", script]
 
 
 class RunSweep(Sweep):
-    """Every forwardable signal to ``pyinit run`` or ``pyinit sandbox``, once the
-    container's supervisor is ready."""
+    """Every forwardable signal to ``pyinit run`` or ``pyinit sandbox``, in one phase of
+    the container's PID 1."""
 
-    def __init__(self, command: str, tmp: Any) -> None:
-        from tests.integration.test_run import make_bundle
-
-        self.mode, self.phase = command, "late"
+    def __init__(self, command: str, phase: str, tmp: Path) -> None:
+        self.mode, self.phase = command, phase
         self.sender = 0  # the runtime's parent: outside the container's PID namespace
-        options = ["--log-level", "debug", "--grace", "60"]
-        if command == "run":
-            args = ["run", "--bundle", str(make_bundle(tmp, RECORDER_SH)), *options]
-        else:
-            args = ["sandbox", *options, "--", "sh", "-c", RECORDER_SH]
-        p = Pyinit(args, "subreaper", hold=False)
+        args = _container_args(command, tmp, RECORDER_SH, "--log-level", "debug",
+                               "--grace", "60")
+        p = Pyinit(args, "subreaper", hold=phase == "early")
         try:
             assert p.line("ready"), "the recorder never started"
-            p.event("supervisor.ready")
+            if phase == "late":
+                p.event("supervisor.ready")
             for sig in SWEEP:
                 os.kill(p.proc.pid, sig)
                 p.line(str(int(sig)), timeout=LOST_AFTER_S)
@@ -401,16 +410,17 @@ class RunSweep(Sweep):
 
 
 @pytest.fixture(scope="module")
-def run_sweep(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], RunSweep]:
-    done: dict[str, RunSweep | BaseException] = {}
+def run_sweep(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], RunSweep]:
+    done: dict[tuple[str, str], RunSweep | BaseException] = {}
 
-    def get(command: str) -> RunSweep:
-        if command not in done:
+    def get(command: str, phase: str) -> RunSweep:
+        if (command, phase) not in done:
             try:
-                done[command] = RunSweep(command, tmp_path_factory.mktemp("bundle"))
+                done[command, phase] = RunSweep(command, phase,
+                                                tmp_path_factory.mktemp("bundle"))
             except BaseException as exc:
-                done[command] = exc
-        result = done[command]
+                done[command, phase] = exc
+        result = done[command, phase]
         if isinstance(result, BaseException):
             raise result
         return result
@@ -418,24 +428,37 @@ def run_sweep(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], RunSw
     return get
 
 
-CONTAINERS = ["run", "sandbox"]
+@pytest.mark.root
+@pytest.mark.parametrize("sig", SWEEP, ids=sigs.name)
+@pytest.mark.parametrize("command", CONTAINERS)
+def test_container_early_phase_forwards(run_sweep: Callable[[str, str], RunSweep],
+                                        command: str, sig: int) -> None:
+    """PID 1 imports trio from memory and forwards between two modules: once, ``early``."""
+    run_sweep(command, "early").check(sig)
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("sig", SWEEP, ids=sigs.name)
 @pytest.mark.parametrize("command", CONTAINERS)
-def test_container_late_phase_forwards(run_sweep: Callable[[str], RunSweep], command: str,
-                                       sig: int) -> None:
+def test_container_late_phase_forwards(run_sweep: Callable[[str, str], RunSweep],
+                                       command: str, sig: int) -> None:
     """Through the runtime's relay to the container's supervisor: forwarded once."""
-    run_sweep(command).check(sig)
+    run_sweep(command, "late").check(sig)
 
 
 @pytest.mark.root
 @pytest.mark.parametrize("command", CONTAINERS)
-def test_container_sweep_is_complete_and_in_order(run_sweep: Callable[[str], RunSweep],
-                                                  command: str) -> None:
-    sweep = run_sweep(command)
+@pytest.mark.parametrize("phase", PHASES)
+def test_container_sweep_is_complete_and_in_order(run_sweep: Callable[[str, str], RunSweep],
+                                                  command: str, phase: str) -> None:
+    sweep = run_sweep(command, phase)
     assert sweep.received == SWEEP
     assert sweep.code == 0
     forwarded = [e["signal"] for e in sweep.events if e["event"] == "signal.forwarded"]
     assert forwarded == [sigs.name(s) for s in SWEEP]
+    # Trio came from memory, and in the early phase PID 1 exited without it.
+    assert [e["source"] for e in sweep.events if e["event"] == "runtime.loaded"] == ["memory"]
+    assert [e.get("early", "absent") for e in sweep.events if e["event"] == "pyinit.exit"] == (
+        [True] if phase == "early" else ["absent"])
+    assert [e["event"] for e in sweep.events].count("supervisor.ready") == (
+        0 if phase == "early" else 1)
