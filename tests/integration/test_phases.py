@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from pyinit import signals as sigs
-from tests.conftest import MODES, children, helper, wait_for
+from tests.conftest import MODES, children, helper, status_field, wait_for
 from tests.helpers.running import Pyinit, sender
 
 PHASES = ["early", "late"]
@@ -220,6 +220,75 @@ def test_late_reaper_reports_how_the_workload_ended(pyinit: Callable[..., Pyinit
     assert p.proc.stdin is not None
     p.proc.stdin.close()  # `read` returns: the workload goes on to end
     _assert_ended(p, code, fields, {"shutdown_ms": "ms"})
+
+
+# ------------------------------------------------------------------ orphans in each phase
+
+# tests/helpers/orphans_on_cue.py: three orphans of pyinit, ended by a line on stdin.
+ORPHANS = helper("orphans_on_cue.py")
+
+
+def _orphans(p: Pyinit) -> list[int]:
+    return sorted(int(line.split()[1]) for line in p.lines if line.startswith("orphan "))
+
+
+def _zombies(pid: int) -> int:
+    """How many of ``pid``'s children are zombies."""
+    states = []
+    for child in children(pid):
+        try:
+            states.append(status_field(child, "State")[0])
+        except (OSError, KeyError):
+            pass
+    return states.count("Z")
+
+
+def _assert_burst(p: Pyinit, orphans: list[int]) -> None:
+    """One ``orphans.reaped`` for exactly these orphans, logged while the workload runs."""
+    burst = _timed(p.event("orphans.reaped"))
+    named = [pid for first, last in burst.pop("pids") for pid in range(first, last + 1)]
+    assert named == orphans
+    assert burst == {"event": "orphans.reaped", "level": "info", "count": 3,
+                     "codes": {"0": 3}, "span_ms": "ms"}
+    assert [e["event"] for e in p.events].count("workload.exited") == 0
+
+
+def _cue(p: Pyinit, line: bytes = b"end\n") -> None:
+    assert p.proc.stdin is not None
+    p.proc.stdin.write(line)
+    p.proc.stdin.flush()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_early_phase_leaves_orphans_to_the_supervisors_first_reap(
+        pyinit: Callable[..., Pyinit], mode: str) -> None:
+    """Orphans that end while trio loads stay zombies (the early reaper waits for the
+    workload only); the supervisor reaps them as it starts, not at the workload's exit."""
+    p = pyinit(["--", *ORPHANS], mode, hold=True, stdin=subprocess.PIPE)
+    assert p.line("spawned")
+    pyinit_pid = p.pid
+    _cue(p)
+    wait_for(lambda: _zombies(pyinit_pid) == 3, what="three zombies of pyinit")
+    p.release()
+    _assert_burst(p, _orphans(p))
+    _cue(p)  # only now may the workload end
+    assert p.finish() == 0
+    assert _only(p.events, "pyinit.exit")["orphans_reaped"] == 3
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_late_reaper_reaps_orphans_as_they_end(pyinit: Callable[..., Pyinit],
+                                               mode: str) -> None:
+    """Orphans that end under the supervisor: reaped on their SIGCHLD, one burst logged."""
+    p = pyinit(["--log-level", "debug", "--", *ORPHANS], mode, hold=False,
+               stdin=subprocess.PIPE)
+    p.event("supervisor.ready")
+    assert p.line("spawned")
+    _cue(p)
+    _assert_burst(p, _orphans(p))
+    _cue(p)
+    assert p.finish() == 0
+    assert _only(p.events, "pyinit.exit")["orphans_reaped"] == 3
 
 
 # ------------------------------------------------------------------ the two log writers
@@ -462,3 +531,44 @@ def test_container_sweep_is_complete_and_in_order(run_sweep: Callable[[str, str]
         [True] if phase == "early" else ["absent"])
     assert [e["event"] for e in sweep.events].count("supervisor.ready") == (
         0 if phase == "early" else 1)
+
+
+# The container's PID 1 reaps with the same two reapers, and its early exit
+# writes with the logger it set up before the pivot (the minimal writer, given
+# a sink). Late, the workload ends on a SIGUSR1 sent once the supervisor runs;
+# it reaps its own sleep first, so no orphan is left.
+CONTAINER_ENDINGS = [e for e in ENDINGS if e[0] in ("exit-3", "SIGKILL")]
+
+
+def _on_usr1(script: str) -> str:
+    return (f"sleep 1000 & pid=$!; trap 'kill $pid; wait $pid; {script}' USR1; echo ready; "
+            "while :; do wait $pid; done")
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("script", "code", "fields"), [e[1:] for e in CONTAINER_ENDINGS],
+                         ids=[e[0] for e in CONTAINER_ENDINGS])
+@pytest.mark.parametrize("command", CONTAINERS)
+def test_container_early_reaper_reports_how_the_workload_ended(
+        pyinit: Callable[..., Pyinit], tmp_path: Path, command: str, script: str, code: int,
+        fields: dict[str, Any]) -> None:
+    """The workload ends while PID 1 imports trio (held): reaped between two modules,
+    reported without trio."""
+    p = pyinit(_container_args(command, tmp_path, script, "--log-level", "debug"), "subreaper",
+               hold=True)
+    _assert_ended(p, code, fields, {"early": True})
+
+
+@pytest.mark.root
+@pytest.mark.parametrize(("script", "code", "fields"), [e[1:] for e in CONTAINER_ENDINGS],
+                         ids=[e[0] for e in CONTAINER_ENDINGS])
+@pytest.mark.parametrize("command", CONTAINERS)
+def test_container_late_reaper_reports_how_the_workload_ended(
+        pyinit: Callable[..., Pyinit], tmp_path: Path, command: str, script: str, code: int,
+        fields: dict[str, Any]) -> None:
+    p = pyinit(_container_args(command, tmp_path, _on_usr1(script), "--log-level", "debug"),
+               "subreaper", hold=False)
+    assert p.line("ready")
+    p.event("supervisor.ready")
+    os.kill(p.proc.pid, signal.SIGUSR1)
+    _assert_ended(p, code, fields, {"shutdown_ms": "ms"})
