@@ -9,15 +9,24 @@ has its own test here, and a test's name says which phase it checks.
 
 The phase is chosen, never hoped for:
 
-* early: ``tests/helpers/hold_trio`` makes pyinit's ``import trio`` wait on a
+* early: ``tests/helpers/hold_trio`` makes pyinit's import of trio wait on a
   pipe the test holds, so pyinit stays in its early phase until released;
 * late: the test waits for the ``supervisor.ready`` log event.
 
-``pyinit run`` and ``pyinit sandbox`` load trio in the container's PID 1
-before the workload starts, so only their late phase exists; their signals
-pass through the runtime's relay first (the same core, fed by sigtimedwait).
-"""
+The container's PID 1 of ``pyinit run`` and ``pyinit sandbox`` has both
+phases too: it spawns the workload first and imports trio from memory,
+forwarding and reaping between two modules (``early.run_importing``), which
+the same helper holds. Its signals pass through the runtime's relay first (the
+same core, fed by sigtimedwait). Each sweep sends every forwardable signal, one
+at a time, each acknowledged by the workload; one pyinit per (mode, phase)
+serves all the per-signal tests.
 
+Other jobs done two ways: orphans that end during the early phase (left as
+zombies, reaped by the supervisor's first reap) or under the supervisor
+(reaped on their SIGCHLD); the shutdown that finds who is left in /proc, or
+signals blindly without one; the log sink that reopens stderr through
+/proc/self/fd, or writes through a polled duplicate without /proc.
+"""
 from __future__ import annotations
 
 import os
@@ -572,3 +581,60 @@ def test_container_late_reaper_reports_how_the_workload_ended(
     p.event("supervisor.ready")
     os.kill(p.proc.pid, signal.SIGUSR1)
     _assert_ended(p, code, fields, {"shutdown_ms": "ms"})
+
+
+# ------------------------------------------------------------------ shutdown without /proc
+
+# At shutdown the supervisor finds who is left in /proc. Without a /proc of its
+# own PID namespace it signals blindly: everyone in the namespace as PID 1
+# (kill -1), the workload's process group otherwise; and with no /proc at all
+# its log sink cannot reopen stderr through /proc/self/fd and writes through a
+# duplicate checked with poll() instead. The orphan ignores SIGTERM, so only
+# the blind SIGKILL ends it.
+ORPHAN_IGNORING_TERM = "trap '' TERM; sleep 1000 & echo started; exit 0"
+
+
+def _without_proc(mode: str, args: list[str]) -> list[str]:
+    from tests.conftest import PYINIT
+
+    if mode == "pid1":  # the host's /proc: not of pyinit's namespace
+        return ["unshare", "--pid", "--fork", PYINIT, *args]
+    # no /proc at all, in a mount namespace of its own
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'umount -l /proc && exec "$@"', "sh", PYINIT, *args]
+
+
+@pytest.mark.root
+@pytest.mark.parametrize("mode", ["pid1", "subreaper"])
+def test_shutdown_without_proc_signals_blindly(pyinit: Callable[..., Pyinit],
+                                               mode: str) -> None:
+    p = pyinit([], mode, hold=False, command=_without_proc(
+        mode, ["--grace", "0.5", "--", "sh", "-c", ORPHAN_IGNORING_TERM]))
+    assert p.line("started")
+    assert p.finish() == 0
+    assert _only(p.events, "proc.unavailable") == {
+        "event": "proc.unavailable", "level": "warning",
+        "detail": "/proc is missing or belongs to another PID namespace; "
+                  "signalling without knowing who is left"}
+    assert _only(p.events, "shutdown.grace_started") == {
+        "event": "shutdown.grace_started", "level": "info", "reason": "workload exited",
+        "grace_s": 0.5, "pids": [], "workload_running": False}
+    # Logged on each blind attempt until the orphan is reaped (usually one).
+    killed = [e for e in p.events if e["event"] == "shutdown.killed"]
+    assert killed[:1] == [{"event": "shutdown.killed", "level": "warning",
+                           "reason": "still running 0.5s after the shutdown began",
+                           "pids": [], "commands": []}]
+    assert killed == killed[:1] * len(killed)
+    assert _only(p.events, "pyinit.exit")["orphans_reaped"] == 1
+
+
+@pytest.mark.root
+def test_log_without_proc_writes_through_a_polled_duplicate(
+        pyinit: Callable[..., Pyinit]) -> None:
+    """The sink's other writer: stderr cannot be reopened through /proc/self/fd."""
+    p = pyinit([], "subreaper", hold=False, command=_without_proc(
+        "subreaper", ["--log-level", "debug", "--", "sh", "-c", "exit 3"]))
+    assert p.finish() == 3
+    assert [e["event"] for e in p.events] == [
+        "workload.spawned", "zombie.reaped", "workload.exited", "runtime.loaded",
+        "pyinit.exit"]
