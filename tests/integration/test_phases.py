@@ -450,14 +450,21 @@ RECORDER_SH = (TRAP_ALL + f"trap 'echo {int(signal.SIGQUIT)}; kill $pid; wait $p
                f"{int(signal.SIGQUIT)}; sleep 1000 & pid=$!; echo ready; "
                "while :; do wait $pid; done")
 CONTAINERS = ["run", "sandbox"]
+# A bundle with a hook: its PID 1 imports trio from files before the setup, so
+# the supervisor runs from the start and there is no early phase.
+RUN_FILES = "run-files"
 
 
 def _container_args(command: str, tmp: Path, script: str, *options: str) -> list[str]:
-    from tests.integration.test_run import make_bundle
+    from tests.integration.test_run import edit, make_bundle
 
-    if command == "run":
-        return ["run", "--bundle", str(make_bundle(tmp, script)), *options]
-    return ["sandbox", *options, "--", "sh", "-c", script]
+    if command == "sandbox":
+        return ["sandbox", *options, "--", "sh", "-c", script]
+    bundle = make_bundle(tmp, script)
+    if command == RUN_FILES:
+        edit(bundle, lambda cfg: cfg.update(
+            hooks={"createContainer": [{"path": "/bin/true"}]}))
+    return ["run", "--bundle", str(bundle), *options]
 
 
 class RunSweep(Sweep):
@@ -517,7 +524,7 @@ def test_container_early_phase_forwards(run_sweep: Callable[[str, str], RunSweep
 
 @pytest.mark.root
 @pytest.mark.parametrize("sig", SWEEP, ids=sigs.name)
-@pytest.mark.parametrize("command", CONTAINERS)
+@pytest.mark.parametrize("command", [*CONTAINERS, RUN_FILES])
 def test_container_late_phase_forwards(run_sweep: Callable[[str, str], RunSweep],
                                        command: str, sig: int) -> None:
     """Through the runtime's relay to the container's supervisor: forwarded once."""
@@ -525,17 +532,19 @@ def test_container_late_phase_forwards(run_sweep: Callable[[str, str], RunSweep]
 
 
 @pytest.mark.root
-@pytest.mark.parametrize("command", CONTAINERS)
-@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize(("phase", "command"), [
+    *((phase, command) for phase in PHASES for command in CONTAINERS), ("late", RUN_FILES)])
 def test_container_sweep_is_complete_and_in_order(run_sweep: Callable[[str, str], RunSweep],
-                                                  command: str, phase: str) -> None:
+                                                  phase: str, command: str) -> None:
     sweep = run_sweep(command, phase)
     assert sweep.received == SWEEP
     assert sweep.code == 0
     forwarded = [e["signal"] for e in sweep.events if e["event"] == "signal.forwarded"]
     assert forwarded == [sigs.name(s) for s in SWEEP]
-    # Trio came from memory, and in the early phase PID 1 exited without it.
-    assert [e["source"] for e in sweep.events if e["event"] == "runtime.loaded"] == ["memory"]
+    # Trio came from memory (from files with a hook), and in the early phase PID 1
+    # exited without it.
+    assert [e["source"] for e in sweep.events if e["event"] == "runtime.loaded"] == (
+        ["files"] if command == RUN_FILES else ["memory"])
     assert [e.get("early", "absent") for e in sweep.events if e["event"] == "pyinit.exit"] == (
         [True] if phase == "early" else ["absent"])
     assert [e["event"] for e in sweep.events].count("supervisor.ready") == (
