@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pyinit.log import Sink
 
@@ -19,16 +23,49 @@ def _sink_on(fd: int) -> Sink:
         os.close(saved)
 
 
-def test_full_pipe_drops_instead_of_blocking() -> None:
+def _without_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with no /proc mounted: stderr cannot be reopened through /proc/self/fd."""
+    real = os.open
+
+    def fake_open(path: str, *args: Any, **kw: Any) -> int:
+        if str(path).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+
+@pytest.mark.parametrize("writer", ["reopened", "polled-duplicate"])
+def test_full_pipe_drops_instead_of_blocking(monkeypatch: pytest.MonkeyPatch,
+                                             writer: str) -> None:
+    """Both writers: the one that reopens stderr non-blocking, and the fallback
+    without /proc that polls a duplicate before each write."""
+    if writer == "polled-duplicate":
+        _without_proc(monkeypatch)
     r, w = os.pipe()
     sink = _sink_on(w)
     line = b"x" * 1000 + b"\n"
-    for _ in range(200):  # 200 KB into a 64 KB pipe, nobody reading
-        sink.write(line)
-    assert sink.dropped > 0 and sink.alive
+    # A writer that blocks would hang here: the alarm turns that into a failure.
+    previous = signal.signal(signal.SIGALRM, _blocked)
+    signal.alarm(20)
+    try:
+        for _ in range(200):  # 200 KB into a 64 KB pipe, nobody reading
+            sink.write(line)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert sink.alive
     assert os.get_blocking(w)  # the shared description was not made non-blocking
+    written = os.read(r, 1 << 20)
+    kept = len(written) // len(line)
+    assert written == line * kept  # whole lines only
+    assert (kept + sink.dropped, kept < 200) == (200, True)  # every other one counted dropped
     os.close(r)
     os.close(w)
+
+
+def _blocked(signum: int, frame: Any) -> None:
+    raise AssertionError("the sink blocked on a full pipe")
 
 
 def test_reader_gone_turns_the_sink_off() -> None:
