@@ -9,6 +9,7 @@ pivot): after the pivot the container controls what ``/proc`` means.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import resource
 
@@ -18,15 +19,25 @@ PR_SET_DUMPABLE = 4
 PR_GET_DUMPABLE = 3
 
 
+OOM_SCORE_ADJ = "/proc/thread-self/oom_score_adj"
+
+
+class NotProcfs(OSError):
+    """A file pyinit means to write on procfs is on another filesystem."""
+
+
 def write_oom_score_adj(value: int) -> None:
     """Set the caller's oom_score_adj (inherited by every child it forks).
 
     O_NOFOLLOW on the last component, and ``thread-self`` rather than
     ``self``: the caller is single-threaded here, and the file it means is
-    its own.
+    its own. The file is written only if its fd is on a procfs (fstatfs): a
+    regular file, or anything mounted over it, is refused unwritten.
     """
-    fd = os.open("/proc/thread-self/oom_score_adj", os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    fd = os.open(OOM_SCORE_ADJ, os.O_WRONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     try:
+        if syscalls.fstatfs_type(fd) != syscalls.PROC_SUPER_MAGIC:
+            raise NotProcfs(errno.EXDEV, f"{OOM_SCORE_ADJ} is not on a procfs")
         os.write(fd, str(value).encode())
     finally:
         os.close(fd)

@@ -478,6 +478,38 @@ def _mapped(maps: Sequence[IDMap], value: int) -> bool:
     return any(m.container_id <= value < m.container_id + m.size for m in maps)
 
 
+# A filesystem the kernel mounts in a user namespace only for a namespace of
+# this type that the user namespace owns (its superblock belongs to it):
+# proc (a PID namespace), mqueue (an IPC one). A namespace joined by path
+# existed before the container's new user namespace, so that one never owns it.
+# sysfs (network) has --sysfs-fallback, cgroup binds the host's hierarchies.
+_OWNER_NEEDED = {"proc": ("pid", "PID"), "mqueue": ("ipc", "IPC")}
+
+
+def _check_owned(r: _Reader, cfg: Config) -> None:
+    """With a new user namespace: what needs a namespace that user namespace owns.
+
+    Without a user namespace, root may mount proc for the host's PID
+    namespace or set the hostname of a uts namespace joined by path; with
+    one, the kernel refuses both (EPERM), so the config is refused first.
+    """
+    for m in cfg.mounts:
+        if m.parsed.is_bind or m.type not in _OWNER_NEEDED:
+            continue
+        kind, name = _OWNER_NEEDED[m.type]
+        if not cfg.owns_namespace(kind):
+            how = "one joined by path" if cfg.has_namespace(kind) else "the host's"
+            r.problem(f"{m.where}.type", f"{m.type} in a new user namespace needs a new "
+                      f"{name} namespace, not {how}: the kernel mounts {m.type} only for "
+                      f"a{'n' if name == 'IPC' else ''} {name} namespace that user namespace "
+                      f'owns; add {{"type": "{kind}"}} without a path to linux.namespaces')
+    for key, value in (("hostname", cfg.hostname), ("domainname", cfg.domainname)):
+        if value is not None and cfg.has_namespace("uts") and not cfg.owns_namespace("uts"):
+            r.problem(key, "a new user namespace cannot set it in a uts namespace joined by "
+                      "path (the kernel allows it only in one that user namespace owns): "
+                      "remove the uts namespace's path, or the field")
+
+
 def _check_user_namespace(r: _Reader, cfg: Config) -> None:
     """What a user namespace rules out, refused with its JSON path before anything runs."""
     if not cfg.has_namespace("user"):
@@ -487,6 +519,8 @@ def _check_user_namespace(r: _Reader, cfg: Config) -> None:
             r.problem(f"{m.where}.type", f"{m.type} cannot be mounted in a user namespace "
                       f"(the kernel allows only {', '.join(USERNS_FILESYSTEMS)} there); "
                       "mount it on the host and bind it")
+    if cfg.owns_namespace("user"):
+        _check_owned(r, cfg)
     if not (cfg.uid_mappings and cfg.gid_mappings):
         return  # a namespace joined by path: its maps are not in the config
     user = cfg.process.user

@@ -66,6 +66,10 @@ def before_namespaces(proc: Process) -> None:
     if proc.oom_score_adj is not None:
         try:
             task.write_oom_score_adj(proc.oom_score_adj)
+        except task.NotProcfs as exc:
+            raise SetupError("process", f"{exc.strerror}: pyinit writes it only through the "
+                             "host's procfs", err=exc.errno, op="oom-not-procfs",
+                             where="process.oomScoreAdj") from None
         except OSError as exc:
             raise SetupError.from_os("process", f"cannot set it to {proc.oom_score_adj}", exc,
                                      op="oom_score_adj", where="process.oomScoreAdj") from None

@@ -108,3 +108,66 @@ def test_terminal_and_console_size(bundle: Path) -> None:
     doc["process"]["consoleSize"] = {"height": -1, "width": 70000}
     assert problems(doc, bundle) == [("process.consoleSize.height", "-1 is not 0 to 65535"),
                                      ("process.consoleSize.width", "70000 is not 0 to 65535")]
+
+
+# ---------------------------------------------------------------- a new user namespace
+def _userns_doc(change: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(default_config())
+    doc["linux"]["namespaces"].append({"type": "user"})
+    doc["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    doc["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    change(doc)
+    return doc
+
+
+def _namespace(doc: dict[str, Any], kind: str, path: str | None) -> None:
+    """Drop namespace ``kind``, or (with ``path``) join it by path instead."""
+    spaces = [n for n in doc["linux"]["namespaces"] if n["type"] != kind]
+    doc["linux"]["namespaces"] = spaces + ([{"type": kind, "path": path}] if path else [])
+
+
+_PROC_LINE = ("proc in a new user namespace needs a new PID namespace, not {}: the kernel mounts "
+              "proc only for a PID namespace that user namespace owns; add {{\"type\": \"pid\"}}"
+              " without a path to linux.namespaces")
+_MQUEUE_LINE = ("mqueue in a new user namespace needs a new IPC namespace, not {}: the kernel "
+                "mounts mqueue only for an IPC namespace that user namespace owns; add "
+                "{{\"type\": \"ipc\"}} without a path to linux.namespaces")
+_UTS_LINE = ("a new user namespace cannot set it in a uts namespace joined by path (the kernel "
+             "allows it only in one that user namespace owns): remove the uts namespace's "
+             "path, or the field")
+
+
+@pytest.mark.parametrize(("kind", "path", "expected"), [
+    ("pid", None, [("mounts[0].type", _PROC_LINE.format("the host's"))]),
+    ("pid", "/proc/1/ns/pid", [("mounts[0].type", _PROC_LINE.format("one joined by path"))]),
+    ("ipc", None, [("mounts[4].type", _MQUEUE_LINE.format("the host's"))]),
+    ("ipc", "/proc/1/ns/ipc", [("mounts[4].type", _MQUEUE_LINE.format("one joined by path"))]),
+    ("uts", "/proc/1/ns/uts", [("hostname", _UTS_LINE)]),
+])
+def test_a_new_user_namespace_needs_the_namespaces_it_must_own(
+        bundle: Path, kind: str, path: str | None, expected: list[tuple[str, str]]) -> None:
+    doc = _userns_doc(lambda d: _namespace(d, kind, path))
+    assert problems(doc, bundle) == expected
+    # Without the user namespace root may do all three: nothing is refused.
+    doc["linux"]["namespaces"] = [n for n in doc["linux"]["namespaces"] if n["type"] != "user"]
+    del doc["linux"]["uidMappings"], doc["linux"]["gidMappings"]
+    parse(doc, str(bundle))
+
+
+def test_domainname_in_a_joined_uts_namespace_with_a_new_user_namespace(bundle: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        _namespace(doc, "uts", "/proc/1/ns/uts")
+        del doc["hostname"]
+        doc["domainname"] = "example.org"
+    assert problems(_userns_doc(change), bundle) == [("domainname", _UTS_LINE)]
+
+
+def test_a_joined_user_namespace_may_own_what_is_joined(bundle: Path) -> None:
+    """A user namespace joined by path may own a PID namespace joined by path: the
+    config cannot say, so the kernel decides at run time."""
+    def change(doc: dict[str, Any]) -> None:
+        _namespace(doc, "user", "/proc/1/ns/user")
+        _namespace(doc, "pid", "/proc/1/ns/pid")
+        _namespace(doc, "uts", "/proc/1/ns/uts")
+        del doc["linux"]["uidMappings"], doc["linux"]["gidMappings"]
+    parse(_userns_doc(change), str(bundle))
