@@ -160,11 +160,12 @@ def check(bundle: str) -> int:
     from pyinit.errors import SetupError
     from pyinit.linux import host
     from pyinit.oci.config import ConfigError, RunOptions, load
-    from pyinit.rootfs import plan
+    from pyinit.rootfs import devices, plan
 
     try:
         cfg = load(bundle)
         setup = plan.build(cfg, RunOptions(), host.probe())
+        devices.check_host_nodes(cfg)
     except ConfigError as exc:
         for path, reason in exc.problems:
             sys.stdout.write(f"{path}: {reason}\n")

@@ -46,7 +46,7 @@ from pyinit.linux import host as linux_host
 from pyinit.log import Sink, configure
 from pyinit.oci.config import Config, RunOptions
 from pyinit.report import exit_code
-from pyinit.rootfs import plan
+from pyinit.rootfs import devices, plan
 from pyinit.rootfs.executor import Executor
 from pyinit.runtime import (
     console,
@@ -548,6 +548,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     log, sink = configure(opts.log_format, opts.log_level)
     try:  # the host as it is now, before any namespace or mount
         setup = plan.build(cfg, run, linux_host.probe())
+        devices.check_host_nodes(cfg)
     except SetupError as exc:
         _failed(exc, log)
         return EXIT_SETUP_FAILED

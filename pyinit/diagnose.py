@@ -383,6 +383,11 @@ HINTS: tuple[Hint, ...] = (
         "map the groups with newgidmap (linux.gidMappings) or leave additionalGids out"),
         evidence=False),
     Hint("oom-killed", None, None, _oom, evidence=False),
+    Hint("device-host-mode", None, None, _text(
+        "give the host's mode as fileMode, or chmod the host's node"), evidence=False),
+    Hint("device-host-owner", None, None, lambda ctx: (
+        f"give {ctx.get('inside')} as {ctx.get('id_key')}, or chown the host's node"),
+        evidence=False),
     Hint("load-libseccomp", None, None, _text(
         "install libseccomp 2.5 or newer (Debian: libseccomp2)"), evidence=False),
     Hint(None, errno.EPERM, None, lambda ctx: no_capability()),

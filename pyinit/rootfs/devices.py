@@ -11,10 +11,12 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Sequence
 
 from pyinit.errors import SetupError
 from pyinit.linux import flags, syscalls
 from pyinit.linux.paths import O_PATH
+from pyinit.oci.config import Config, Device, IDMap
 from pyinit.rootfs import detached
 from pyinit.rootfs.context import Context
 from pyinit.rootfs.plan import BindDevice, MakeDevice, Ptmx, Symlink
@@ -84,6 +86,55 @@ def _allow(ctx: Context, fd: int) -> None:
         k.close(tree)
 
 
+def _inside(maps: Sequence[IDMap], host_id: int) -> int | None:
+    """The id ``host_id`` of the host has in the container, if the maps map it."""
+    for m in maps:
+        if m.host_id <= host_id < m.host_id + m.size:
+            return m.container_id + host_id - m.host_id
+    return None
+
+
+def _host_mode(d: Device, where: str, mode: int) -> SetupError:
+    return SetupError("device", f"in a user namespace the host's {d.path} is bound (mknod is "
+                      f"not allowed there), and its mode is {mode:04o}, not "
+                      f"{d.file_mode & 0o7777:04o}",
+                      op="device-host-mode", where=f"{where}.fileMode", destination=d.path)
+
+
+def check_host_nodes(cfg: Config) -> None:
+    """With a user namespace, ``linux.devices`` are the host's nodes, bound: their
+    mode and owner are the host's, not the config's. On the host side, before
+    anything runs (the parent, and ``pyinit check``): refuse with its JSON path a
+    node whose mode is not ``fileMode``, or whose owner is a container id other
+    than ``uid``/``gid`` (that user would get what the config gives another).
+    An owner the maps leave unmapped is nobody in the container: its bits then
+    go to no one (the container's root cannot override them either), which is
+    less than the config gives, never more.
+    """
+    if not cfg.has_namespace("user"):
+        return
+    for i, d in enumerate(cfg.devices):
+        where = f"linux.devices[{i}]"
+        try:
+            st = os.stat(d.path)  # the node bind() clones, by the same name
+        except FileNotFoundError:
+            continue  # bind() says the host has none
+        except OSError as exc:
+            raise SetupError.from_os("device", f"stat the host's {d.path}", exc,
+                                     where=where, destination=d.path) from None
+        if stat.S_IMODE(st.st_mode) != d.file_mode & 0o7777:
+            raise _host_mode(d, where, stat.S_IMODE(st.st_mode))
+        for key, host_id, wanted, maps in (("uid", st.st_uid, d.uid, cfg.uid_mappings),
+                                           ("gid", st.st_gid, d.gid, cfg.gid_mappings)):
+            inside = _inside(maps, host_id)
+            if inside is not None and inside != wanted:
+                raise SetupError(
+                    "device", f"in a user namespace the host's {d.path} is bound (mknod is "
+                    f"not allowed there), and it belongs to host {key} {host_id}, which is "
+                    f"{key} {inside} in the container, not {wanted}", op="device-host-owner",
+                    where=f"{where}.{key}", destination=d.path, id_key=key, inside=inside)
+
+
 def bind(ctx: Context, step: BindDevice) -> None:
     """A user namespace may not mknod: the host's node is bound instead.
 
@@ -96,9 +147,14 @@ def bind(ctx: Context, step: BindDevice) -> None:
     tree = detached.clone_host(ctx, d.path, syscalls.OPEN_TREE_CLONE, "device",
                                f"mknod is not allowed here and the host has no {d.path} to bind")
     try:
-        if not _is(k.fstat(tree), kind, rdev):
+        st = k.fstat(tree)
+        if not _is(st, kind, rdev):
             raise SetupError("device", f"mknod is not allowed here and the host's {d.path} "
                              "is another device", op="device-conflict", destination=d.path)
+        # linux.devices were checked on the host (check_host_nodes); the mode
+        # again on what is bound, in case the host's node changed since.
+        if step.where is not None and stat.S_IMODE(st.st_mode) != d.file_mode & 0o7777:
+            raise _host_mode(d, step.where, stat.S_IMODE(st.st_mode))
         # nosuid, as on every other bind (a device node needs only dev).
         k.mount_setattr(tree, "", detached.EMPTY, flags.MOUNT_ATTR_NOSUID)
         target = ctx.root.create_file(d.path, 0)

@@ -211,6 +211,7 @@ class RunCommand:
 class MakeDevice:
     kind: ClassVar[str] = "device"
     device: Device
+    where: str | None = None  # linux.devices[N]; None for the default devices
 
     @property
     def summary(self) -> str:
@@ -619,7 +620,7 @@ def _devices(cfg: Config, run: RunOptions, host: HostFacts) -> list[Step]:
     steps: list[Step] = []
     for name, (major, minor) in DEFAULT_DEVICES.items():
         steps.append(make(Device("c", f"/dev/{name}", major, minor, 0o666, 0, 0)))
-    steps += [make(dev) for dev in cfg.devices]
+    steps += [make(dev, f"linux.devices[{i}]") for i, dev in enumerate(cfg.devices)]
     steps.append(Ptmx())
     steps += [Symlink(path, target) for path, target in DEV_SYMLINKS.items()]
     if host.has_kcore:

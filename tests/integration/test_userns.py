@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import subprocess
 import uuid
 from pathlib import Path
@@ -275,6 +276,40 @@ def test_check_refuses_what_a_user_namespace_rules_out(top: Path, change: Any,
     assert check.stdout.strip() == line, check.stdout
     res = run_bundle(bundle)
     assert one_line(res) == f"pyinit: config.json: {line}"
+
+
+# /dev/kmsg (1:11) is no default device: in a user namespace it is the host's node, bound.
+KMSG = {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "uid": 0, "gid": 0}
+
+
+def test_a_device_is_the_hosts_node_with_the_hosts_mode(top: Path) -> None:
+    mode = stat.S_IMODE(os.stat("/dev/kmsg").st_mode)
+    bundle = userns_bundle(top, "stat -c '%a %u %g %t:%T' /dev/kmsg", lambda c: c[
+        "linux"].update(devices=[{**KMSG, "fileMode": mode}]))
+    chown_rootfs(bundle)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    # Owned by the host's root, which the maps leave unmapped: nobody (65534) inside.
+    assert res.stdout == f"{mode:o} 65534 65534 1:b\n"
+
+
+def test_a_device_mode_the_hosts_node_lacks_is_refused(top: Path) -> None:
+    """Without a user namespace pyinit makes the node with fileMode; with one, mknod is
+    not allowed and the host's node is bound as it is: another mode is refused."""
+    mode = stat.S_IMODE(os.stat("/dev/kmsg").st_mode)
+    wanted = mode ^ 0o002  # the host's mode with world-write flipped
+    bundle = userns_bundle(top, "echo should-not-run", lambda c: c["linux"].update(
+        devices=[{**KMSG, "fileMode": wanted}]))
+    chown_rootfs(bundle)
+    line = ("linux.devices[0].fileMode: device (/dev/kmsg): in a user namespace the host's "
+            f"/dev/kmsg is bound (mknod is not allowed there), and its mode is {mode:04o}, not "
+            f"{wanted:04o}; give the host's mode as fileMode, or chmod the host's node")
+    check = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert (check.returncode, check.stdout) == (1, line + "\n")
+    res = run_bundle(bundle)
+    assert one_line(res) == f"pyinit: {line}"
+    assert "should-not-run" not in res.stdout
 
 
 # ------------------------------------------------------------------ unprivileged

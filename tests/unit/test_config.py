@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,55 @@ def test_a_joined_user_namespace_may_own_what_is_joined(bundle: Path) -> None:
         _namespace(doc, "uts", "/proc/1/ns/uts")
         del doc["linux"]["uidMappings"], doc["linux"]["gidMappings"]
     parse(_userns_doc(change), str(bundle))
+
+
+def test_a_bound_host_node_must_have_the_configs_mode_and_owner(bundle: Path) -> None:
+    """In a user namespace linux.devices are the host's nodes, bound: a node whose
+    owner is a container id other than the config's uid would give that user what
+    the config gives another. A regular file stands in for the host's node here
+    (the check reads only its mode and owner); the maps put our own ids at 0."""
+    from pyinit.diagnose import explain_error
+    from pyinit.errors import SetupError
+    from pyinit.rootfs.devices import check_host_nodes
+
+    node = bundle / "node"
+    node.write_text("")
+    node.chmod(0o640)
+    uid, gid = os.getuid(), os.getgid()
+
+    def doc(**device: Any) -> dict[str, Any]:
+        def change(d: dict[str, Any]) -> None:
+            d["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
+            d["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+            d["linux"]["devices"] = [{"path": str(node), "type": "c", "major": 1, "minor": 5,
+                                      "fileMode": 0o640, "uid": 0, "gid": 0, **device}]
+        return _userns_doc(change)
+
+    check_host_nodes(parse(doc(), str(bundle)))  # mode and owner as configured
+    # An owner the maps leave unmapped is nobody inside: its bits go to no one.
+    unmapped = doc(uid=5, gid=5)
+    unmapped["linux"]["uidMappings"][0]["hostID"] = uid + 1
+    unmapped["linux"]["gidMappings"][0]["hostID"] = gid + 1
+    check_host_nodes(parse(unmapped, str(bundle)))
+    for change, line in [
+        ({"fileMode": 0o600}, f"linux.devices[0].fileMode: device ({node}): in a user namespace "
+         f"the host's {node} is bound (mknod is not allowed there), and its mode is 0640, not "
+         "0600; give the host's mode as fileMode, or chmod the host's node"),
+        ({"uid": 5}, f"linux.devices[0].uid: device ({node}): in a user namespace the host's "
+         f"{node} is bound (mknod is not allowed there), and it belongs to host uid {uid}, "
+         "which is uid 0 in the container, not 5; give 0 as uid, or chown the host's node"),
+        ({"gid": 7}, f"linux.devices[0].gid: device ({node}): in a user namespace the host's "
+         f"{node} is bound (mknod is not allowed there), and it belongs to host gid {gid}, "
+         "which is gid 0 in the container, not 7; give 0 as gid, or chown the host's node"),
+    ]:
+        with pytest.raises(SetupError) as info:
+            check_host_nodes(parse(doc(**change), str(bundle)))
+        exc = info.value
+        exc.hint = explain_error(exc, {}, evidence=False)  # as run and check do
+        assert exc.line() == line
+    # Without a user namespace pyinit makes the node itself, with the config's mode.
+    plain = doc(fileMode=0o600)
+    plain["linux"]["namespaces"] = [n for n in plain["linux"]["namespaces"]
+                                    if n["type"] != "user"]
+    del plain["linux"]["uidMappings"], plain["linux"]["gidMappings"]
+    check_host_nodes(parse(plain, str(bundle)))
