@@ -383,6 +383,9 @@ HINTS: tuple[Hint, ...] = (
         "map the groups with newgidmap (linux.gidMappings) or leave additionalGids out"),
         evidence=False),
     Hint("oom-killed", None, None, _oom, evidence=False),
+    Hint("sysctl", errno.EINVAL, None, lambda ctx: (
+        "in a user namespace, ids in a value (net.ipv4.ping_group_range) must be ids the "
+        "container's maps map" if ctx.get("user_ns") else None), evidence=False),
     Hint("device-host-mode", None, None, _text(
         "give the host's mode as fileMode, or chmod the host's node"), evidence=False),
     Hint("device-host-owner", None, None, lambda ctx: (

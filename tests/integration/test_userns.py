@@ -278,6 +278,25 @@ def test_check_refuses_what_a_user_namespace_rules_out(top: Path, change: Any,
     assert one_line(res) == f"pyinit: config.json: {line}"
 
 
+def test_a_sysctl_with_an_unmapped_id_names_the_key(top: Path) -> None:
+    """Without a user namespace root may allow every group to ping; with one the
+    kernel takes only gids the maps map (0..65535 here)."""
+    def ping(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["sysctl"] = {"net.ipv4.ping_group_range": "0 70000"}
+    bundle = userns_bundle(top, "echo should-not-run", ping)
+    chown_rootfs(bundle)
+    assert one_line(run_bundle(bundle)) == (
+        "pyinit: sysctl: net.ipv4.ping_group_range = 0 70000: Invalid argument; in a user "
+        "namespace, ids in a value (net.ipv4.ping_group_range) must be ids the container's "
+        "maps map")
+    edit(bundle, lambda c: c["linux"].update(sysctl={"net.ipv4.ping_group_range": "0 65535"}))
+    edit(bundle, lambda c: c["process"].update(args=[
+        "cat", "/proc/sys/net/ipv4/ping_group_range"]))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "0\t65535\n"
+
+
 # /dev/kmsg (1:11) is no default device: in a user namespace it is the host's node, bound.
 KMSG = {"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11, "uid": 0, "gid": 0}
 
