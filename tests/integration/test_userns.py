@@ -194,6 +194,50 @@ def test_every_process_field_in_a_user_namespace(top: Path) -> None:
     assert (bundle / "rootfs" / "work" / "dir").stat().st_uid == HOST
 
 
+def test_every_linux_field_in_a_user_namespace(top: Path) -> None:
+    """seccomp loaded without noNewPrivileges (CAP_SYS_ADMIN in the user namespace),
+    maskedPaths, readonlyPaths, root.readonly, rootfsPropagation, a cgroup limit and
+    a createContainer hook (as the mapped root, in the container's namespaces)."""
+    pids_max = ("/sys/fs/cgroup/pids/pids.max" if os.path.isdir("/sys/fs/cgroup/pids")
+                else "/sys/fs/cgroup/pids.max")  # a v1 pids hierarchy, or cgroup2's file
+    script = ("grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status;"
+              " awk '$5 ~ /^\\/proc\\/(keys|sys|acpi)$/ {print $5, $6}' /proc/self/mountinfo;"
+              " touch /new 2>/dev/null || echo root-ro;"
+              " awk '$5 == \"/\" {print $7}' /proc/self/mountinfo | cut -d: -f1;"
+              f" cat {pids_max} /hook-out")
+
+    def fields(cfg: dict[str, Any]) -> None:
+        cfg["process"]["noNewPrivileges"] = False
+        cfg["root"]["readonly"] = True
+        cfg["linux"]["rootfsPropagation"] = "shared"
+        cfg["linux"]["resources"] = {"pids": {"limit": 77}}
+        cfg["hooks"] = {"createContainer": [{"path": "/bin/sh", "args": [
+            "sh", "-c", f"id -u > {top}/b/rootfs/hook-out"]}]}
+    bundle = userns_bundle(top, script, fields)
+    assert "/proc/keys" in json.loads((bundle / "config.json").read_text())[
+        "linux"]["maskedPaths"]
+    chown_rootfs(bundle)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    # /proc/sys read-only (readonlyPaths); /proc/acpi an empty read-only tmpfs and
+    # /proc/keys the container's /dev/null, bound (maskedPaths), in mount order.
+    assert res.stdout.splitlines() == [
+        "NoNewPrivs:\t0", "Seccomp:\t2", "/proc/sys ro,nosuid,nodev,noexec,relatime",
+        "/proc/acpi ro,relatime", "/proc/keys rw,nosuid,relatime", "root-ro", "shared", "77",
+        "0"]
+    assert (bundle / "rootfs" / "hook-out").stat().st_uid == HOST  # the mapped root wrote it
+
+
+def test_terminal_in_a_user_namespace(top: Path) -> None:
+    """The pty comes from the container's devpts, owned by the mapped root, group tty (5)."""
+    bundle = userns_bundle(top, "tty; stat -c '%u %g %a' $(tty)",
+                           lambda c: c["process"].update(terminal=True))
+    chown_rootfs(bundle)
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "/dev/pts/0\n0 5 620\n"  # the pty's \r\n, read as text
+
+
 def test_every_mount_type_in_a_user_namespace(top: Path) -> None:
     volume = top / "volume"
     volume.mkdir()
