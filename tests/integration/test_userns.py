@@ -399,6 +399,50 @@ def test_rootless_process_fields(runtime: tuple[str, int, int], top: Path) -> No
         shutil.rmtree(bundle)
 
 
+def test_rootless_mount_types(runtime: tuple[str, int, int]) -> None:
+    """As an unprivileged user with a map of only its own ids: every mount type the
+    rootless spec has, plus binds (ro rbind, nosuid bind), tmpfs and ramfs."""
+    _python, uid, gid = runtime
+    bundle = rootless_bundle(runtime, "cat /proc/self/mountinfo; echo ---; cat /ro/f;"
+                             " touch /ro/x 2>/dev/null || echo ro-refused;"
+                             " echo hi > /rw/y && cat /rw/y; stat -c '%u %g' /rw/f")
+    try:
+        volume = bundle / "volume"
+        volume.mkdir()
+        (volume / "f").write_text("from the host\n")
+        for p in (volume, volume / "f"):
+            os.chown(p, uid, gid)
+
+        def mounts(cfg: dict[str, Any]) -> None:
+            cfg["root"]["readonly"] = False
+            cfg["mounts"] += [
+                {"destination": "/ro", "type": "bind", "source": str(volume),
+                 "options": ["rbind", "ro"]},
+                {"destination": "/rw", "type": "bind", "source": str(volume),
+                 "options": ["bind", "nosuid"]},
+                {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["size=1m"]},
+                {"destination": "/ram", "type": "ramfs", "source": "ramfs"},
+            ]
+        edit(bundle, mounts)
+        res = as_user(runtime, "run", "--bundle", str(bundle))
+        assert res.returncode == 0, res.stderr
+        table, rest = res.stdout.split("---\n")
+        found = {k: v.split(" - ")[1] for k, v in mountinfo_of(table).items()}
+        assert {k: found[k] for k in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue",
+                                      "/sys", "/scratch", "/ram")} == {
+            "/proc": "proc", "/dev": "tmpfs", "/dev/pts": "devpts", "/dev/shm": "tmpfs",
+            "/dev/mqueue": "mqueue", "/sys": "sysfs", "/scratch": "tmpfs", "/ram": "ramfs"}
+        # The binds show the volume's filesystem: the root's, next to it in the bundle.
+        assert [found["/ro"], found["/rw"]] == [found["/"], found["/"]]
+        assert mountinfo_of(table)["/ro"].startswith("ro,")
+        assert mountinfo_of(table)["/rw"].startswith("rw,nosuid,")
+        # The caller's own ids are root inside: its file is 0:0, the new one too.
+        assert rest.splitlines() == ["from the host", "ro-refused", "hi", "0 0"]
+    finally:
+        shutil.rmtree(bundle)
+
+
 @pytest.mark.parametrize(("change", "line"), [
     (lambda c: c["process"].update(oomScoreAdj=-1),
      "pyinit: process.oomScoreAdj: process: cannot set it to -1: Permission denied; lowering "
