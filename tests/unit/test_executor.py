@@ -777,3 +777,29 @@ def test_these_tests_pass_as_an_unprivileged_user() -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     last = res.stdout.splitlines()[-1]
     assert re.fullmatch(r"\d+ passed, 1 deselected in [0-9.]+s", last), res.stdout
+
+
+def test_a_bound_host_node_without_the_configs_mode_is_never_attached(tmp_path: Path) -> None:
+    """The parent checks linux.devices against the host's nodes before anything runs
+    (devices.check_host_nodes); the executor checks the mode again on the very clone
+    it would bind, so a host node changed in between is refused, not attached."""
+    k = _world()
+    for name, minor in (("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)):
+        k.add(f"/dev/{name}", Node("chr", rdev=os.makedev(1, minor), mode=0o666))
+    k.add("/dev/tty", Node("chr", rdev=os.makedev(5, 0), mode=0o666))
+    k.add("/dev/mine", Node("chr", rdev=os.makedev(1, 11), mode=0o644))
+    doc = _doc(mounts=[{"destination": "/dev", "type": "tmpfs", "source": "tmpfs"}])
+    doc["linux"]["namespaces"].append({"type": "user"})
+    doc["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    doc["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    doc["linux"]["devices"] = [{"path": "/dev/mine", "type": "c", "major": 1, "minor": 11,
+                                "fileMode": 0o600, "uid": 0, "gid": 0}]
+    exc = _fails(k, _plan(doc, tmp_path, RunOptions(), HostFacts()))
+    assert exc.line() == (
+        "linux.devices[0].fileMode: device (/dev/mine): in a user namespace the host's "
+        "/dev/mine is bound (mknod is not allowed there), and its mode is 0644, not 0600; "
+        "give the host's mode as fileMode, or chmod the host's node")
+    assert "open_tree /dev/mine CLONE" in k.calls
+    assert not [c for c in k.calls if c.startswith("move_mount tree:/dev/mine")]
+    # The default devices, bound before it, are not checked against a config mode.
+    assert f"move_mount tree:/dev/tty -> {ROOT}/dev/tty" in k.calls
