@@ -507,13 +507,13 @@ RUNC = shutil.which("runc")
 needs_runc = pytest.mark.skipif(RUNC is None, reason="runc is not installed")
 
 
-def run_runc(bundle: Path) -> subprocess.CompletedProcess[str]:
+def run_runc(bundle: Path, **kw: Any) -> subprocess.CompletedProcess[str]:
     """``runc run`` of the bundle, with a state directory of its own next to it."""
     state = bundle.parent / "runc-state"
     state.mkdir(exist_ok=True)
     return subprocess.run([str(RUNC), "--root", str(state), "run", "--bundle", str(bundle),
                            f"pyinit-diff-{uuid.uuid4().hex[:12]}"], capture_output=True,
-                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL)
+                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL, **kw)
 
 
 ISSUE_PROBE = ("cat /proc/self/oom_score_adj /proc/1/oom_score_adj; id; umask; pwd; hostname;"
@@ -578,3 +578,24 @@ def test_negative_oom_score_adj_as_under_runc(top: Path) -> None:
     assert (ours.returncode == 0, ours.stdout) == (theirs.returncode == 0, theirs.stdout), \
         (ours.stderr, theirs.stderr)
     assert own_oom_score_adj() == before
+
+
+@needs_runc
+def test_raising_a_hard_limit_as_under_runc(top: Path) -> None:
+    """Both runtimes start with a hard RLIMIT_NOFILE of 4096 and the config wants 8192:
+    raising needs CAP_SYS_RESOURCE on the host, which pyinit uses before the user
+    namespace exists. Where root has it both run with 8192, where it lacks it both
+    refuse: the same outcome either way."""
+    import resource
+
+    def at_4096() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, 4096))
+    bundle = userns_bundle(top, "ulimit -n; ulimit -Hn", lambda c: c["process"].update(
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": 8192, "hard": 8192}]))
+    chown_rootfs(bundle)
+    ours = subprocess.run([PYINIT, "run", "--bundle", str(bundle)], capture_output=True,
+                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+                          preexec_fn=at_4096)
+    theirs = run_runc(bundle, preexec_fn=at_4096)
+    assert (ours.returncode == 0, ours.stdout) == (theirs.returncode == 0, theirs.stdout), \
+        (ours.stderr, theirs.stderr)
