@@ -532,6 +532,17 @@ def _check_user_namespace(r: _Reader, cfg: Config) -> None:
         if not _mapped(cfg.gid_mappings, gid):
             r.problem(f"process.user.additionalGids[{i}]",
                       f"{gid} is not mapped by linux.gidMappings")
+    # A filesystem's uid=/gid= (tmpfs, devpts, proc) is read in the user namespace:
+    # an unmapped id is EINVAL there, while without one any id goes.
+    for m in cfg.mounts:
+        if m.parsed.is_bind:
+            continue
+        for j, option in enumerate(m.options):
+            key, _, value = option.partition("=")
+            maps = {"uid": cfg.uid_mappings, "gid": cfg.gid_mappings}.get(key)
+            if maps is not None and value.isdigit() and not _mapped(maps, int(value)):
+                r.problem(f"{m.where}.options[{j}]", f"{key} {value} is not mapped by "
+                          f"linux.{key}Mappings")
 
 
 def parse(doc: Any, bundle: str) -> Config:

@@ -298,6 +298,9 @@ def _without(cfg: dict[str, Any], kind: str, path: str | None = None) -> None:
      "process.user.gid: 65536 is not mapped by linux.gidMappings"),
     (lambda c: c["process"]["user"].update(additionalGids=[5, 100000]),
      "process.user.additionalGids[1]: 100000 is not mapped by linux.gidMappings"),
+    (lambda c: c["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                                   "options": ["size=1m", "uid=70000"]}),
+     "mounts[7].options[1]: uid 70000 is not mapped by linux.uidMappings"),
     (lambda c: _without(c, "pid"),
      "mounts[0].type: proc in a new user namespace needs a new PID namespace, not the host's: "
      "the kernel mounts proc only for a PID namespace that user namespace owns; add "

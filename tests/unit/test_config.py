@@ -155,6 +155,17 @@ def test_a_new_user_namespace_needs_the_namespaces_it_must_own(
     parse(doc, str(bundle))
 
 
+def test_a_filesystems_ids_must_be_mapped(bundle: Path) -> None:
+    def change(doc: dict[str, Any]) -> None:
+        doc["mounts"][2]["options"].append("gid=65536")  # devpts: gid=5 is mapped
+        doc["mounts"].append({"destination": "/t", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["uid=65535", "uid=70000"]})
+    assert problems(_userns_doc(change), bundle) == [
+        ("mounts[2].options[6]", "gid 65536 is not mapped by linux.gidMappings"),
+        ("mounts[7].options[1]", "uid 70000 is not mapped by linux.uidMappings"),
+    ]
+
+
 def test_domainname_in_a_joined_uts_namespace_with_a_new_user_namespace(bundle: Path) -> None:
     def change(doc: dict[str, Any]) -> None:
         _namespace(doc, "uts", "/proc/1/ns/uts")
@@ -190,8 +201,8 @@ def test_a_bound_host_node_must_have_the_configs_mode_and_owner(bundle: Path) ->
 
     def doc(**device: Any) -> dict[str, Any]:
         def change(d: dict[str, Any]) -> None:
-            d["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 1}]
-            d["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 1}]
+            d["linux"]["uidMappings"] = [{"containerID": 0, "hostID": uid, "size": 65536}]
+            d["linux"]["gidMappings"] = [{"containerID": 0, "hostID": gid, "size": 65536}]
             d["linux"]["devices"] = [{"path": str(node), "type": "c", "major": 1, "minor": 5,
                                       "fileMode": 0o640, "uid": 0, "gid": 0, **device}]
         return _userns_doc(change)
