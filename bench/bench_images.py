@@ -75,9 +75,13 @@ def main() -> int:
     for name, argv in cases.items():
         print(f"measuring {name} ...", file=sys.stderr)
         results[name] = first_insn(argv, args.runs)
-    dropin = ROOT / "build" / "dropin" / "opt" / "pyinit" / "pyinit"
+    from bench_start import dropin_command
+
+    dropin, why = dropin_command()  # the image's loader, named: it is not the host's
+    if dropin is None:
+        raise SystemExit(f"bench_images.py: {why}")
     host = {
-        "drop-in binary": [str(dropin), "--log-level", "error", "--", str(CLOCK)],
+        "drop-in binary": [*dropin, "--log-level", "error", "--", str(CLOCK)],
         "python -m pyinit (venv)": [sys.executable, "-m", "pyinit", "--log-level", "error",
                                     "--", str(CLOCK)],
     }

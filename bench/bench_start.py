@@ -47,7 +47,10 @@ import bench_run  # noqa: E402
 
 import bench  # noqa: E402
 
-DROPIN = ROOT / "build" / "dropin" / "opt" / "pyinit" / "pyinit"
+# images/build.sh's drop-in: /opt/pyinit of the minimal image, whose ELF
+# interpreter and rpath are /opt/pyinit/lib (PYINIT_BENCH_DROPIN: another build).
+DROPIN_DIR = Path(os.environ.get("PYINIT_BENCH_DROPIN", ROOT / "build" / "dropin")) \
+    / "opt" / "pyinit"
 BWRAP_SANDBOX = [  # what `pyinit sandbox` does by default (pyinit/sandbox.py)
     "bwrap", "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc", "--proc", "/proc",
     "--dev", "/dev", "--tmpfs", "/tmp", "--symlink", "usr/bin", "/bin",
@@ -70,6 +73,33 @@ def first_insn(argv: list[str]) -> tuple[float, float]:
                          stdin=subprocess.DEVNULL)
     t1 = time.time_ns()
     return (int(res.stdout.split()[0]) - t0) / 1e6, (t1 - t0) / 1e6
+
+
+def dropin_command() -> tuple[list[str] | None, str]:
+    """How to start the drop-in binary on this host, or None and why not.
+
+    Its ELF interpreter is the image's /opt/pyinit/lib/ld-linux-x86-64.so.2,
+    which the host lacks unless the build sits at /opt/pyinit: then it runs
+    through that loader, named explicitly, with the build's libraries (the
+    kernel would do the same through PT_INTERP, so the cost is the same).
+    """
+    binary = DROPIN_DIR / "pyinit"
+    if not binary.is_file():
+        return None, f"{binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary} " \
+            "is missing (images/build.sh)"
+    loader = DROPIN_DIR / "lib" / "ld-linux-x86-64.so.2"
+    argv = [str(binary)]
+    if DROPIN_DIR.resolve() != Path("/opt/pyinit").resolve() and loader.is_file():
+        argv = [str(loader), "--library-path", str(DROPIN_DIR / "lib"), str(binary)]
+    try:
+        res = subprocess.run([*argv, "--version"], capture_output=True, text=True, timeout=60,
+                             stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        return None, f"{binary} does not start here: {exc.strerror}"
+    if res.returncode != 0:
+        return None, f"{binary} --version exited {res.returncode}: " \
+            f"{(res.stderr.strip().splitlines() or [''])[-1]}"
+    return argv, ""
 
 
 def med(values: list[float]) -> float:
@@ -128,11 +158,13 @@ def main() -> int:
         add("init_first_plain", first_insn(["date", "+%s%N"])[0])
 
     def round_dropin(i: int) -> None:
-        add("dropin_first", first_insn([str(DROPIN), "--log-level", "error", "--", clock])[0])
+        assert dropin is not None
+        add("dropin_first", first_insn([*dropin, "--log-level", "error", "--", clock])[0])
         add("venv_first", first_insn([pyinit, "--log-level", "error", "--", clock])[0])
 
+    dropin, dropin_missing = dropin_command()
     rounds: list[Callable[[int], None]] = [round_run, round_sandbox, round_init]
-    if DROPIN.exists():
+    if dropin is not None:
         rounds.append(round_dropin)
     for i in range(args.runs):
         print(f"round {i + 1}/{args.runs}", file=sys.stderr)
@@ -145,7 +177,7 @@ def main() -> int:
         r[f"signal_{init}"] = bench.signal_latency(prefix, args.signals)
         r[f"rss_{init}"] = bench.rss(prefix, 3)
 
-    report = render(r, args, DROPIN.exists())
+    report = render(r, args, dropin_missing)
     print(report)
     if args.write:
         from report import replace_block
@@ -154,7 +186,8 @@ def main() -> int:
     return 0
 
 
-def render(r: dict[str, list[float]], args: argparse.Namespace, dropin: bool) -> str:
+def render(r: dict[str, list[float]], args: argparse.Namespace, dropin_missing: str) -> str:
+    dropin = not dropin_missing
     def ratio(a: str, b: str) -> float:
         return med(r[a]) / med(r[b])
 
@@ -193,7 +226,7 @@ def render(r: dict[str, list[float]], args: argparse.Namespace, dropin: bool) ->
                         verdict(dropin_ratio <= 1.5)))
     else:
         targets.append(("drop-in binary → first instruction ≤ 1.5 × the virtualenv's",
-                        "not measured: build/dropin is missing (images/build.sh)", "–"))
+                        f"not measured: {dropin_missing}", "–"))
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: Linux "
         f"{platform.release()}, {os.cpu_count()} CPUs, load average "
