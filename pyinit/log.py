@@ -22,15 +22,14 @@ forward it to the workload.
 
 from __future__ import annotations
 
+import _json
 import errno
-import json
 import os
 import select
 import socket
 import stat
+import time
 from typing import Any
-
-import structlog
 
 
 class Sink:
@@ -139,33 +138,98 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
+# json.dumps(obj, default=_json_default, separators=(",", ":")) without
+# ``import json`` (which imports ``re``: milliseconds on the way to the
+# workload): the same C encoder json.dumps uses, set up the same way.
+_encode = _json.make_encoder(
+    {}, _json_default, _json.encode_basestring_ascii, None, ":", ",", False, False, True)
+
+
 def _dumps(obj: Any, **kw: Any) -> str:
-    return json.dumps(obj, default=_json_default, separators=(",", ":"))
+    return "".join(_encode(obj, 0))
+
+
+def _utc_iso(ns: int) -> str:
+    """``datetime.now(timezone.utc).isoformat()`` with ``Z`` for ``+00:00``, as
+    structlog's ``TimeStamper(fmt="iso", utc=True)`` writes it (no fraction when
+    the microseconds are 0), without importing datetime."""
+    seconds, micro = divmod(ns // 1000, 1_000_000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+    return f"{text}.{micro:06d}Z" if micro else f"{text}Z"
+
+
+class JsonLogger:
+    """The JSON format's logger, without structlog (issue 12).
+
+    structlog and what it imports (asyncio among others) cost tens of
+    milliseconds, on the way to the workload in ``pyinit run`` and before an
+    early exit in init mode. This writes the very lines structlog's chain
+    wrote (the event's fields in call order, then ``event``, ``level`` and
+    ``timestamp``, rendered by :func:`_dumps`), with the same level filter
+    and the same ``event % args`` for positional arguments.
+    """
+
+    __slots__ = ("_min", "_sink")
+
+    def __init__(self, sink: Sink, level: str) -> None:
+        self._sink = sink
+        self._min = _LEVELS[level]
+
+    def _emit(self, level: str, event: str, args: tuple[Any, ...], kw: dict[str, Any]) -> None:
+        if args:
+            event = event % args
+        kw["event"] = event
+        kw["level"] = level
+        kw["timestamp"] = _utc_iso(time.time_ns())
+        self._sink.write(_dumps(kw).encode("utf-8", "replace") + b"\n")
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> None:
+        if self._min <= 10:
+            self._emit("debug", event, args, kw)
+
+    def info(self, event: str, *args: Any, **kw: Any) -> None:
+        if self._min <= 20:
+            self._emit("info", event, args, kw)
+
+    def warning(self, event: str, *args: Any, **kw: Any) -> None:
+        if self._min <= 30:
+            self._emit("warning", event, args, kw)
+
+    def error(self, event: str, *args: Any, **kw: Any) -> None:
+        if self._min <= 40:
+            self._emit("error", event, args, kw)
+
+    def critical(self, event: str, *args: Any, **kw: Any) -> None:
+        self._emit("critical", event, args, kw)
 
 
 def configure(fmt: str, level: str, sink: Sink | None = None) -> tuple[Any, Sink]:
-    """Set structlog up once; returns the bound logger and its sink.
+    """The logger for this format and level, and its sink.
 
-    Times are UTC ISO 8601, so nothing reads ``/etc/localtime`` (which may
-    not exist after pivot_root).
+    JSON lines come from :class:`JsonLogger`; the console format is
+    structlog's (imported only then). Times are UTC ISO 8601, so nothing
+    reads ``/etc/localtime`` (which may not exist after pivot_root).
     """
     sink = sink or Sink(2)
     if fmt == "auto":
         fmt = "console" if sink.isatty else "json"
-    renderer: Any
-    if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=sink.isatty)
-    else:
-        renderer = structlog.processors.JSONRenderer(serializer=_dumps)
+    if fmt != "console":
+        return JsonLogger(sink, level), sink
+    return _structlog_console(level, sink), sink
+
+
+def _structlog_console(level: str, sink: Sink) -> Any:
+    import structlog
+
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            renderer,
+            structlog.dev.ConsoleRenderer(colors=sink.isatty),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS[level]),
         logger_factory=lambda *args: _SinkLogger(sink),
         cache_logger_on_first_use=True,
     )
-    return structlog.get_logger(), sink
+    return structlog.get_logger()
 

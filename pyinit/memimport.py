@@ -40,8 +40,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from types import CodeType, ModuleType
 
-# What the supervisor imports: trio, structlog and pyinit's own runtime.
-ROOTS = ("trio", "structlog", "pyinit.log", "pyinit.report", "pyinit.supervisor")
+# What the supervisor imports: trio and pyinit's own runtime. Not structlog: the
+# JSON format's lines no longer need it (pyinit/log.py), and the console format
+# imports it in the parent of ``pyinit run``, before PID 1 is forked.
+ROOTS = ("trio", "pyinit.log", "pyinit.report", "pyinit.supervisor")
 
 
 class Bundle:

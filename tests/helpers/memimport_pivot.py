@@ -5,8 +5,8 @@ Run as root. Reads the closure into memory (pyinit.memimport.snapshot), then,
 in a new mount namespace, mounts an empty tmpfs on ROOT, plants in it a
 ``trio`` package and a module ``planted`` where this interpreter's sys.path
 would look (as a hostile container could), pivots into it and detaches the
-old root. Then it imports trio, structlog and pyinit's supervisor, runs a trio
-loop and a structlog line, tries ``import planted``, and prints one JSON line:
+old root. Then it imports trio, pyinit's log and pyinit's supervisor, runs a trio
+loop and writes a log line, tries ``import planted``, and prints one JSON line:
 what was imported from where, the open descriptors, and whether ``planted``
 could be imported.
 """
@@ -49,10 +49,10 @@ os.rmdir("/old")
 if seal:
     bundle.seal()
 
-import structlog  # noqa: E402
 import trio  # noqa: E402
 
-import pyinit.supervisor  # noqa: E402,F401
+import pyinit.log  # noqa: E402
+import pyinit.supervisor  # noqa: E402
 from pyinit.log import configure  # noqa: E402
 
 trio.run(trio.sleep, 0)
@@ -72,7 +72,8 @@ for fd in range(0, 1024):
     fds.append(fd)
 print(json.dumps({
     "trio_loader": type(trio.__spec__.loader).__name__,
-    "structlog_loader": type(structlog.__spec__.loader).__name__,
+    "log_loader": type(pyinit.log.__spec__.loader).__name__,
+    "structlog_imported": "structlog" in sys.modules,
     "ssl_loader": type(sys.modules["_ssl"].__spec__.loader).__name__,
     "missing": bundle.missing,
     "code": sorted(bundle.code),
