@@ -27,7 +27,6 @@ one ``trio.run`` that has returned before the workload is forked.
 
 from __future__ import annotations
 
-import _signal
 import errno
 import os
 import select
@@ -409,6 +408,24 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
     seen: set[Sync] = set()
     os.set_blocking(from_child, False)
     relay = core.Core(pid, kill_group=False, everyone=False)  # the child, by its PID only
+    # Woken by a signal or by PID 1's news, whichever comes first: PID 1 waits
+    # for the answer to "namespaces exist" on its way to the workload, so the
+    # parent must not sleep through it (a 50 ms poll cost 25 ms on average).
+    sfd = syscalls.signalfd(core.WATCHED)
+    waiter = select.poll()
+    waiter.register(sfd, select.POLLIN)
+    waiter.register(from_child, select.POLLIN)
+    news_open = True
+    # ... and on PID 1's log lines, passed on as they come (runtime/logpipe.py).
+    log_fd = pid1_log.fileno()
+    if log_fd >= 0:
+        waiter.register(log_fd, select.POLLIN)
+
+    def pump_log() -> None:
+        nonlocal log_fd
+        if not pid1_log.pump() and log_fd >= 0:  # its end: closed by the forwarder
+            waiter.unregister(log_fd)
+            log_fd = -1
 
     def take_console() -> None:
         nonlocal terminal
@@ -429,12 +446,16 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
             os.close(master)
 
     def handle_news() -> None:
+        nonlocal news_open
         try:
             news = os.read(from_child, 16)
         except (BlockingIOError, OSError):
             return
         # What PID 1 logged before it said so comes before what the parent does about it.
-        pid1_log.pump()
+        pump_log()
+        if not news and news_open:  # PID 1 closed its end: nothing more will come
+            waiter.unregister(from_child)
+            news_open = False
         for event in decode(news):
             if event in seen:
                 continue  # each moment comes once; a repeat is not PID 1's doing
@@ -455,21 +476,35 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
                     log.warning("hook.poststart_failed",
                                 detail="the spec says to warn and go on")
 
-    while True:
-        handle_news()
-        pid1_log.pump()
-        info = _signal.sigtimedwait(core.WATCHED, 0.05)
-        if info is not None and info.si_signo == signal.SIGWINCH and terminal is not None:
+    try:
+        while True:
+            handle_news()
+            pump_log()
+            waiter.poll(50)
+            for outcome in _relay_signals(relay, sfd, terminal):
+                if isinstance(outcome, core.Exited):
+                    handle_news()  # a quick workload: "started" may still be unread
+                    pid1_log.drain()  # PID 1 has exited: its last lines are all in the pipe
+                    if terminal is not None:
+                        terminal.finish()
+                    return exit_code(outcome.status)
+    finally:
+        os.close(sfd)
+
+
+def _relay_signals(relay: core.Core, sfd: int, terminal: console.Relay | None,
+                   ) -> list[core.Forwarded | core.Dropped | core.Exited | core.Stopped]:
+    """Every signal pending on ``sfd`` passed on, in order (a reap when there is none)."""
+    infos = syscalls.read_signals(sfd)
+    if not infos:
+        return [*relay.reap()]
+    outcomes: list[core.Forwarded | core.Dropped | core.Exited | core.Stopped] = []
+    for info in infos:
+        if info.signo == signal.SIGWINCH and terminal is not None:
             terminal.resize()  # the kernel tells the workload, through its terminal
             continue
-        for outcome in relay.reap() if info is None else relay.handle(info.si_signo,
-                                                                      info.si_pid):
-            if isinstance(outcome, core.Exited):
-                handle_news()  # a quick workload: "started" may still be unread
-                pid1_log.drain()  # PID 1 has exited: its last lines are all in the pipe
-                if terminal is not None:
-                    terminal.finish()
-                return exit_code(outcome.status)
+        outcomes += relay.handle(info.signo, info.pid)
+    return outcomes
 
 
 def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None = None,

@@ -73,6 +73,10 @@ class Forwarder:
         self._sink = sink
         self._partial = b""
 
+    def fileno(self) -> int:
+        """The pipe's read end, for poll(); -1 once closed."""
+        return self._fd
+
     def pump(self, budget: int = ROUND_BUDGET) -> bool:
         """Pass on what is in the pipe now, up to ``budget`` bytes; False at its end."""
         if self._fd < 0:
