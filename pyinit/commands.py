@@ -1,33 +1,102 @@
 """``pyinit run``, ``spec``, ``check``, ``diagnose`` and ``sandbox``.
 
 Imported only when the first argument names one of them, so the init's
-start-up path (``pyinit -- PROGRAM``) never pays for argparse.
+start-up path (``pyinit -- PROGRAM``) never pays for argparse. ``pyinit run``
+does not either when its command line is plain (:func:`_fast_run`): argparse
+is imported only for ``--help``, an error or anything unusual, and then parses
+the whole command line itself, so help, errors and exit codes are argparse's.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pyinit import cli
+
+if TYPE_CHECKING:
+    import argparse
 
 EXIT_CHECK_FAILED = 1
 
 
-class _Parser(argparse.ArgumentParser):
-    """A usage error is one line, as the init's own (``pyinit: error: ... (see 'pyinit
-    --help')``), naming the command whose help to read; exit status 2."""
+def parser_class() -> type[argparse.ArgumentParser]:
+    """argparse's parser, with pyinit's one-line usage errors (imported on demand)."""
+    import argparse
 
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
-        sys.exit(cli.EXIT_USAGE)
+    class Parser(argparse.ArgumentParser):
+        """A usage error is one line, as the init's own (``pyinit: error: ... (see 'pyinit
+        --help')``), naming the command whose help to read; exit status 2."""
+
+        def error(self, message: str) -> NoReturn:
+            sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+            sys.exit(cli.EXIT_USAGE)
+
+    return Parser
 
 
-def _parser() -> tuple[_Parser, dict[str, _Parser]]:
+# pyinit run's options: (dest, takes a value, choices or None).
+_RUN_OPTIONS: dict[str, tuple[str, bool, tuple[str, ...] | None]] = {
+    "--bundle": ("bundle", True, None),
+    "-b": ("bundle", True, None),
+    "--id": ("id", True, None),
+    "--console-socket": ("console_socket", True, None),
+    "--no-pivot": ("no_pivot", False, None),
+    "--sysfs-fallback": ("sysfs_fallback", False, None),
+    "--cgroup-manager": ("cgroup_manager", True, ("cgroupfs", "systemd")),
+    "--grace": ("grace", True, None),
+    "--log-format": ("log_format", True, cli.LOG_FORMATS),
+    "--log-level": ("log_level", True, cli.LOG_LEVELS),
+}
+
+
+def _fast_run(argv: list[str]) -> dict[str, Any] | None:
+    """``pyinit run``'s options as argparse would parse them, or None for argparse to do it.
+
+    Only the forms whose meaning is beyond doubt: ``--opt value``, ``--opt=value``,
+    ``-b value`` and the flags, each value valid. Anything else (help, an unknown
+    or abbreviated option, a missing or bad value, a value that starts with ``-``)
+    is left to argparse, for its exact message and exit status.
+    """
+    args: dict[str, Any] = {"bundle": ".", "id": None, "console_socket": None,
+                            "no_pivot": False, "sysfs_fallback": False,
+                            "cgroup_manager": "cgroupfs", "grace": 5.0,
+                            "log_format": "auto", "log_level": "info"}
+    i = 0
+    while i < len(argv):
+        option, eq, value = argv[i].partition("=")
+        if option not in _RUN_OPTIONS or (eq and option == "-b"):
+            return None
+        dest, takes_value, choices = _RUN_OPTIONS[option]
+        if not takes_value:
+            if eq:
+                return None
+            args[dest] = True
+            i += 1
+            continue
+        if not eq:
+            if i + 1 >= len(argv):
+                return None
+            value = argv[i + 1]
+            i += 1
+        i += 1
+        if value.startswith("-") or (choices is not None and value not in choices):
+            return None
+        if dest == "grace":
+            try:
+                args[dest] = float(value)
+            except ValueError:
+                return None
+        else:
+            args[dest] = value
+    return args
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     """The top parser, and each command's."""
+    _Parser = parser_class()
     top = _Parser(prog="pyinit", description="pyinit's OCI bundle commands")
     sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = sub.add_parser("run", help="run an OCI bundle with pyinit as its PID 1",
@@ -78,7 +147,12 @@ def main(argv: list[str], start_ns: int) -> int:
     if argv[:1] == ["sandbox"]:
         from pyinit import sandbox
 
-        return sandbox.main(argv[1:], start_ns, _Parser)
+        return sandbox.main(argv[1:], start_ns, parser_class())
+    fast = _fast_run(argv[1:]) if argv[:1] == ["run"] else None
+    if fast is not None:
+        from types import SimpleNamespace
+
+        return _run(SimpleNamespace(**fast), start_ns)
     top, commands = _parser()
     args, extra = top.parse_known_args(argv)
     if extra:  # argparse would blame the top parser: point to the command's --help
@@ -89,6 +163,11 @@ def main(argv: list[str], start_ns: int) -> int:
         return check(args.bundle)
     if args.command == "diagnose":
         return diagnose(args.bundle, args.json)
+    return _run(args, start_ns)
+
+
+def _run(args: Any, start_ns: int) -> int:
+    """``pyinit run`` with its parsed options (argparse's namespace, or the fast parser's)."""
     if args.cgroup_manager == "systemd":
         from pyinit.cgroups import systemd
         from pyinit.errors import EXIT_SETUP_FAILED
