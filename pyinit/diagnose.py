@@ -14,11 +14,11 @@ import errno
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyinit.errors import SetupError
 from pyinit.linux import mountinfo
+from pyinit.record import record
 
 if TYPE_CHECKING:
     from pyinit.linux.kernel import Kernel
@@ -353,7 +353,7 @@ def _hard_limit(ctx: dict[str, Any]) -> str:
             "CAP_SYS_RESOURCE on the host")
 
 
-@dataclass(frozen=True)
+@record
 class Hint:
     """One row of the table: when it applies, and what it says.
 

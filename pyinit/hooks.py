@@ -36,11 +36,11 @@ import math
 import os
 import signal
 import subprocess
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyinit.errors import SetupError
 from pyinit.oci.command import Command, parse_command, state_json
+from pyinit.record import field, record
 
 __all__ = ["Command", "Result", "describe_failure", "parse_command", "run", "run_checked",
            "state_json"]
@@ -49,7 +49,7 @@ LAST_LINES = 5
 DEFAULT_HOOK_TIMEOUT = 60.0  # seconds, for an OCI hook whose config gives none
 
 
-@dataclass
+@record(frozen=False)
 class Result:
     code: int | None  # None: killed at the timeout
     tail: list[str] = field(default_factory=list)

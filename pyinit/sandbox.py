@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import tempfile
-from dataclasses import replace
 from typing import Any, NoReturn
 
 from pyinit import cli, diagnose
@@ -58,6 +57,7 @@ from pyinit.oci.config import (
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 from pyinit.oci.seccomp_default import default_profile
 from pyinit.oci.spec import MASKED_PATHS
+from pyinit.record import replace
 from pyinit.rootfs import plan
 
 DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")

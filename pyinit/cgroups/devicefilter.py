@@ -29,9 +29,9 @@ test is "requested meets denied", so denying ``w`` also stops an ``rw`` open.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
 from pyinit.oci.resources import DevicePolicy, DeviceRule
+from pyinit.record import record
 
 # Instruction classes, sizes, modes, operations and sources (linux/bpf_common.h, bpf.h).
 BPF_LDX, BPF_ALU, BPF_JMP, BPF_ALU64 = 0x01, 0x04, 0x05, 0x07
@@ -50,7 +50,7 @@ R0, R1, R2, R3, R4, R5 = range(6)
 _INSN = struct.Struct("<BBhi")
 
 
-@dataclass(frozen=True)
+@record
 class Insn:
     """One eBPF instruction: 8 bytes (opcode, dst|src<<4, s16 offset, s32 immediate)."""
 

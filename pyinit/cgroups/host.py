@@ -14,9 +14,9 @@ Parsing is pure (:func:`parse`); :func:`detect` reads the two files.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from pyinit.linux import mountinfo
+from pyinit.record import record
 
 BASE = "/sys/fs/cgroup"
 # Mount options of a v1 cgroup mount that are not controllers.
@@ -24,7 +24,7 @@ _OPTIONS = {"rw", "ro", "relatime", "noatime", "strictatime", "nosuid", "nodev",
             "clone_children", "xattr", "noprefix", "cpuset_v2_mode", "favordynmods"}
 
 
-@dataclass(frozen=True)
+@record
 class Hierarchy:
     name: str  # v1: the controllers joined ("cpu,cpuacct", "name=systemd"); v2: "unified"
     version: int
@@ -47,7 +47,7 @@ class Hierarchy:
         return path if path.startswith("/") else os.path.normpath(os.path.join(self.own, path))
 
 
-@dataclass(frozen=True)
+@record
 class Host:
     mode: str  # "v1", "v2", "hybrid" or "none"
     hierarchies: tuple[Hierarchy, ...]

@@ -23,7 +23,6 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pyinit.cgroups import devicefilter, mapping
@@ -31,6 +30,7 @@ from pyinit.cgroups.host import Hierarchy, Host
 from pyinit.errors import SetupError
 from pyinit.linux import bpf, cgroupfs
 from pyinit.oci.resources import CgroupSpec, DevicePolicy, default_path, device_policy
+from pyinit.record import field, record
 
 STATE_DIR = "/run/pyinit/cgroups"  # one lock file per live container cgroup (root)
 STATE_ENV = "PYINIT_CGROUP_STATE_DIR"  # instead of the defaults below (docs/cgroups.md)
@@ -54,7 +54,7 @@ def state_dir_for(euid: int) -> str:
 STEP = "cgroup"
 
 
-@dataclass
+@record(frozen=False)
 class Cgroup:
     path: str  # as resolved from the config ("/pyinit/web", or relative)
     dirs: dict[str, str]  # hierarchy name -> the container's directory in it
@@ -111,7 +111,7 @@ class Cgroup:
 
 
 # ------------------------------------------------------------------ placement
-@dataclass(frozen=True)
+@record
 class Placement:
     """Where the container's cgroup goes, what of ``linux.resources`` is not applied, and
     why (``pyinit diagnose`` prints ``reason``).
@@ -534,7 +534,7 @@ def _attach_device_program(directory: str, policy: DevicePolicy) -> None:
 
 
 # ------------------------------------------------------------------------ OOM
-@dataclass(frozen=True)
+@record
 class OomEvidence:
     cgroup: str  # the memory cgroup's directory
     kills: int  # processes the OOM killer killed in it
@@ -588,7 +588,7 @@ def oom_evidence(cg: Cgroup) -> OomEvidence | None:
 
 
 # ---------------------------------------------------------------------- sweep
-@dataclass(frozen=True)
+@record
 class SweepResult:
     removed: tuple[str, ...]
     kept: tuple[tuple[str, str], ...]  # (directory, why)

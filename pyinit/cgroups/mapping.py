@@ -28,14 +28,13 @@ never silently dropped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from pyinit.oci.resources import Problem, Resources
+from pyinit.record import record
 
 UNIFIED = "unified"  # Write.target for v2 files
 
 
-@dataclass(frozen=True)
+@record
 class Write:
     controller: str  # "memory", "cpu", ...; "cgroup" for v2 core files (no controller)
     choices: tuple[tuple[str, str], ...]  # (file, value): the first file that exists

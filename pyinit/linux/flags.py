@@ -5,7 +5,7 @@ Pure data and pure functions: unit-tested without root.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pyinit.record import record
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -133,7 +133,7 @@ UNSUPPORTED = {
 }
 
 
-@dataclass(frozen=True)
+@record
 class MountOptions:
     flags: int = 0  # MS_* to set
     cleared: int = 0  # MS_* explicitly cleared (rw, suid, ...)

@@ -9,9 +9,9 @@ nothing comes from the container.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from pyinit.linux import caps, mountinfo, syscalls
+from pyinit.record import record
 
 CGROUP_BASE = "/sys/fs/cgroup"
 CGROUP2_SUPER_MAGIC = 0x63677270
@@ -20,7 +20,7 @@ _NOT_CONTROLLERS = {"rw", "ro", "relatime", "noatime", "nosuid", "nodev", "noexe
                     "memory_localevents", "favordynmods"}
 
 
-@dataclass(frozen=True)
+@record
 class Hierarchy:
     name: str  # directory under /sys/fs/cgroup: "cpu", "cpu,cpuacct", "systemd", "unified"
     version: int
@@ -29,7 +29,7 @@ class Hierarchy:
     own_cgroup: str  # this process's cgroup in it ("/" under a cgroup namespace)
 
 
-@dataclass(frozen=True)
+@record
 class HostFacts:
     has_kcore: bool = False
     cap_last_cap: int = caps.LAST_KNOWN

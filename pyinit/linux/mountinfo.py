@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from pyinit.record import record
 
 
 def _unescape(field: str) -> str:
@@ -11,7 +11,7 @@ def _unescape(field: str) -> str:
             .replace("\\134", "\\"))
 
 
-@dataclass
+@record(frozen=False)
 class MountEntry:
     mount_id: int
     parent_id: int

@@ -78,11 +78,11 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyinit.errors import SetupError
 from pyinit.linux import syscalls
+from pyinit.record import record
 
 if TYPE_CHECKING:  # the parsed profile (pyinit.oci.seccomp); no import upwards at run time
     from pyinit.oci.seccomp import Action, ArgCondition, Rule, Seccomp
@@ -126,7 +126,7 @@ class _Version(ctypes.Structure):
     _fields_ = [("major", ctypes.c_uint), ("minor", ctypes.c_uint), ("micro", ctypes.c_uint)]
 
 
-@dataclass(frozen=True)
+@record
 class PreparedFilter:
     """A compiled filter, ready for :func:`install` in a forked child."""
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Any
 
+from pyinit.record import record
 
-@dataclass(frozen=True)
+
+@record
 class Command:
     path: str
     args: tuple[str, ...]

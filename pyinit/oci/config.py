@@ -13,7 +13,6 @@ import json
 import os
 import resource
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pyinit.linux import flags
@@ -21,6 +20,7 @@ from pyinit.linux.caps import CAPS
 from pyinit.oci import refusals, resources
 from pyinit.oci.command import Command, parse_command
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
+from pyinit.record import field, record, replace
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")
 SUPPORTED_NAMESPACES = ("pid", "network", "mount", "ipc", "uts", "cgroup", "user")
@@ -57,7 +57,7 @@ class ConfigError(Exception):
         return first if self.problems[0][0] == FILE else f"{FILE}: {first}"
 
 
-@dataclass(frozen=True)
+@record
 class User:
     uid: int = 0
     gid: int = 0
@@ -65,7 +65,7 @@ class User:
     additional_gids: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@record
 class Process:
     args: list[str]
     cwd: str
@@ -80,7 +80,7 @@ class Process:
     console_size: tuple[int, int] | None = None  # (height, width) of that pty
 
 
-@dataclass(frozen=True)
+@record
 class Mount:
     index: int
     destination: str
@@ -96,13 +96,13 @@ class Mount:
         return f"mounts[{self.index}]"
 
 
-@dataclass(frozen=True)
+@record
 class Namespace:
     type: str
     path: str | None = None
 
 
-@dataclass(frozen=True)
+@record
 class IDMap:
     container_id: int
     host_id: int
@@ -112,7 +112,7 @@ class IDMap:
         return f"{self.container_id} {self.host_id} {self.size}\n"
 
 
-@dataclass(frozen=True)
+@record
 class Device:
     type: str
     path: str
@@ -123,7 +123,7 @@ class Device:
     gid: int
 
 
-@dataclass(frozen=True)
+@record
 class Config:
     """config.json, validated. Immutable: how to run it is :class:`RunOptions`."""
 
@@ -156,7 +156,7 @@ class Config:
         return any(ns.type == kind and ns.path is None for ns in self.namespaces)
 
 
-@dataclass(frozen=True)
+@record
 class FileOp:
     """A ``pyinit sandbox`` step that is not a mount: made in the root, in its turn.
 
@@ -174,7 +174,7 @@ class FileOp:
     target: str = ""
 
 
-@dataclass(frozen=True)
+@record
 class RunOptions:
     """How ``pyinit run`` or ``pyinit sandbox`` runs a config: never stored in it."""
 

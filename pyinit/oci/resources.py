@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
+
+from pyinit.record import field, record
 
 Problem = tuple[str, str]
 
@@ -43,7 +44,7 @@ T = TypeVar("T")
 
 
 # ------------------------------------------------------------------ devices
-@dataclass(frozen=True)
+@record
 class DeviceRule:
     """One rule of the device cgroup: ``allow``/deny ``access`` on type major:minor.
 
@@ -97,7 +98,7 @@ DEFAULT_DEVICE_RULES: tuple[DeviceRule, ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class LinuxDevice:
     """What a device rule needs of a ``linux.devices`` entry."""
 
@@ -124,7 +125,7 @@ def effective_device_rules(rules: Iterable[DeviceRule],
     return tuple(out)
 
 
-@dataclass(frozen=True)
+@record
 class DevicePolicy:
     """What is allowed: ``default_allow`` unless the last matching rule says otherwise."""
 
@@ -158,7 +159,7 @@ def device_policy(rules: Iterable[DeviceRule]) -> DevicePolicy:
 
 
 # ---------------------------------------------------------------- resources
-@dataclass(frozen=True)
+@record
 class Memory:
     limit: int | None = None  # bytes; -1 = unlimited
     reservation: int | None = None
@@ -169,7 +170,7 @@ class Memory:
     use_hierarchy: bool | None = None
 
 
-@dataclass(frozen=True)
+@record
 class Cpu:
     shares: int | None = None
     quota: int | None = None  # microseconds per period; -1 = unlimited
@@ -182,7 +183,7 @@ class Cpu:
     idle: int | None = None
 
 
-@dataclass(frozen=True)
+@record
 class WeightDevice:
     major: int
     minor: int
@@ -191,7 +192,7 @@ class WeightDevice:
     where: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True)
+@record
 class ThrottleDevice:
     major: int
     minor: int
@@ -199,7 +200,7 @@ class ThrottleDevice:
     where: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True)
+@record
 class BlockIO:
     weight: int | None = None
     leaf_weight: int | None = None
@@ -208,27 +209,27 @@ class BlockIO:
     throttle: tuple[tuple[str, tuple[ThrottleDevice, ...]], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class HugepageLimit:
     page_size: str  # "2MB"
     limit: int
     where: str = field(default="", compare=False)
 
 
-@dataclass(frozen=True)
+@record
 class Rdma:
     device: str
     hca_handles: int | None
     hca_objects: int | None
 
 
-@dataclass(frozen=True)
+@record
 class Network:
     class_id: int | None = None
     priorities: tuple[tuple[str, int], ...] = ()
 
 
-@dataclass(frozen=True)
+@record
 class Resources:
     memory: Memory | None = None
     cpu: Cpu | None = None
@@ -247,7 +248,7 @@ class Resources:
                     self.hugepage_limits, self.network, self.rdma, self.unified))
 
 
-@dataclass(frozen=True)
+@record
 class CgroupSpec:
     """The cgroup part of a config: where (``path``, None = the default) and what."""
 

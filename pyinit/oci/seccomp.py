@@ -27,8 +27,9 @@ that and reports the skipped names.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from pyinit.record import record
 
 # The kernel takes errnos below MAX_ERRNO (4095), and libseccomp refuses 4095
 # itself; SECCOMP_RET_DATA, the trace value, is 16 bits.
@@ -80,7 +81,7 @@ _NOTIFY = ("SCMP_ACT_NOTIFY is not supported: pyinit has no seccomp agent to ans
            "the notifications (use SCMP_ACT_ERRNO or SCMP_ACT_TRACE)")
 
 
-@dataclass(frozen=True)
+@record
 class Action:
     """What the filter does: libseccomp's name, and the errno or trace value."""
 
@@ -88,7 +89,7 @@ class Action:
     ret: int | None = None  # ERRNO: the errno (default EPERM); TRACE: the trace value
 
 
-@dataclass(frozen=True)
+@record
 class ArgCondition:
     index: int
     value: int
@@ -96,7 +97,7 @@ class ArgCondition:
     op: str  # one of OPERATORS
 
 
-@dataclass(frozen=True)
+@record
 class Rule:
     names: tuple[str, ...]
     action: Action
@@ -104,7 +105,7 @@ class Rule:
     where: str  # its JSON path, for messages: linux.seccomp.syscalls[3]
 
 
-@dataclass(frozen=True)
+@record
 class Seccomp:
     default_action: Action
     architectures: tuple[str, ...] = ()

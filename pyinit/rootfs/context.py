@@ -5,18 +5,18 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from pyinit.errors import SetupError
 from pyinit.linux.kernel import Kernel
 from pyinit.linux.paths import Root
+from pyinit.record import field, record
 
 # hooks.run_checked's shape: (command, log, step, stdin=, cwd_fd=, **tags)
 CommandRunner = Callable[..., Awaitable[None]]
 
 
-@dataclass
+@record(frozen=False)
 class Context:
     kernel: Kernel
     log: Any

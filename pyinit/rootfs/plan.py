@@ -18,7 +18,6 @@ the log (``mount.started``, ``mount.done``, ...), ``summary`` is the line
 from __future__ import annotations
 
 import posixpath
-from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from pyinit.errors import SetupError
@@ -28,6 +27,7 @@ from pyinit.linux.host import Hierarchy, HostFacts
 from pyinit.oci.command import Command
 from pyinit.oci.config import Config, Device, FileOp, Mount, Process, RunOptions
 from pyinit.oci.refusals import mounted_nodev
+from pyinit.record import field, record, replace
 
 # The devices every container gets (config-linux.md "Default Devices"):
 # name -> (major, minor). /dev/ptmx and /dev/console are handled separately.
@@ -66,7 +66,7 @@ def _mount_summary(m: Mount) -> str:
 
 
 # ----- the steps ---------------------------------------------------------------
-@dataclass(frozen=True)
+@record
 class Propagation:
     """/ (and below, with MS_REC) made private, slave, shared or unbindable."""
 
@@ -82,7 +82,7 @@ class Propagation:
         return {}
 
 
-@dataclass(frozen=True)
+@record
 class Rootfs:
     """The root: a detached recursive bind of root.path (or a fresh tmpfs), nodev.
 
@@ -119,7 +119,7 @@ class Rootfs:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class MountStep:
     """What every mount step shares: the config entry and where it may land."""
 
@@ -138,7 +138,7 @@ class MountStep:
         return _mount_fields(self.mount)
 
 
-@dataclass(frozen=True)
+@record
 class BindMount(MountStep):
     """open_tree(CLONE) of the source, attributes set detached, move_mount onto the fd."""
 
@@ -164,7 +164,7 @@ class BindMount(MountStep):
         return _mount_summary(self.mount)
 
 
-@dataclass(frozen=True)
+@record
 class NewMount(MountStep):
     """fsopen/fsconfig/fsmount: a new filesystem, detached, then move_mount onto the fd."""
 
@@ -179,7 +179,7 @@ class NewMount(MountStep):
     copy_up: bool = False  # tmpcopyup: filled from what it covers before it is attached
 
 
-@dataclass(frozen=True)
+@record
 class CgroupMount(MountStep):
     """The container's cgroup tree: cgroup2, or a tmpfs with the v1 hierarchies."""
 
@@ -190,7 +190,7 @@ class CgroupMount(MountStep):
     readonly: bool
 
 
-@dataclass(frozen=True)
+@record
 class RunCommand:
     """An io.pyinit.premount or postmount command (a postmount one starts in the mount)."""
 
@@ -207,7 +207,7 @@ class RunCommand:
         return _mount_fields(self.mount)
 
 
-@dataclass(frozen=True)
+@record
 class MakeDevice:
     kind: ClassVar[str] = "device"
     device: Device
@@ -222,7 +222,7 @@ class MakeDevice:
         return {"destination": self.device.path}
 
 
-@dataclass(frozen=True)
+@record
 class BindDevice(MakeDevice):
     """In a user namespace mknod is refused: the host's node is bound instead."""
 
@@ -232,7 +232,7 @@ class BindDevice(MakeDevice):
         return f"{d.path} {d.type} {d.major}:{d.minor} (the host's node, bound)"
 
 
-@dataclass(frozen=True)
+@record
 class Ptmx:
     kind: ClassVar[str] = "ptmx"
     summary: ClassVar[str] = "/dev/ptmx -> pts/ptmx"
@@ -241,7 +241,7 @@ class Ptmx:
         return {"destination": "/dev/ptmx"}
 
 
-@dataclass(frozen=True)
+@record
 class Symlink:
     kind: ClassVar[str] = "symlink"
     path: str
@@ -255,7 +255,7 @@ class Symlink:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class MakeDir:
     """sandbox --dir: a directory (and its parents) in the root, with its mode."""
 
@@ -271,7 +271,7 @@ class MakeDir:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class WriteFile:
     """sandbox --file: a new file with the bytes read from the caller's fd."""
 
@@ -288,7 +288,7 @@ class WriteFile:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class BindData(WriteFile):
     """sandbox --bind-data/--ro-bind-data: the bytes in a file of a detached tmpfs, bound."""
 
@@ -301,7 +301,7 @@ class BindData(WriteFile):
         return f"bind {len(self.data)} bytes on {self.path}{ro} (mode {self.mode:o})"
 
 
-@dataclass(frozen=True)
+@record
 class Chmod:
     kind: ClassVar[str] = "chmod"
     path: str
@@ -315,7 +315,7 @@ class Chmod:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class RemountRo:
     """sandbox --remount-ro: the mount at the path read-only (not its submounts)."""
 
@@ -330,7 +330,7 @@ class RemountRo:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class Hostname:
     kind: ClassVar[str] = "hostname"
     name: str
@@ -343,12 +343,12 @@ class Hostname:
         return {}
 
 
-@dataclass(frozen=True)
+@record
 class Domainname(Hostname):
     kind: ClassVar[str] = "domainname"
 
 
-@dataclass(frozen=True)
+@record
 class MakeCwd:
     kind: ClassVar[str] = "cwd"
     path: str
@@ -361,7 +361,7 @@ class MakeCwd:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class Hook:
     kind: ClassVar[str] = "hook"
     command: Command
@@ -375,7 +375,7 @@ class Hook:
         return {}
 
 
-@dataclass(frozen=True)
+@record
 class Pivot:
     kind: ClassVar[str] = "pivot"
     summary: ClassVar[str] = "pivot_root into the rootfs, detach the old root"
@@ -384,7 +384,7 @@ class Pivot:
         return {}
 
 
-@dataclass(frozen=True)
+@record
 class NoPivot:
     kind: ClassVar[str] = "nopivot"
     path: str
@@ -395,7 +395,7 @@ class NoPivot:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class DevNull:
     kind: ClassVar[str] = "devnull"
     summary: ClassVar[str] = "stdio on the host's /dev/null -> the container's (char 1:3)"
@@ -404,7 +404,7 @@ class DevNull:
         return {}
 
 
-@dataclass(frozen=True)
+@record
 class Sysctl:
     kind: ClassVar[str] = "sysctl"
     key: str
@@ -422,7 +422,7 @@ class Sysctl:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class RootReadonly:
     kind: ClassVar[str] = "readonly"
     summary: ClassVar[str] = "/ read-only (on the root's mount fd, keeping locked flags)"
@@ -431,7 +431,7 @@ class RootReadonly:
         return {"destination": "/"}
 
 
-@dataclass(frozen=True)
+@record
 class ReadonlyPath:
     kind: ClassVar[str] = "readonly"
     path: str
@@ -444,7 +444,7 @@ class ReadonlyPath:
         return {"destination": self.path}
 
 
-@dataclass(frozen=True)
+@record
 class MaskPath:
     kind: ClassVar[str] = "mask"
     path: str
@@ -469,7 +469,7 @@ STEP_KINDS = ("propagation", "rootfs", "mount", "command", "hook", "device", "pt
               "domainname", "cwd", "pivot", "nopivot", "devnull", "sysctl", "readonly", "mask")
 
 
-@dataclass(frozen=True)
+@record
 class Plan:
     steps: tuple[Step, ...]
     process: Process  # process.capabilities as the kernel will grant them

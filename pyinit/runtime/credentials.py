@@ -5,16 +5,16 @@ from __future__ import annotations
 import errno
 import os
 import resource
-from dataclasses import dataclass
 
 from pyinit import diagnose
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import Process
+from pyinit.record import record
 from pyinit.runtime import say
 
 
-@dataclass(frozen=True)
+@record
 class HostFacts:
     """Read in the middle process from the host's /proc, for the processes after it."""
 

@@ -54,10 +54,10 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
 
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import User
+from pyinit.record import replace
 
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
