@@ -31,38 +31,30 @@ import errno
 import os
 import select
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pyinit import cli, closure, core, diagnose, early, hooks, memimport, spawn
+from pyinit import cli, closure, core, diagnose, early, memimport, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.linux import host as linux_host
 from pyinit.log import Sink, configure
+from pyinit.oci.command import state_json
 from pyinit.oci.config import Config, RunOptions
 from pyinit.report import exit_code
 from pyinit.rootfs import devices, plan
 from pyinit.rootfs.executor import Executor
-from pyinit.runtime import (
-    console,
-    credentials,
-    hardening,
-    logpipe,
-    namespaces,
-    say,
-    starthooks,
-    tracebacks,
-)
+from pyinit.runtime import credentials, hardening, logpipe, namespaces, say, tracebacks
 from pyinit.runtime.sync import Sync, decode, expect, send
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from pyinit.cgroups.manager import Cgroup
+    from pyinit.runtime import console
 
 
 def _failed(exc: SetupError, log: Any) -> None:
@@ -171,6 +163,8 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
 
         def prepare() -> None:
             if peer >= 0:
+                from pyinit.runtime import console  # loaded by the parent: _load_for
+
                 console.attach(peer)
             cwd = credentials.become(setup.process, host.last_cap, host.may_setgroups, filt,
                                      setup.run.cwd_choices)
@@ -192,7 +186,9 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
             # setsid child that outlives the hook comes back to this process,
             # which ends with the container, not to the host-side pyinit.
             syscalls.set_child_subreaper()
-        state = hooks.state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
+        state = state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
+        if start_hooks:
+            from pyinit.runtime import starthooks  # loaded by the parent: _load_for
 
         def gate() -> None:
             # The workload has its own stdio (or the pty) by now: PID 1 gives
@@ -276,6 +272,8 @@ def _die_with_parent(from_parent: int) -> None:
 
 def _open_console(sock: int, size: tuple[int, int] | None) -> int:
     """process.terminal: the master goes to the parent; the workload's end stays here."""
+    from pyinit.runtime import console  # loaded by the parent: _load_for
+
     try:
         master, peer = console.allocate(size)
     except OSError as exc:
@@ -290,9 +288,12 @@ def _open_console(sock: int, size: tuple[int, int] | None) -> int:
 
 def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log: Any) -> bool:
     """Hooks that run in the runtime's namespaces; False if one failed."""
-    state = hooks.state_json(name, status, pid, cfg.bundle)
-    if cfg.hooks.get(kind):
-        early.import_trio()  # only now: a container without hooks never needs it here
+    if not cfg.hooks.get(kind):
+        return True
+    from pyinit import hooks
+
+    state = state_json(name, status, pid, cfg.bundle)
+    early.import_trio()  # only now: a container without hooks never needs it here
     for cmd in cfg.hooks.get(kind, []):
         import trio
 
@@ -389,6 +390,22 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
     return int(data) if data else None
 
 
+def _load_for(cfg: Config) -> None:
+    """Import now, in the parent, what only some configs need, and need where nothing
+    can be imported any more (PID 1 after the pivot): the terminal, startContainer
+    hooks. Other configs do not pay for them (socket, termios, subprocess)."""
+    if cfg.process.terminal:
+        import pyinit.runtime.console
+    if cfg.hooks.get("startContainer"):
+        import pyinit.runtime.starthooks  # noqa: F401
+
+
+def _socketpair() -> tuple[Any, Any]:
+    import socket
+
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+
 def _maps_root(cfg: Config) -> bool:
     """Is id 0 mapped in the new user namespace (always so for one joined by path)?"""
     if not cfg.uid_mappings:
@@ -429,6 +446,8 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
 
     def take_console() -> None:
         nonlocal terminal
+        from pyinit.runtime import console
+
         master = console.receive_master(console_sock)
         if master is None:
             return
@@ -606,8 +625,8 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     try:
         from_child, to_parent = os.pipe2(os.O_CLOEXEC)
         from_parent, to_child = os.pipe2(os.O_CLOEXEC)
-        pair = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) \
-            if cfg.process.terminal else None  # the pty's master comes back through it
+        _load_for(cfg)
+        pair = _socketpair() if cfg.process.terminal else None  # the pty's master comes back
         log_r, log_w = logpipe.open_pipe()
         pid1_log = logpipe.Forwarder(log_r, sink)
         pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,

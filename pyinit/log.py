@@ -26,10 +26,12 @@ import _json
 import errno
 import os
 import select
-import socket
 import stat
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import socket
 
 
 class Sink:
@@ -51,6 +53,8 @@ class Sink:
         if stat.S_ISREG(st.st_mode):
             self._fd = os.dup(fd)  # same description, so O_APPEND is kept
         elif stat.S_ISSOCK(st.st_mode):
+            import socket  # only then: its import is on the way to the workload
+
             self._sock = socket.socket(fileno=os.dup(fd))
         else:
             try:
@@ -99,6 +103,8 @@ class Sink:
 
     def _write(self, data: bytes) -> None:
         if self._sock is not None:
+            import socket
+
             self._sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
             return
         if self._poll:

@@ -23,7 +23,6 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import quote
 
 from pyinit.cgroups import devicefilter, mapping
 from pyinit.cgroups.host import Hierarchy, Host
@@ -31,6 +30,15 @@ from pyinit.errors import SetupError
 from pyinit.linux import bpf, cgroupfs
 from pyinit.oci.resources import CgroupSpec, DevicePolicy, default_path, device_policy
 from pyinit.record import field, record
+
+# What urllib.parse.quote(text, safe="") leaves as it is (its import, with
+# ipaddress, was a few ms on the way to the workload).
+_UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
+
+
+def quote(text: str) -> str:
+    """``urllib.parse.quote(text, safe="")``: every byte but the unreserved ones as %XX."""
+    return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))
 
 STATE_DIR = "/run/pyinit/cgroups"  # one lock file per live container cgroup (root)
 STATE_ENV = "PYINIT_CGROUP_STATE_DIR"  # instead of the defaults below (docs/cgroups.md)
@@ -297,7 +305,7 @@ def _lock(state_dir: str, path: str) -> tuple[str, int]:
     """Hold a lock file for this cgroup path while the container lives: the sweep
     removes only cgroups whose lock nobody holds (the owner died)."""
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
-    lock_path = os.path.join(state_dir, quote(path, safe="") + ".lock")
+    lock_path = os.path.join(state_dir, quote(path) + ".lock")
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -340,7 +348,7 @@ def _parents(state_dir: str) -> Iterator[str]:
 
 
 def _marker(registry: str, directory: str) -> str:
-    return os.path.join(registry, quote(directory, safe=""))
+    return os.path.join(registry, quote(directory))
 
 
 def _remove_parents(state_dir: str, leaves: list[str]) -> list[str]:

@@ -18,7 +18,7 @@ import os
 import time
 from typing import Any
 
-from pyinit import diagnose, hooks
+from pyinit import diagnose
 from pyinit.errors import SetupError
 from pyinit.linux.kernel import Kernel
 from pyinit.oci.command import state_json
@@ -67,10 +67,18 @@ def _doing(step: Step, root_path: str) -> str:
     return step.summary
 
 
+async def _run_checked(*args: Any, **kwargs: Any) -> Any:
+    """hooks.run_checked, imported when a command or hook step runs (subprocess: a few
+    ms that a setup without them does not pay); such a setup runs before the pivot."""
+    from pyinit import hooks
+
+    return await hooks.run_checked(*args, **kwargs)
+
+
 class Executor:
     def __init__(self, root_path: str, log: Any, container_id: str = "pyinit",
                  bundle: str = "", user_ns: bool = False, kernel: Kernel | None = None,
-                 run_command: CommandRunner = hooks.run_checked,
+                 run_command: CommandRunner = _run_checked,
                  own_cgroups: dict[str, str] | None = None) -> None:
         k = kernel or Kernel()
         # Read now, before any mount: hooks get the container's PID as the

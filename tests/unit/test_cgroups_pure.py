@@ -269,3 +269,15 @@ def test_sizes_in_the_oom_hint() -> None:
         "the kernel's OOM killer killed 2 processes in cgroup /sys/fs/cgroup/memory/pyinit/web:"
         " the host ran out of memory, the container has no memory limit (peak usage 63.9 MiB);"
         " give the host more memory or set linux.resources.memory.limit")
+
+
+@pytest.mark.parametrize("text", [
+    "/pyinit/c1", "/user.slice/a b/ü~_.-", "%2F/..", "", "a+b=c&d?e#f", "\u2603/\U0001F600",
+])
+def test_lock_and_registry_names_are_urllib_quotes(text: str) -> None:
+    # The names of lock files and registry entries already on disk must not change.
+    from urllib.parse import quote
+
+    from pyinit.cgroups import manager
+
+    assert manager.quote(text) == quote(text, safe="")
