@@ -14,7 +14,10 @@ from __future__ import annotations
 import ctypes
 import os
 import struct
-from collections.abc import Iterable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:  # collections.abc imports collections: ~2 ms before the workload is spawned
+    from collections.abc import Iterable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
