@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-WORK = Path("/tmp/pyinit-bench/run")
+WORK = Path(os.environ.get("PYINIT_BENCH_WORK", "/tmp/pyinit-bench/run"))
 EXTRA = (0, 50, 200)
 
 

@@ -22,8 +22,11 @@ machine hits every column alike:
                ``pyinit``: exec → first instruction (skipped if not built)
 
 pyinit is installed as users get it (not editable) into a private virtualenv
-(``PYINIT_BENCH_VENV``, default /tmp/pyinit-bench/venv). Ratios are medians
+(``PYINIT_BENCH_VENV``, default /tmp/pyinit-bench/venv; bundles in
+``PYINIT_BENCH_WORK``, default /tmp/pyinit-bench/run). Ratios are medians
 over medians from this one run; never compare absolute numbers across runs.
+The machine's load (``uptime``'s 1-minute average) is recorded before, during
+(median over the rounds) and after, since it moves every figure.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -166,8 +170,10 @@ def main() -> int:
     rounds: list[Callable[[int], None]] = [round_run, round_sandbox, round_init]
     if dropin is not None:
         rounds.append(round_dropin)
+    load = {"before": os.getloadavg()[0], "rounds": []}
     for i in range(args.runs):
         print(f"round {i + 1}/{args.runs}", file=sys.stderr)
+        load["rounds"].append(os.getloadavg()[0])
         for measure in rounds:
             measure(i)
     for init, prefix in (("tini", ["tini", "--"]), ("pyinit", [pyinit, "--"])):
@@ -177,7 +183,7 @@ def main() -> int:
         r[f"signal_{init}"] = bench.signal_latency(prefix, args.signals)
         r[f"rss_{init}"] = bench.rss(prefix, 3)
 
-    report = render(r, args, dropin_missing)
+    report = render(r, args, dropin_missing, load)
     print(report)
     if args.write:
         from report import replace_block
@@ -186,7 +192,8 @@ def main() -> int:
     return 0
 
 
-def render(r: dict[str, list[float]], args: argparse.Namespace, dropin_missing: str) -> str:
+def render(r: dict[str, list[float]], args: argparse.Namespace, dropin_missing: str,
+           load: dict[str, Any]) -> str:
     dropin = not dropin_missing
     def ratio(a: str, b: str) -> float:
         return med(r[a]) / med(r[b])
@@ -229,7 +236,8 @@ def render(r: dict[str, list[float]], args: argparse.Namespace, dropin_missing: 
                         f"not measured: {dropin_missing}", "–"))
     lines = [
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.node()}: Linux "
-        f"{platform.release()}, {os.cpu_count()} CPUs, load average "
+        f"{platform.release()}, {os.cpu_count()} CPUs, load average (1 min) "
+        f"{load['before']:.1f} before, {med(load['rounds']):.1f} during the rounds (median), "
         f"{os.getloadavg()[0]:.1f} at the end. Median (min–max) of {args.runs} rounds, "
         f"{args.bursts} bursts, {args.signals} signals, 3 RSS samples.",
         "",
