@@ -1,6 +1,6 @@
 """The OCI ``linux.seccomp`` object, parsed and validated (pure: no system calls).
 
-:func:`parse_seccomp` turns the raw JSON value into frozen dataclasses and
+:func:`parse_seccomp` turns the raw JSON value into frozen records and
 reports every problem as ``(json_path, reason)``, the shape
 :class:`pyinit.oci.config.ConfigError` carries, so ``pyinit check`` lists them
 with the rest of config.json. Compiling and loading the filter is

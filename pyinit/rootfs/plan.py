@@ -10,7 +10,7 @@ The order is runc's (libcontainer's prepareRootfs and finalizeRootfs), made
 safe: propagation, the rootfs bind, mounts in config order, /dev, hostname,
 pivot, /dev/null, read-only root, read-only and masked paths.
 
-Each kind of step is its own frozen dataclass; ``kind`` names the step in
+Each kind of step is its own frozen record (pyinit.record); ``kind`` names the step in
 the log (``mount.started``, ``mount.done``, ...), ``summary`` is the line
 ``pyinit check`` prints.
 """
