@@ -115,7 +115,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                      "read-only instead (as crun does)")
     run.add_argument("--cgroup-manager", choices=("cgroupfs", "systemd"), default="cgroupfs",
                      help="cgroupfs (the default): the cgroup filesystem, as runc's cgroupfs "
-                     "driver; systemd (transient scopes) is refused (docs/cgroups.md)")
+                     "driver; systemd: a transient scope asked of systemd over D-Bus, "
+                     "cgroupsPath slice:prefix:name (docs/cgroups.md)")
     run.add_argument("--grace", type=float, default=5.0,
                      help="seconds between SIGTERM and SIGKILL at shutdown (default 5)")
     run.add_argument("--log-format", choices=cli.LOG_FORMATS, default="auto")
@@ -168,12 +169,6 @@ def main(argv: list[str], start_ns: int) -> int:
 
 def _run(args: Any, start_ns: int) -> int:
     """``pyinit run`` with its parsed options (argparse's namespace, or the fast parser's)."""
-    if args.cgroup_manager == "systemd":
-        from pyinit.cgroups import systemd
-        from pyinit.errors import EXIT_SETUP_FAILED
-
-        sys.stderr.write(f"pyinit: {systemd.refusal()}\n")
-        return EXIT_SETUP_FAILED
     from pyinit import container
 
     opts = cli.Options()
@@ -181,7 +176,8 @@ def _run(args: Any, start_ns: int) -> int:
     opts.log_format = args.log_format
     opts.log_level = args.log_level
     container.run(args.bundle, opts, start_ns, args.id, no_pivot=args.no_pivot,
-                  sysfs_fallback=args.sysfs_fallback, console_socket=args.console_socket)
+                  sysfs_fallback=args.sysfs_fallback, console_socket=args.console_socket,
+                  cgroup_manager=args.cgroup_manager)
 
 
 def spec(bundle: str, rootless: bool = False) -> int:

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from collections.abc import Coroutine
 
     from pyinit.cgroups.manager import Cgroup
+    from pyinit.cgroups.systemd import Scope
     from pyinit.runtime import console
 
 
@@ -313,7 +314,7 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
 def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                     sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int, int],
-                    cgroup: Cgroup | None = None) -> int | None:
+                    cgroup: Cgroup | Scope | None = None) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
     unshare(CLONE_NEWPID) and setns into a PID namespace only affect children,
@@ -338,7 +339,10 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
         try:
             os.close(report_r)
             os.close(mapped_w)
-            if cgroup is not None:
+            if cgroup is not None and cgroup.joined_by_parent:  # systemd: see below
+                if not expect(mapped_r, Sync.CGROUP_JOINED):
+                    os._exit(EXIT_SETUP_FAILED)  # the parent has said why
+            elif cgroup is not None:
                 cgroup.add(os.getpid())
             # Nothing the caller left open goes further (pyinit run 9</host/dir).
             task.close_from(3, frozenset({report_w, mapped_r, *sync, sink.fileno()}))
@@ -377,6 +381,15 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
             os._exit(code)
     os.close(report_w)
     os.close(mapped_r)
+    if cgroup is not None and cgroup.joined_by_parent:
+        # systemd starts no empty scope: it is made with the middle process in it,
+        # which waits for this before it unshares or forks anything.
+        try:
+            cgroup.add(middle)
+            send(mapped_w, Sync.CGROUP_JOINED)
+        except SetupError as exc:
+            _failed(exc, log)
+            send(mapped_w, Sync.FAILED)
     data = b""
     while chunk := os.read(report_r, 32):
         data += chunk
@@ -528,7 +541,7 @@ def _relay_signals(relay: core.Core, sfd: int, terminal: console.Relay | None,
 
 def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None = None,
         no_pivot: bool = False, sysfs_fallback: bool = False,
-        console_socket: str | None = None) -> NoReturn:
+        console_socket: str | None = None, cgroup_manager: str = "cgroupfs") -> NoReturn:
     from pyinit.oci import config
 
     try:
@@ -545,7 +558,7 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
     cgroup_id = container_id or f"{name}-{os.getpid()}"
     run_config(cfg, opts, start_ns, name, console_socket=console_socket,
                run=RunOptions(no_pivot=no_pivot, sysfs_fallback=sysfs_fallback,
-                              cgroup_id=cgroup_id))
+                              cgroup_id=cgroup_id, cgroup_manager=cgroup_manager))
 
 
 def run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
@@ -566,9 +579,12 @@ def run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         os._exit(code)
 
 
-def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
+def _cgroup(cfg: Config, name: str, log: Any, manager: str = "cgroupfs"
+            ) -> Cgroup | Scope | None:
     """The container's cgroup, created and limited (docs/cgroups.md); None when the
-    config has no cgroup part (pyinit sandbox) or this user cannot create one."""
+    config has no cgroup part (pyinit sandbox) or this user cannot create one.
+    With ``manager`` systemd, a transient scope to be started with the middle
+    process in it (the parent does that, ``Scope.add``)."""
     if cfg.cgroup is None:
         return None
     from pyinit import cgroups
@@ -576,6 +592,17 @@ def _cgroup(cfg: Config, name: str, log: Any) -> Cgroup | None:
     for warning in cfg.cgroup.warnings:
         log.warning("cgroup.field_ignored", detail=warning)
     host = cgroups.detect()
+    if manager == "systemd":
+        from pyinit.cgroups import systemd
+
+        scope = systemd.create(host, cfg.cgroup, name, log)
+        log.info("cgroup.ready", path=scope.path, mode=host.mode, manager="systemd",
+                 unit=scope.scope.unit)
+        return scope
+    if cfg.cgroup.systemd is not None:
+        raise SetupError("cgroup", f"{str(cfg.cgroup.systemd)!r} is systemd's form "
+                         "(slice:prefix:name): run with --cgroup-manager systemd, or give a "
+                         "path like /pyinit/NAME", where="linux.cgroupsPath")
     decision = cgroups.placement(host, cfg.cgroup, name)
     if decision.warning is not None:  # one line: what is not applied, and why
         log.warning("cgroup.no_limits", reason=decision.reason, detail=decision.warning,
@@ -611,9 +638,11 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
              namespaces=[ns.type for ns in cfg.namespaces], steps=len(setup.steps))
     try:
-        cgroup = _cgroup(cfg, run.cgroup_id or name, log)
+        cgroup = _cgroup(cfg, run.cgroup_id or name, log, run.cgroup_manager)
     except SetupError as exc:
-        if exc.errno == errno.EPERM and exc.hint is None:
+        if exc.op is not None and exc.op.startswith("systemd-"):
+            exc.hint = diagnose.explain_error(exc, {}, evidence=False)
+        elif exc.errno == errno.EPERM and exc.hint is None:
             exc.hint = diagnose.no_capability()  # v1 device rules need CAP_SYS_ADMIN
         log.error("cgroup.failed", **exc.log_fields())
         say(exc.line())

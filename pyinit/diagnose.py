@@ -391,6 +391,19 @@ HINTS: tuple[Hint, ...] = (
     Hint("device-host-owner", None, None, lambda ctx: (
         f"give {ctx.get('inside')} as {ctx.get('id_key')}, or chown the host's node"),
         evidence=False),
+    # --cgroup-manager systemd (pyinit/cgroups/systemd.py): before any errno row, as the
+    # bus's ENOENT or ECONNREFUSED is about D-Bus, not about a path of the bundle.
+    Hint("systemd-not-running", None, None, _text(
+        "use --cgroup-manager cgroupfs (the default), or run pyinit where systemd is PID 1"),
+        evidence=False),
+    Hint("systemd-bus", None, None, _text(
+        "is dbus running (systemctl status dbus.socket)? As root pyinit uses the system bus "
+        "($DBUS_SYSTEM_BUS_ADDRESS), a user their own ($DBUS_SESSION_BUS_ADDRESS, else "
+        "$XDG_RUNTIME_DIR/bus; loginctl enable-linger USER starts it); or use "
+        "--cgroup-manager cgroupfs"), evidence=False),
+    Hint("systemd-refused", None, None, lambda ctx: (
+        f"systemctl status {ctx['unit']} and journalctl -u {ctx['unit']} say why")
+        if ctx.get("unit") else None, evidence=False),
     Hint("load-libseccomp", None, None, _text(
         "install libseccomp 2.5 or newer (Debian: libseccomp2)"), evidence=False),
     Hint(None, errno.EPERM, None, lambda ctx: no_capability()),

@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import ClassVar
 
 from pyinit.cgroups import devicefilter, mapping
 from pyinit.cgroups.host import Hierarchy, Host
@@ -71,6 +72,9 @@ class Cgroup:
     lock_path: str | None = None
     lock_fd: int | None = None
     state_dir: str = ""
+    # The middle process joins it itself (cgroup.add(os.getpid())); a systemd Scope is
+    # started by the parent with the middle process's pid.
+    joined_by_parent: ClassVar[bool] = False
 
     def directory(self, controller: str) -> str:
         """The directory holding ``controller``'s files ("unified" for the v2 hierarchy)."""

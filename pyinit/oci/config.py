@@ -184,6 +184,7 @@ class RunOptions:
     dev_setup: bool = True  # default devices, ptmx and /dev symlinks (sandbox: only with --dev)
     # The <id> of the default cgroup path /pyinit/<id> (docs/cgroups.md); None: the name.
     cgroup_id: str | None = None
+    cgroup_manager: str = "cgroupfs"  # pyinit run --cgroup-manager: or "systemd"
     bind_devices: bool = False  # sandbox: the host's device nodes are bound, as bubblewrap's
     # sandbox --bind SRC / (first): the root is SRC, bound recursively with these MOUNT_ATTR_*
     root_bind: tuple[str, int] | None = None

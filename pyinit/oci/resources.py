@@ -256,9 +256,73 @@ class CgroupSpec:
     resources: Resources
     linux_devices: tuple[LinuxDevice, ...] = ()
     warnings: tuple[str, ...] = ()
+    # cgroupsPath in systemd's form (slice:prefix:name), for --cgroup-manager systemd;
+    # then ``path`` is None.
+    systemd: SystemdPath | None = None
 
     def device_rules(self) -> tuple[DeviceRule, ...]:
         return effective_device_rules(self.resources.devices, self.linux_devices)
+
+
+@dataclass(frozen=True)
+class SystemdPath:
+    """runc's systemd form of cgroupsPath, ``slice:prefix:name``: the container's cgroup
+    is the transient scope ``<prefix>-<name>.scope`` in ``slice`` ("" = the default
+    slice, system.slice for root and user.slice for a user's manager)."""
+
+    slice: str
+    prefix: str
+    name: str
+
+    @property
+    def unit(self) -> str:
+        return f"{self.prefix}-{self.name}.scope"
+
+    def __str__(self) -> str:
+        return f"{self.slice}:{self.prefix}:{self.name}"
+
+
+# systemd's unit name characters (unit_name_is_valid) are ASCII letters, digits and
+# ':', '-', '_', '.', and backslash; ':' separates the three parts here, and a backslash
+# starts systemd's escapes, which pyinit does not write: neither is allowed in a part.
+_UNIT_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+_UNIT_NAME_MAX = 255
+
+
+def parse_systemd_path(value: str, where: str = "linux.cgroupsPath"
+                       ) -> tuple[SystemdPath | None, list[Problem]]:
+    """``slice:prefix:name`` checked as systemd would check the unit names it makes:
+    the slice "" or ``NAME.slice`` whose dash-separated parts are not empty (systemd
+    nests ``a-b.slice`` in ``a.slice``), prefix and name made of unit name characters,
+    the scope's name at most 255 characters."""
+    parts = value.split(":")
+    if len(parts) != 3:
+        return None, [(where, f"{value!r} has {len(parts)} ':'-separated parts; the systemd "
+                              "form is slice:prefix:name (e.g. system.slice:pyinit:web)")]
+    slice_, prefix, name = parts
+    if slice_:
+        stem = slice_.removesuffix(".slice")
+        if stem == slice_ or not _UNIT_CHARS.fullmatch(slice_):
+            return None, [(where, f"{value!r}: the slice {slice_!r} is not a slice unit name "
+                                  "(NAME.slice, or empty for the default)")]
+        if stem != "-" and any(not p for p in stem.split("-")):
+            return None, [(where, f"{value!r}: the slice {slice_!r} has an empty "
+                                  "dash-separated part")]
+    for label, part in (("prefix", prefix), ("name", name)):
+        if not part:
+            return None, [(where, f"{value!r}: the {label} is empty")]
+        if not _UNIT_CHARS.fullmatch(part):
+            return None, [(where, f"{value!r}: the {label} {part!r} holds a character a "
+                                  "systemd unit name cannot (allowed: ASCII letters, "
+                                  "digits, '_', '.', '-')")]
+    if name.endswith(".slice"):
+        return None, [(where, f"{value!r}: the name {name!r} is a slice; pyinit asks systemd "
+                              "for a scope, give the slice first (slice:prefix:name)")]
+    spec = SystemdPath(slice_, prefix, name)
+    if len(spec.unit) > _UNIT_NAME_MAX:
+        return None, [(where, f"{value!r}: the scope's name {spec.unit!r} is longer than "
+                              f"{_UNIT_NAME_MAX} characters")]
+    return spec, []
 
 
 def default_path(container_id: str) -> str:
@@ -566,16 +630,15 @@ def _resources(r: _Reader, doc: dict[str, Any], where: str) -> Resources:
 def parse_cgroups_path(value: Any, where: str = "linux.cgroupsPath"
                        ) -> tuple[str | None, list[Problem]]:
     """A cgroupsPath: absolute (from each hierarchy's root) or relative (under
-    pyinit's own cgroup). The systemd form ``slice:prefix:name`` is refused:
-    this pyinit has only the cgroupfs manager."""
+    pyinit's own cgroup). The systemd form ``slice:prefix:name`` is
+    :func:`parse_systemd_path`'s."""
     if value is None or value == "":
         return None, []
     if not isinstance(value, str):
         return None, [(where, f"must be a string, not {_name(value)}")]
     if ":" in value:
-        return None, [(where, f"{value!r} is the systemd form (slice:prefix:name); pyinit "
-                              "manages cgroups through the cgroup filesystem only: give a "
-                              "path like /pyinit/NAME")]
+        return None, [(where, f"{value!r} is the systemd form (slice:prefix:name): "
+                              "parse_systemd_path")]
     parts = [p for p in value.split("/") if p not in ("", ".")]
     if ".." in parts:
         return None, [(where, f"{value!r} must not contain '..'")]
@@ -591,7 +654,13 @@ def parse(linux: Any, where: str = "linux") -> tuple[CgroupSpec, list[Problem]]:
     r = _Reader()
     if not isinstance(linux, dict):
         linux = {}
-    path, problems = parse_cgroups_path(linux.get("cgroupsPath"), f"{where}.cgroupsPath")
+    raw_path = linux.get("cgroupsPath")
+    systemd = None
+    if isinstance(raw_path, str) and ":" in raw_path:
+        path = None
+        systemd, problems = parse_systemd_path(raw_path, f"{where}.cgroupsPath")
+    else:
+        path, problems = parse_cgroups_path(raw_path, f"{where}.cgroupsPath")
     r.problems += problems
     res_doc = r.obj(linux, "resources", where)
     resources = Resources() if res_doc is None else _resources(r, res_doc,
@@ -604,4 +673,4 @@ def parse(linux: Any, where: str = "linux") -> tuple[CgroupSpec, list[Problem]]:
                 and isinstance(item.get("major"), int) and isinstance(item.get("minor"), int):
             devices.append(LinuxDevice(item["type"], item["major"], item["minor"],
                                        f"{where}.devices[{i}]"))
-    return CgroupSpec(path, resources, tuple(devices), tuple(r.warnings)), r.problems
+    return CgroupSpec(path, resources, tuple(devices), tuple(r.warnings), systemd), r.problems

@@ -15,6 +15,7 @@ class Sync(bytes, enum.Enum):
     # middle process -> parent, and back
     USERNS_CREATED = b"U"  # write my uid_map and gid_map now
     MAPPED = b"M"  # done
+    CGROUP_JOINED = b"C"  # (systemd) the scope is started with you in it: go on
     # container PID 1 -> parent, and back
     NAMESPACES_READY = b"N"  # run prestart and createRuntime hooks now
     GO = b"G"  # they succeeded: set the root filesystem up
