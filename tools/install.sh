@@ -18,6 +18,8 @@ packages=(
     bubblewrap                            # tests/integration/test_bwrap_diff.py: the reference
     libseccomp2                           # linux.seccomp (pyinit/linux/seccomp.py loads it with ctypes)
     podman buildah debootstrap            # tests/integration/test_image.py
+    dbus-daemon python3-gi gir1.2-glib-2.0  # --cgroup-manager systemd: a private bus and a
+                                          # stand-in systemd (tests/helpers/fake_systemd.py)
     patchelf                              # images/build.sh: the self-contained drop-in
     libpython3.11 binutils gcc libc6-dev  # PyInstaller (drop-in) and bench/clock.c
 )

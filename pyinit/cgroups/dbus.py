@@ -59,11 +59,16 @@ def _end(sig: str, start: int) -> int:
         return _end(sig, start + 1)
     if head in "({":
         close = ")" if head == "(" else "}"
-        i = start + 1
+        i, count = start + 1, 0
         while i < len(sig) and sig[i] != close:
+            if head == "{" and count == 0 and sig[i] in "a({v":
+                raise ProtocolError(f"signature {sig!r}: a dict entry's key must be basic")
             i = _end(sig, i)
-        if i >= len(sig) or i == start + 1:
+            count += 1
+        if i >= len(sig) or count == 0:
             raise ProtocolError(f"signature {sig!r}: unclosed or empty {head}")
+        if head == "{" and count != 2:
+            raise ProtocolError(f"signature {sig!r}: a dict entry holds a key and a value")
         return i + 1
     if head in _ALIGN:
         return start + 1

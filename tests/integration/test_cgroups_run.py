@@ -222,17 +222,6 @@ def test_a_mount_failure_after_placement_leaves_no_cgroup(tmp_path: Path, top: s
         "not know the filesystem type 'nosuchfs'")
 
 
-def test_the_systemd_cgroup_manager_is_refused(tmp_path: Path, top: str) -> None:
-    """No systemd here: one line naming the option and why, exit 125, nothing made."""
-    assert not os.path.exists("/run/systemd/system")
-    bundle = make_bundle(tmp_path, "echo ran")
-    edit(bundle, with_resources(f"{top}/c", {"pids": {"limit": 5}}))
-    res = run_bundle(bundle, "--cgroup-manager", "systemd")
-    assert (res.returncode, res.stdout, res.stderr) == (
-        125, "", "pyinit: --cgroup-manager systemd: systemd is not running on this host "
-        "(/run/systemd/system does not exist); use --cgroup-manager cgroupfs (the default)\n")
-
-
 def test_root_with_a_read_only_cgroup_filesystem(tmp_path: Path, top: str) -> None:
     """pyinit as root in an ordinary container, where /sys/fs/cgroup is read-only: no
     cgroup, the one warning naming the limit and why, and the container runs (a

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pyinit import diagnose
-from pyinit.cgroups import manager, mapping, systemd
+from pyinit.cgroups import manager, mapping
 from pyinit.cgroups.host import Hierarchy, Host
 from pyinit.errors import SetupError
 from pyinit.oci import resources
@@ -179,13 +179,3 @@ def test_the_write_of_each_field_per_version() -> None:
         ("blockIO.weight", 2, ["io.bfq.weight", "io.weight"]),
         ("hugepageLimits[0]", 2, ["hugetlb.2MB.max"]), ("rdma.mlx5_0", 2, ["rdma.max"]),
         ("unified.memory.high", 2, ["memory.high"])]
-
-
-def test_the_systemd_manager_is_refused_with_the_reason(tmp_path: Path) -> None:
-    assert systemd.refusal(str(tmp_path / "system")) == (
-        f"--cgroup-manager systemd: systemd is not running on this host ({tmp_path}/system "
-        "does not exist); use --cgroup-manager cgroupfs (the default)")
-    assert systemd.refusal(str(tmp_path)) == (
-        "--cgroup-manager systemd: transient systemd scopes (over D-Bus) are not implemented "
-        "in pyinit; it manages cgroups through the cgroup filesystem only; use "
-        "--cgroup-manager cgroupfs (the default)")
