@@ -220,3 +220,113 @@ def test_we_read_glibs_job_removed_signal_in_either_byte_order() -> None:
             dbus.SIGNAL, 3, "/org/freedesktop/systemd1", "org.freedesktop.systemd1.Manager",
             "JobRemoved", "uoss",
             [12, "/org/freedesktop/systemd1/job/12", "pyinit-web.scope", "done"])
+
+
+# ------------------------------------------------------------- the scope's calls
+class FakeBus:
+    """Answers each method from ``replies`` (a value, or a DBusError to raise) and hands
+    out ``signals`` as the real connection does; records every call."""
+
+    def __init__(self, replies: dict[str, Any], signals: list[dbus.Message]) -> None:
+        self.replies = replies
+        self.signals = signals
+        self.calls: list[tuple[str, list[Any]]] = []
+        self.closed = False
+
+    def call(self, _dest: str | None, _path: str, _iface: str, member: str, _sig: str = "",
+             body: Any = ()) -> list[Any]:
+        self.calls.append((member, list(body)))
+        reply = self.replies[member]
+        if isinstance(reply, Exception):
+            raise reply
+        return [reply]
+
+    def wait_signal(self, match: Any) -> dbus.Message:
+        for msg in self.signals:
+            if match(msg):
+                return msg
+        raise TimeoutError("no answer from unix:path=/bus in 30 s")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class Log:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.events.append((event, fields))
+
+    warning = info
+
+
+def job_removed(job: str, unit: str, result: str) -> dbus.Message:
+    return dbus.Message(dbus.SIGNAL, 9, {dbus.MEMBER: "JobRemoved"}, [1, job, unit, result])
+
+
+def scope_with(bus: FakeBus) -> systemd.Scope:
+    from pyinit.cgroups.host import Host
+
+    spec = resources.CgroupSpec(None, Resources(pids_limit=5))
+    return systemd.Scope(Host("hybrid", ()), spec, SystemdPath("system.slice", "pyinit", "web"),
+                         "web", bus, Log())
+
+
+def test_a_job_that_does_not_end_done_fails_naming_its_result_and_the_unit() -> None:
+    """Only this job's JobRemoved counts (another job's, for the same unit, comes first)."""
+    bus = FakeBus({"AddMatch": None, "StartTransientUnit": "/job/7"},
+                  [job_removed("/job/6", "pyinit-web.scope", "done"),
+                   job_removed("/job/7", "pyinit-web.scope", "failed")])
+    scope = scope_with(bus)
+    with pytest.raises(SetupError) as exc:
+        scope.add(4711)
+    assert exc.value.line() == (
+        "linux.cgroupsPath: cgroup: systemd's job to start the scope pyinit-web.scope ended "
+        "with 'failed', not 'done'")
+    assert (exc.value.op, exc.value.fields) == ("systemd-refused", {"unit": "pyinit-web.scope"})
+    assert [member for member, _ in bus.calls] == ["AddMatch", "StartTransientUnit"]
+    assert bus.calls[0][1] == [
+        "type='signal',sender='org.freedesktop.systemd1',path='/org/freedesktop/systemd1',"
+        "interface='org.freedesktop.systemd1.Manager',member='JobRemoved'"]
+    assert scope.started  # so remove() stops what systemd may have half made
+
+
+def test_no_job_removed_in_time_is_a_setup_error() -> None:
+    bus = FakeBus({"AddMatch": None, "StartTransientUnit": "/job/7"}, [])
+    with pytest.raises(SetupError) as exc:
+        scope_with(bus).add(4711)
+    assert exc.value.reason == ("systemd's job /job/7: no answer from unix:path=/bus in 30 s")
+
+
+def test_a_refusal_by_systemd_is_one_line_with_its_error() -> None:
+    denied = dbus.DBusError("org.freedesktop.DBus.Error.AccessDenied", "Access denied")
+    bus = FakeBus({"AddMatch": None, "StartTransientUnit": denied}, [])
+    scope = scope_with(bus)
+    with pytest.raises(SetupError) as exc:
+        scope.add(4711)
+    assert exc.value.line() == (
+        "linux.cgroupsPath: cgroup: systemd refused to start the scope pyinit-web.scope: "
+        "org.freedesktop.DBus.Error.AccessDenied: Access denied")
+    assert not scope.started
+
+
+def test_stopping_a_scope_systemd_has_already_collected_is_fine() -> None:
+    gone = dbus.DBusError("org.freedesktop.systemd1.NoSuchUnit", "Unit pyinit-web.scope not "
+                          "loaded.")
+    bus = FakeBus({"StopUnit": gone}, [])
+    scope = scope_with(bus)
+    scope.started = True
+    scope.remove()
+    assert (bus.calls, bus.closed, scope.started) == (
+        [("StopUnit", ["pyinit-web.scope", "replace"])], True, False)
+
+
+def test_a_scope_that_will_not_stop_is_reported_and_the_bus_closed() -> None:
+    bus = FakeBus({"StopUnit": dbus.DBusError("org.freedesktop.DBus.Error.NoReply", "")}, [])
+    scope = scope_with(bus)
+    scope.started = True
+    with pytest.raises(SetupError) as exc:
+        scope.remove()
+    assert (exc.value.reason, bus.closed) == (
+        "StopUnit pyinit-web.scope: org.freedesktop.DBus.Error.NoReply", True)
