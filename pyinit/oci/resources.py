@@ -637,8 +637,8 @@ def parse_cgroups_path(value: Any, where: str = "linux.cgroupsPath"
     if not isinstance(value, str):
         return None, [(where, f"must be a string, not {_name(value)}")]
     if ":" in value:
-        return None, [(where, f"{value!r} is the systemd form (slice:prefix:name): "
-                              "parse_systemd_path")]
+        return None, [(where, f"{value!r} is systemd's form (slice:prefix:name), not a "
+                              "cgroup path")]
     parts = [p for p in value.split("/") if p not in ("", ".")]
     if ".." in parts:
         return None, [(where, f"{value!r} must not contain '..'")]

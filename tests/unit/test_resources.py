@@ -124,6 +124,9 @@ def test_cgroups_path_forms() -> None:
         None, [("linux.cgroupsPath", "'/a/../b' must not contain '..'")])
     assert resources.parse_cgroups_path("/") == (
         None, [("linux.cgroupsPath", "'/' names the root cgroup; give a cgroup of its own")])
+    assert resources.parse_cgroups_path("system.slice:pyinit:web") == (
+        None, [("linux.cgroupsPath", "'system.slice:pyinit:web' is systemd's form "
+                "(slice:prefix:name), not a cgroup path")])
     assert resources.default_path("web") == "/pyinit/web"
 
 
