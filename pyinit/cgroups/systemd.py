@@ -26,7 +26,6 @@ systemd scope, as runc's systemd driver makes it (docs/cgroups.md).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +34,7 @@ from pyinit.cgroups import dbus, manager
 from pyinit.cgroups.host import Host
 from pyinit.errors import SetupError
 from pyinit.oci.resources import CgroupSpec, Resources, SystemdPath
+from pyinit.record import replace
 
 RUNNING = "/run/systemd/system"  # sd_booted(3): exists only when systemd is PID 1
 SYSTEM_BUS = "unix:path=/run/dbus/system_bus_socket"
@@ -75,7 +75,7 @@ def resolve(spec: CgroupSpec, container_id: str, euid: int) -> SystemdPath:
     if spec.systemd is None:
         return SystemdPath(default_slice, DEFAULT_PREFIX, container_id)
     if not spec.systemd.slice:
-        return dataclasses.replace(spec.systemd, slice=default_slice)
+        return replace(spec.systemd, slice=default_slice)
     return spec.systemd
 
 
@@ -250,7 +250,7 @@ class Scope:
         self.control_group = cgroup
         self.log.info("cgroup.scope_started", unit=unit, slice=self.scope.slice, job=job,
                       control_group=cgroup, properties=[name for name, _ in props])
-        fs_spec = dataclasses.replace(self.spec, path=cgroup, systemd=None)
+        fs_spec = replace(self.spec, path=cgroup, systemd=None)
         decision = manager.placement(self.host, fs_spec, self.container_id)
         if decision.warning is not None:
             self.log.warning("cgroup.no_limits", reason=decision.reason,

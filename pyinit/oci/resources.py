@@ -264,7 +264,7 @@ class CgroupSpec:
         return effective_device_rules(self.resources.devices, self.linux_devices)
 
 
-@dataclass(frozen=True)
+@record
 class SystemdPath:
     """runc's systemd form of cgroupsPath, ``slice:prefix:name``: the container's cgroup
     is the transient scope ``<prefix>-<name>.scope`` in ``slice`` ("" = the default
