@@ -213,4 +213,4 @@ def test_bound_host_dev_is_nodev(tmp_path: Path, helpers: dict[str, Path]) -> No
     res = run_bundle(bundle)
     assert res.returncode == 0, res.stderr
     assert "nodev" in res.stdout.strip().split(","), res.stdout
-    assert "head: /hostdev/zero: Permission denied" in res.stderr
+    assert "head: /hostdev/zero: Permission denied" in res.stderr.splitlines()

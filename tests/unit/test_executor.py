@@ -175,7 +175,10 @@ def test_a_volume_behind_a_symlink_to_proc_is_refused(tmp_path: Path) -> None:
     assert exc.line() == (
         "mounts[1]: mount (/data): the destination resolves into /proc (a procfs mount is "
         "there); only /proc's and /sys's own mounts may be made there; " + (exc.hint or ""))
-    assert exc.hint is not None and exc.hint.startswith("a mount inside /proc or /sys")
+    assert exc.hint == (
+        "a mount inside /proc or /sys could replace what the kernel shows the container "
+        "there (runc's checkProcMount, CVE-2019-19921 and CVE-2025-52881): mount "
+        "elsewhere, or use the filesystem's own type")
     assert not any(c.startswith("move_mount tree:/srv/vol") for c in k.calls)
     assert log.named("mount.failed")[0]["where"] == "mounts[1]"
 
