@@ -37,7 +37,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from pyinit import cli, closure, core, diagnose, early, memimport, spawn
+from pyinit import cli, closure, core, diagnose, early, memimport, proc, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.linux import host as linux_host
@@ -161,6 +161,9 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
             runtime.seal()  # from here on nothing is imported from a file
         peer = _open_console(console_sock, cfg.process.console_size) \
             if cfg.process.terminal else -1
+        # Checked now, before anything of the container runs: the shutdown reads
+        # who is left through this fd only, never through /proc by path.
+        own_proc = _own_proc(executor.ctx.proc_dir)
 
         def prepare() -> None:
             if peer >= 0:
@@ -225,10 +228,12 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     send(to_parent, Sync.STARTED)  # the parent runs poststart hooks
     os.close(to_parent)
     os.close(from_parent)
-    hardening.close_all_but(frozenset({sink.fileno()}))
+    keep = {sink.fileno()} if own_proc is None else {sink.fileno(), own_proc}
+    hardening.close_all_but(frozenset(keep))
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
                             is_pid1=os.getpid() == 1, subreaper_error=None,
                             inherited_ignored=frozenset())
+    startup.proc = own_proc
     if runtime is None:
         from pyinit import supervisor
 
@@ -242,6 +247,21 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         runtime.between = poll
 
     early.run_importing(opts, child, startup, (log, sink), between)
+
+
+def _own_proc(fd: int) -> int | None:
+    """The procfs fd the setup opened, if it is a procfs of our own PID namespace.
+
+    None without one (no proc mount in the config): then the shutdown knows
+    nobody by name and signals everyone (kill -1 as PID 1 of the namespace, the
+    workload's process group otherwise: docs/security.md).
+    """
+    if fd < 0:
+        return None
+    if proc.proc_is_ours(fd):
+        return fd
+    os.close(fd)
+    return None
 
 
 def _own_cgroups(setup: plan.Plan) -> dict[str, str]:

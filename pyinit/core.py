@@ -195,7 +195,7 @@ def no_child_left() -> bool:
 class Startup:
     """What happened before the supervisor existed, handed to it (or to the early exit)."""
 
-    __slots__ = ("forwarded", "inherited_ignored", "inherited_mask", "is_pid1",
+    __slots__ = ("forwarded", "inherited_ignored", "inherited_mask", "is_pid1", "proc",
                  "runtime_ready_ns", "runtime_source", "shutdown_reason", "start_ns",
                  "subreaper_error", "workload_exit")
 
@@ -213,3 +213,6 @@ class Startup:
         self.runtime_ready_ns = 0
         # Where trio came from: "files", or "memory" (pyinit run's PID 1, pyinit/memimport.py).
         self.runtime_source = "files"
+        # Where the shutdown reads who is left (pyinit/proc.py): the host's /proc
+        # by path for ``pyinit -- CMD``; the container's PID 1 sets an fd or None.
+        self.proc: str | int | None = "/proc"

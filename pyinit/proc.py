@@ -1,14 +1,33 @@
-"""Reading the process tree from /proc.
+"""Reading the process tree from a procfs.
 
-Used by the shutdown to find who is left. Only trusted when ``/proc`` shows
+Used by the shutdown to find who is left. Only trusted when the procfs shows
 our own PID namespace: as PID 1 of a new namespace with the host's ``/proc``
 still mounted, the listing would be the host's processes, and signalling
 them would be a disaster.
+
+Where it is read (``Proc``): ``pyinit -- CMD`` reads ``/proc`` by path (the
+host's, not behind a hostile boundary). The container's PID 1 never does:
+after the pivot ``/proc`` is a path the container controls (the image's own
+directory when the config mounts no procfs, or whatever a workload with
+CAP_SYS_ADMIN mounts over it). It reads through a directory fd opened on the
+procfs it mounted itself, before the workload existed, with ``openat2``
+refusing symlinks and mount crossings: a FIFO or a fake listing can never
+be reached through it. Without such an fd it has no listing at all (None).
 """
 
 from __future__ import annotations
 
 import os
+
+from pyinit.linux import syscalls
+
+# A path (pyinit -- CMD), a directory fd on a procfs (the container's PID 1),
+# or None: the container's PID 1 without a procfs of its own.
+Proc = str | int | None
+
+_STAT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+_STAT_RESOLVE = (syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_XDEV
+                 | syscalls.RESOLVE_NO_SYMLINKS | syscalls.RESOLVE_NO_MAGICLINKS)
 
 
 class ProcInfo:
@@ -21,9 +40,19 @@ class ProcInfo:
         self.comm = comm
 
 
-def proc_is_ours(proc: str = "/proc") -> bool:
-    """True when ``proc`` is a procfs of our own PID namespace."""
+def proc_is_ours(proc: Proc = "/proc") -> bool:
+    """True when ``proc`` is a procfs of our own PID namespace.
+
+    For a directory fd, also that it is a procfs at all (a path is checked by
+    ``/proc/self`` alone: only ``pyinit -- CMD`` reads one, on the host).
+    """
+    if proc is None:
+        return False
     try:
+        if isinstance(proc, int):
+            if syscalls.fstatfs_type(proc) != syscalls.PROC_SUPER_MAGIC:
+                return False
+            return os.readlink("self", dir_fd=proc) == str(os.getpid())
         return os.readlink(f"{proc}/self") == str(os.getpid())
     except OSError:
         return False
@@ -37,9 +66,25 @@ def parse_stat(pid: int, text: str) -> ProcInfo:
     return ProcInfo(pid, int(fields[1]), fields[0], comm)
 
 
-def snapshot(proc: str = "/proc") -> dict[int, ProcInfo]:
+def _read_stat(proc: str | int, name: str) -> str:
+    if isinstance(proc, str):
+        with open(f"{proc}/{name}/stat", encoding="utf-8", errors="replace") as fh:
+            return fh.read()
+    fd = syscalls.openat2(proc, f"{name}/stat", _STAT_FLAGS, _STAT_RESOLVE)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 4096):
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8", errors="replace")
+    finally:
+        os.close(fd)
+
+
+def snapshot(proc: Proc = "/proc") -> dict[int, ProcInfo]:
     """Every process visible in ``proc``; processes that vanish meanwhile are skipped."""
     table: dict[int, ProcInfo] = {}
+    if proc is None:
+        return table
     try:
         names = os.listdir(proc)
     except OSError:
@@ -48,8 +93,7 @@ def snapshot(proc: str = "/proc") -> dict[int, ProcInfo]:
         if not name.isdigit():
             continue
         try:
-            with open(f"{proc}/{name}/stat", encoding="utf-8", errors="replace") as fh:
-                text = fh.read()
+            text = _read_stat(proc, name)
         except OSError:
             continue
         try:

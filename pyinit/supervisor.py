@@ -80,7 +80,7 @@ class Supervisor:
             child.pid, kill_group=opts.kill_group, everyone=True, untraced=self.job_control,
             workload_status=None if startup.workload_exit is None
             else startup.workload_exit.status)
-        self.proc_ok = proc.proc_is_ours()
+        self.proc_ok = proc.proc_is_ours(startup.proc)
 
     @property
     def workload_status(self) -> int | None:
@@ -194,7 +194,7 @@ class Supervisor:
         """Our live descendants, or None when /proc cannot be trusted."""
         if not self.proc_ok:
             return None
-        found = proc.descendants(os.getpid(), proc.snapshot())
+        found = proc.descendants(os.getpid(), proc.snapshot(self.startup.proc))
         return [
             p for p in found
             if p.state != "Z" and (include_workload or p.pid != self.child.pid)
@@ -217,8 +217,10 @@ class Supervisor:
         if others is None:
             self.log.warning(
                 "proc.unavailable",
-                detail="/proc is missing or belongs to another PID namespace; "
-                "signalling without knowing who is left",
+                detail=("/proc is missing or belongs to another PID namespace"
+                        if isinstance(self.startup.proc, str) else
+                        "the container has no procfs that pyinit mounted")
+                + "; signalling without knowing who is left",
             )
         if others:
             self.signal_all(signal.SIGTERM, others)

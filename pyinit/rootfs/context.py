@@ -39,6 +39,10 @@ class Context:
     devnull: int = -1
     # Mount fds by mounts[] index, for the post-mount commands.
     mount_fds: dict[int, int] = field(default_factory=dict)
+    # A directory fd on the first procfs this setup mounted, -1 without one.
+    # Not closed here: the container's PID 1 keeps it for its shutdown, which
+    # reads who is left through it and never through the container's /proc path.
+    proc_dir: int = -1
 
     @property
     def root(self) -> Root:

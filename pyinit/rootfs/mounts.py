@@ -341,6 +341,10 @@ def new_mount(ctx: Context, step: NewMount) -> dict[str, Any]:
             raise
     finally:
         k.close(dest)
+    if step.fstype == "proc" and ctx.proc_dir < 0:
+        # Opened on the mount itself, before anything of the container runs:
+        # PID 1's shutdown lists processes through it (pyinit/proc.py).
+        ctx.proc_dir = k.openat(mnt, ".", os.O_RDONLY | os.O_DIRECTORY)
     _keep(ctx, step, mnt, True)
     return {"resolved": resolved}
 

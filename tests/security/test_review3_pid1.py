@@ -102,9 +102,6 @@ def _watch(run: subprocess.Popen[str], fifo: Callable[[int], Path]) -> int:
 HANG_S = 60
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 9 review3: PID 1 reads the image's /proc by path after the "
-                   "pivot (supervisor shutdown, pyinit/proc.py) and blocks on its FIFO")
 def test_pid1_does_not_read_the_images_proc(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b", "sleep 2 & echo started")
     edit(bundle, _no_proc_mount)
@@ -138,9 +135,6 @@ OVER_PROC = ("mount -t tmpfs -o mode=755 none /proc && mkdir /proc/2 && ln -s 1 
              " && mkfifo /proc/2/stat && echo started; sleep 2 &")
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="issue 9 review3: PID 1 reads /proc by path after the pivot; a "
-                   "workload with CAP_SYS_ADMIN mounts a fake one and blocks it on a FIFO")
 def test_pid1_does_not_read_a_proc_the_workload_mounted(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b", OVER_PROC)
     edit(bundle, _sys_admin)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from pyinit import proc
 
@@ -27,3 +28,34 @@ def test_live_snapshot_sees_us() -> None:
     table = proc.snapshot()
     assert table[os.getpid()].ppid == os.getppid()
     assert not proc.proc_is_ours("/nonexistent")
+
+
+def test_snapshot_through_a_directory_fd() -> None:
+    fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        assert proc.proc_is_ours(fd)
+        table = proc.snapshot(fd)
+    finally:
+        os.close(fd)
+    assert (table[os.getpid()].ppid, table[os.getpid()].state) == (os.getppid(), "R")
+
+
+def test_a_directory_that_fakes_proc_is_not_trusted(tmp_path: Path) -> None:
+    # What an image can ship: self -> our PID, and a FIFO where a stat file would be.
+    (tmp_path / "self").symlink_to(str(os.getpid()))
+    (tmp_path / "2").mkdir()
+    os.mkfifo(tmp_path / "2" / "stat")
+    (tmp_path / "3").symlink_to("/proc/self")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        assert proc.proc_is_ours(str(tmp_path))  # a path passes: only the host's is read so
+        assert not proc.proc_is_ours(fd)  # an fd must be a procfs
+        # Read anyway, the FIFO does not block (O_NONBLOCK) and the symlink is not followed.
+        assert proc.snapshot(fd) == {}
+    finally:
+        os.close(fd)
+
+
+def test_no_procfs_lists_nobody() -> None:
+    assert not proc.proc_is_ours(None)
+    assert proc.snapshot(None) == {}
