@@ -12,6 +12,10 @@ grace-period SIGKILL, ``pyinit run`` ignores SIGTERM, and a caller that
 SIGKILLs it leaves the container running. (Without the FIFO, a fake ``/proc``
 that lists nobody makes the shutdown kill nobody and wait for ever.)
 
+Fixed: PID 1 lists who is left only through a descriptor on the procfs it
+mounted itself, opened and checked before the workload existed (none here
+in the first test: it signals everyone with kill -1). docs/security.md rule 4.
+
 The test sees PID 1 open the FIFO without waiting for anything: a writer's
 non-blocking open succeeds only while a reader has it open. Then it feeds it
 empty reads (end of file: the entry is skipped) until ``pyinit run`` exits, once
