@@ -28,6 +28,7 @@ one ``trio.run`` that has returned before the workload is forked.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import signal
@@ -249,6 +250,9 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     early.run_importing(opts, child, startup, (log, sink), between)
 
 
+PROC_FD_MIN = 100
+
+
 def _own_proc(fd: int) -> int | None:
     """The procfs fd the setup opened, if it is a procfs of our own PID namespace.
 
@@ -258,10 +262,15 @@ def _own_proc(fd: int) -> int | None:
     """
     if fd < 0:
         return None
-    if proc.proc_is_ours(fd):
+    if not proc.proc_is_ours(fd):
+        os.close(fd)
+        return None
+    try:  # out of the way of the descriptors trio opens, which stay 3, 4, ...
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, PROC_FD_MIN)
+    except OSError:  # a RLIMIT_NOFILE this low: keep it where it is
         return fd
     os.close(fd)
-    return None
+    return high
 
 
 def _own_cgroups(setup: plan.Plan) -> dict[str, str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from pyinit.container import PROC_FD_MIN
 from tests.conftest import PYINIT, events
 from tests.integration.test_run import edit, fields, make_bundle, run_bundle
 
@@ -102,15 +103,18 @@ def test_the_workload_and_pid1_hold_no_host_descriptor(tmp_path: Path) -> None:
     # may be there (tests/security/test_review2_terminal.py lists them all
     # after ``supervisor.ready``, exactly). What holds at every moment: 0, 1
     # and 2 are the container's /dev/null, one pipe (the log, the highest of
-    # the descriptors PID 1 had before trio) is not the caller's, and nothing
-    # else names a file, a host pipe or a directory.
+    # the descriptors PID 1 had before trio) is not the caller's, the
+    # container's own procfs (its shutdown reads who is left through it) is
+    # at PROC_FD_MIN, and nothing else names a file, a host pipe or a directory.
+    assert held[f"/proc/1/fd/{PROC_FD_MIN}"] == "/proc", held
     assert {fd: held[fd] for fd in ("/proc/1/fd/0", "/proc/1/fd/1", "/proc/1/fd/2")} == {
         "/proc/1/fd/0": "/dev/null", "/proc/1/fd/1": "/dev/null", "/proc/1/fd/2": "/dev/null"}
     pipes = [target for target in held.values() if target.startswith("pipe:[")]
     assert len(pipes) == 1 and pipes[0] not in (out_pipe, err_pipe), held
     trio_kinds = ("anon_inode:[eventpoll]", "anon_inode:[signalfd]")
     rest = {fd: target for fd, target in held.items()
-            if target != "/dev/null" and not target.startswith("pipe:[")}
+            if target != "/dev/null" and not target.startswith("pipe:[")
+            and fd != f"/proc/1/fd/{PROC_FD_MIN}"}
     assert {fd: target for fd, target in rest.items()
             if target not in trio_kinds and not target.startswith("socket:[")} == {}, held
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from pyinit.container import PROC_FD_MIN
 from tests.conftest import PYINIT
 from tests.integration.test_run import edit
 from tests.security.conftest import attack_bundle
@@ -106,7 +107,10 @@ def _expected(fds: dict[int, str], parent: dict[int, str],
     return {0: stdio, 1: stdio, 2: stdio, 3: "anon_inode:[eventpoll]",
             4: "socket in the container", 5: "socket in the container",
             6: "socket in the container", 7: "socket in the container",
-            8: "anon_inode:[signalfd]", log_fd: log_pipe}
+            8: "anon_inode:[signalfd]", log_fd: log_pipe,
+            # The container's own procfs, opened on the mount PID 1 made: its
+            # shutdown lists who is left through it (pyinit/proc.py).
+            PROC_FD_MIN: "/proc"}
 
 
 @pytest.mark.parametrize("terminal", [False, True], ids=["stdio", "terminal"])

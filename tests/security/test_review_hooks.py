@@ -72,9 +72,10 @@ def _paths(fds: dict[int, str]) -> dict[int, str]:
 def test_pid1_holds_no_host_directory_while_a_hook_runs(tmp_path: Path,
                                                         helpers: dict[str, Path]) -> None:
     # startContainer hooks run after PID 1's set-up is over (its mount fds are
-    # closed): the only path it holds is its stdin, the caller's /dev/null.
+    # closed): the only paths it holds are its stdin, the caller's /dev/null, and
+    # the container's own procfs, which its shutdown reads (pyinit/proc.py).
     fds = _paths(_pid1_fds_during_a_hook(tmp_path, helpers))
-    assert sorted(set(fds.values())) == ["/dev/null"], fds
+    assert sorted(set(fds.values())) == ["/dev/null", "/proc"], fds
 
 
 def test_a_hooks_cwd_cannot_reach_a_host_directory(tmp_path: Path,
