@@ -222,17 +222,31 @@ def status_field(pid: int, field: str) -> str:
     raise KeyError(field)
 
 
+def log_line(line: str) -> dict[str, Any] | None:
+    """The pyinit log event on one line of a shared stderr, or None.
+
+    pyinit writes each event with one write(), so it is never split; but the
+    workload shares the stream, and a shell that writes its own message in
+    pieces ("sh: 1: kill: " ... "No such process") can put a piece in front of
+    it. So the event is the JSON object that runs to the end of the line, from
+    whichever ``{"`` it starts at; skipping such a line lost a real event once.
+    """
+    line = line.rstrip("\n")
+    start = line.find('{"')
+    while start >= 0:
+        try:
+            ev = json.loads(line[start:])
+        except ValueError:
+            start = line.find('{"', start + 1)
+            continue
+        return ev if isinstance(ev, dict) and "event" in ev else None
+    return None
+
+
 def events(stderr: bytes | str) -> list[dict[str, Any]]:
     """pyinit's JSON log lines (other lines, e.g. the workload's, are skipped)."""
-    found = []
     text = stderr if isinstance(stderr, str) else stderr.decode(errors="replace")
-    for line in text.splitlines():
-        if line.startswith("{"):
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                continue
-    return found
+    return [ev for line in text.splitlines() if (ev := log_line(line)) is not None]
 
 
 def event(stderr: bytes | str, name: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ waits (see ``hold_trio/sitecustomize.py``) until :meth:`Pyinit.release`.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal
@@ -18,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import children, pyinit_cmd, pyinit_pid
+from tests.conftest import children, log_line, pyinit_cmd, pyinit_pid
 
 HOLD_TRIO = Path(__file__).resolve().parent / "hold_trio"
 
@@ -142,18 +141,7 @@ def _take(q: queue.Queue[Any]) -> Any:
 
 
 def _parse(line: str) -> dict[str, Any] | None:
-    if not line.startswith("{"):
-        return None
-    try:
-        ev: dict[str, Any] = json.loads(line)
-    except ValueError:
-        return None
-    ev.pop("timestamp", None)
+    ev = log_line(line)
+    if ev is not None:
+        ev.pop("timestamp", None)
     return ev
-
-
-def _sender(mode: str) -> int:
-    """The sender PID pyinit sees for the test's signals (0: from outside its namespace)."""
-    return 0 if mode == "pid1" else os.getpid()
-
-
