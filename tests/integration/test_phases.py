@@ -448,7 +448,8 @@ def test_late_phase_drops_a_signal_once_the_workload_is_reaped(
 # it shares with pyinit's log: the shutdown's SIGTERM kills its sleep first,
 # and its own "kill: No such process" once landed in the middle of a log line.
 TRAP_ALL = "".join(f"trap 'echo {int(s)}' {int(s)}; " for s in SWEEP if s != signal.SIGQUIT)
-RECORDER_SH = ("exec 2>/dev/null; " + TRAP_ALL + f"trap 'echo {int(signal.SIGQUIT)}; kill $pid; wait $pid; exit 0' "
+RECORDER_SH = ("exec 2>/dev/null; " + TRAP_ALL
+               + f"trap 'echo {int(signal.SIGQUIT)}; kill $pid; wait $pid; exit 0' "
                f"{int(signal.SIGQUIT)}; sleep 1000 & pid=$!; echo ready; "
                "while :; do wait $pid; done")
 CONTAINERS = ["run", "sandbox"]
