@@ -124,7 +124,7 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent, console_sock, log_fd = sync
     # First: PID 1 keeps no descriptor of the caller's stderr; its log goes
-    # to the parent, which passes it on (runtime/logpipe.py). And no
+    # through a socket to the parent, which passes it on (runtime/logpipe.py). And no
     # traceback opens a source file by its host path, which the pivot hands
     # to the container (runtime/tracebacks.py).
     logpipe.write_to_parent(sink, log_fd)
@@ -685,7 +685,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         from_parent, to_child = os.pipe2(os.O_CLOEXEC)
         _load_for(cfg)
         pair = _socketpair() if cfg.process.terminal else None  # the pty's master comes back
-        log_r, log_w = logpipe.open_pipe()
+        log_r, log_w = logpipe.open_channel()
         pid1_log = logpipe.Forwarder(log_r, sink)
         pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,
                               (to_parent, from_parent, pair[1].fileno() if pair else -1,

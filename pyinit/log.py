@@ -71,8 +71,8 @@ class Sink:
                 self._poll = True
 
     def redirect(self, fd: int) -> None:
-        """Write to ``fd`` from now on (the container's PID 1: a non-blocking pipe to the
-        parent, pyinit/runtime/logpipe.py), no longer to what stderr was."""
+        """Write to ``fd`` from now on (the container's PID 1: a non-blocking socket to
+        the parent, pyinit/runtime/logpipe.py), no longer to what stderr was."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None

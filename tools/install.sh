@@ -16,6 +16,7 @@ packages=(
     jq                                    # docs/logging.md's recipes
     uidmap                                # newuidmap/newgidmap: rootless pyinit run, sandbox --map-subids
     bubblewrap                            # tests/integration/test_bwrap_diff.py: the reference
+    iproute2                              # ss: tests/security/test_review2_terminal.py finds the peer of PID 1's log socket
     libseccomp2                           # linux.seccomp (pyinit/linux/seccomp.py loads it with ctypes)
     podman buildah debootstrap            # tests/integration/test_image.py
     dbus-daemon python3-gi gir1.2-glib-2.0  # --cgroup-manager systemd: a private bus and a

@@ -16,7 +16,7 @@ _SAY_FD = [2]
 
 def say(line: str) -> None:
     """One line on stderr, prefixed ``pyinit:``; never raises. In the container's
-    PID 1, on the log pipe to the parent instead (:func:`say_to`)."""
+    PID 1, on the log socket to the parent instead (:func:`say_to`)."""
     try:
         os.write(_SAY_FD[0], f"pyinit: {line}\n".encode(errors="replace"))
     except OSError:
@@ -24,5 +24,5 @@ def say(line: str) -> None:
 
 
 def say_to(fd: int) -> None:
-    """Where :func:`say` writes from now on (PID 1: its log pipe, runtime/logpipe.py)."""
+    """Where :func:`say` writes from now on (PID 1: its log socket, runtime/logpipe.py)."""
     _SAY_FD[0] = fd

@@ -31,7 +31,7 @@ worthless, rather than merely hard to reach:
   allows them. See docs/config.md.
 * **Descriptors.** Nothing of the caller's. Before the workload's exec
   (:func:`drop_stdio`, in the gate) 0, 1 and 2 become the container's
-  ``/dev/null``; the log goes into a pipe to the parent, which passes it on
+  ``/dev/null``; the log goes into a socket to the parent, which passes it on
   to the caller's stderr (runtime/logpipe.py). With ``process.terminal`` the
   workload does not share the caller's stdio at all, and even without it a
   workload that closed or replaced its own must not get them back through
@@ -39,7 +39,7 @@ worthless, rather than merely hard to reach:
   closed by the middle process before any namespace existed; the console
   socket as soon as the pty's master is sent, the runtime's own pipe ends as
   soon as the workload has exec'd. Once the supervisor runs, PID 1 holds
-  ``/dev/null`` three times, the log pipe, and trio's and its own anonymous
+  ``/dev/null`` three times, the log socket, and trio's and its own anonymous
   descriptors (epoll, its wake-up socket pair, a signalfd): all of the
   container's making (tests/security/test_review2_terminal.py lists them).
 
@@ -141,7 +141,7 @@ def lock_down(user: User, may_setgroups: bool, last_cap: int, own_pid_ns: bool,
 
 def drop_stdio(devnull: int, log_fd: int) -> None:
     """PID 1's 0, 1 and 2 become the container's /dev/null (``devnull``, checked to be
-    char 1:3 in the root: rootfs/hardening.py), or without one its log pipe to the
+    char 1:3 in the root: rootfs/hardening.py), or without one its log socket to the
     parent (``log_fd``): nothing of the caller's stays in PID 1 once the workload runs.
 
     Runs in the gate, after the workload's fork (it has its own copies, or the

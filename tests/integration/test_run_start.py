@@ -11,7 +11,6 @@ and no descriptor of the host reaches the container.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 from pathlib import Path
@@ -88,15 +87,13 @@ def test_the_workload_and_pid1_hold_no_host_descriptor(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     assert proc.stdout is not None and proc.stderr is not None
-    out_pipe = f"pipe:[{os.fstat(proc.stdout.fileno()).st_ino}]"
-    err_pipe = f"pipe:[{os.fstat(proc.stderr.fileno()).st_ino}]"
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     own, pid1 = out.split("--\n")
     assert own.split() == ["0", "1", "2", "3"]  # 3: the directory ls reads
-    # PID 1: the container's /dev/null as 0, 1 and 2, and its log pipe to the
-    # parent: neither of the caller's pipes. Nothing of the host, nothing else
-    # (tests/security/test_review2_terminal.py checks the pipe is the parent's).
+    # PID 1: the container's /dev/null as 0, 1 and 2, and its log socket to the
+    # parent: none of the caller's pipes, no pipe at all. Nothing of the host, nothing else
+    # (tests/security/test_review2_terminal.py checks the socket's peer is the parent's).
     # An fd PID 1 closed between the shell's glob and its readlink shows no
     # target: one trio opened and closed while starting, after the pivot, so
     # necessarily the container's own. Every fd that stays is checked below.
@@ -106,19 +103,17 @@ def test_the_workload_and_pid1_hold_no_host_descriptor(tmp_path: Path) -> None:
     # trio may or may not have started yet, so its epoll, sockets and signalfd
     # may be there (tests/security/test_review2_terminal.py lists them all
     # after ``supervisor.ready``, exactly). What holds at every moment: 0, 1
-    # and 2 are the container's /dev/null, one pipe (the log, the highest of
-    # the descriptors PID 1 had before trio) is not the caller's, the
+    # and 2 are the container's /dev/null, no pipe is there (the log is a
+    # socket, the highest of the descriptors PID 1 had before trio), the
     # container's own procfs (its shutdown reads who is left through it) is
     # at PROC_FD_MIN, and nothing else names a file, a host pipe or a directory.
     assert held[f"/proc/1/fd/{PROC_FD_MIN}"] == "/proc", held
     assert {fd: held[fd] for fd in ("/proc/1/fd/0", "/proc/1/fd/1", "/proc/1/fd/2")} == {
         "/proc/1/fd/0": "/dev/null", "/proc/1/fd/1": "/dev/null", "/proc/1/fd/2": "/dev/null"}
-    pipes = [target for target in held.values() if target.startswith("pipe:[")]
-    assert len(pipes) == 1 and pipes[0] not in (out_pipe, err_pipe), held
+    assert [target for target in held.values() if target.startswith("pipe:[")] == [], held
     trio_kinds = ("anon_inode:[eventpoll]", "anon_inode:[signalfd]")
     rest = {fd: target for fd, target in held.items()
-            if target != "/dev/null" and not target.startswith("pipe:[")
-            and fd != f"/proc/1/fd/{PROC_FD_MIN}"}
+            if target != "/dev/null" and fd != f"/proc/1/fd/{PROC_FD_MIN}"}
     assert {fd: target for fd, target in rest.items()
             if target not in trio_kinds and not target.startswith("socket:[")} == {}, held
 
