@@ -13,7 +13,10 @@ The shape of each, and why:
    destination that lands in /proc or /sys, other than their own mounts, is
    refused whatever symlinks led there.
 4. The mount is **attached** with ``move_mount(MOVE_MOUNT_T_EMPTY_PATH)`` onto
-   that fd; propagation is set afterwards on the same mount fd.
+   that fd; propagation is set afterwards on the same mount fd. A bind or a
+   root that must be private is made so on the detached mount already,
+   before its flags: attached as a slave, it would receive the host's mounts
+   until then.
 
 No path is ever handed to the kernel twice, and no ``/proc/.../fd/N`` path is
 used at all.
@@ -75,20 +78,23 @@ def rootfs(ctx: Context, step: Rootfs) -> None:
             exc.fields["source"] = source
             raise
         try:
+            if step.private:
+                # On the detached tree, before it is attached: a clone of a slave
+                # mount is a slave of the same master, so once attached it would
+                # receive the host's mounts until made private. Attached under a
+                # parent that is not shared (/ is made slave or private first),
+                # it stays private. And before the read-only flags: a mount that
+                # arrived between the two would keep the host's flags. (Linux
+                # 6.18 propagates nothing into a detached tree, so this order
+                # guards kernels that would.)
+                k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, 0, 0,
+                                flags.MS_PRIVATE)
             top_ro = step.readonly and k.fstatvfs_flags(tree) & os.ST_RDONLY
             attr = step.attr | (flags.MOUNT_ATTR_RDONLY if step.readonly else 0)
             k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, attr)
             if step.readonly and not top_ro:
                 # The submounts stay read-only; the top until RootReadonly.
                 k.mount_setattr(tree, "", EMPTY, 0, flags.MOUNT_ATTR_RDONLY)
-            if step.private:
-                # On the detached tree, before it is attached: a clone of a slave
-                # mount is a slave of the same master, so once attached it would
-                # receive the host's mounts until made private. Attached under a
-                # parent that is not shared (/ is made slave or private first),
-                # it stays private.
-                k.mount_setattr(tree, "", EMPTY | syscalls.AT_RECURSIVE, 0, 0,
-                                flags.MS_PRIVATE)
         except BaseException:
             k.close(tree)
             raise
@@ -209,6 +215,7 @@ def bind(ctx: Context, step: BindMount) -> dict[str, Any]:
                                f"the bind source {step.source} does not exist")
     try:
         is_dir = stat.S_ISDIR(k.fstat(tree).st_mode)
+        _private_first(ctx, step, tree)
         _set_attr(ctx, step, tree)
         if step.proc_fallback:
             ctx.log.warning("mount.proc_fallback", where=m.where, destination=m.destination,
@@ -276,6 +283,23 @@ def _cover(ctx: Context, tree: int, paths: list[str]) -> None:
                 k.close(cover)
         finally:
             k.close(fd)
+
+
+def _private_first(ctx: Context, step: BindMount, tree: int) -> None:
+    """A bind made private (a read-only one, unless its options say otherwise) is made
+    so on the detached tree, before its flags and before it is attached.
+
+    A clone of a slave mount is a slave of the same master: attached, it would
+    receive what the host mounts under the source, with the host's flags
+    (writable), until made private, which :func:`_attach` used to do only
+    after the ``move_mount``. Attached under a parent that is not shared, the
+    tree stays private; under a shared one (``rootfsPropagation: shared``) the
+    kernel makes it shared, so :func:`_attach` sets it again.
+    """
+    for prop in step.propagation:
+        if prop & ~flags.MS_REC == flags.MS_PRIVATE:
+            rec = syscalls.AT_RECURSIVE if prop & flags.MS_REC else 0
+            ctx.kernel.mount_setattr(tree, "", EMPTY | rec, 0, 0, flags.MS_PRIVATE)
 
 
 def _set_attr(ctx: Context, step: BindMount, tree: int) -> None:

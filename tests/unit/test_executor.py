@@ -37,15 +37,16 @@ ROOTFS_CALLS = [
     f"mount_setattr tree:{ROOT} set=MOUNT_ATTR_NODEV clr=0 recursive",
     f"move_mount tree:{ROOT} -> {ROOT}",
 ]
-# root.readonly: the rootfs's submounts read-only (the top stays writable until
-# the end, for the mounts' destinations), the tree private before it is attached
-# (a clone of a slave mount is a slave too: attached, it would receive the host's mounts).
+# root.readonly: the tree private before it is attached (a clone of a slave mount
+# is a slave too: attached, it would receive the host's mounts) and before its
+# flags, then the rootfs's submounts read-only (the top stays writable until
+# the end, for the mounts' destinations).
 ROOTFS_CALLS_RO = [
     "mount_setattr / MS_SLAVE recursive",
     f"open_tree {ROOT} CLONE|RECURSIVE",
+    f"mount_setattr tree:{ROOT} MS_PRIVATE recursive",
     f"mount_setattr tree:{ROOT} set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0 recursive",
     f"mount_setattr tree:{ROOT} set=0 clr=MOUNT_ATTR_RDONLY",
-    f"mount_setattr tree:{ROOT} MS_PRIVATE recursive",
     f"move_mount tree:{ROOT} -> {ROOT}",
 ]
 PIVOT_CALLS = [
@@ -129,6 +130,33 @@ def test_read_only_bind_is_made_read_only_before_it_is_attached(tmp_path: Path) 
     ]
     done = log.named("mount.done")[0]
     assert done["resolved"] == f"{ROOT}/data" and done["where"] == "mounts[0]"
+
+
+@pytest.mark.parametrize(("options", "private"), [
+    (["rbind", "ro"], "MS_PRIVATE recursive"), (["bind", "ro"], "MS_PRIVATE")])
+def test_read_only_bind_is_made_private_before_its_flags_and_its_attach(
+        tmp_path: Path, options: list[str], private: str) -> None:
+    # Attached as a slave, it would receive the host's mounts (writable) until made
+    # private; so private on the detached tree first, and again once attached (a
+    # shared parent would have made it shared).
+    k = _world()
+    k.add("/srv/secret/file", Node("file"))
+    doc = _doc(mounts=[{"destination": "/data", "source": "/srv/secret", "options": options}])
+    _run(k, _plan(doc, tmp_path))
+    recursive = options[0] == "rbind"
+    attrs = ["mount_setattr tree:/srv/secret set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0"
+             " recursive"] if recursive else []
+    assert k.calls == [
+        *ROOTFS_CALLS,
+        f"open_tree /srv/secret CLONE{'|RECURSIVE' if recursive else ''}",
+        f"mount_setattr tree:/srv/secret {private}",
+        *attrs,
+        "mount_setattr tree:/srv/secret set=MOUNT_ATTR_RDONLY|MOUNT_ATTR_NODEV clr=0",
+        f"mkdir {ROOT}/data",
+        f"move_mount tree:/srv/secret -> {ROOT}/data",
+        f"mount_setattr tree:/srv/secret {private}",
+        *PIVOT_CALLS,
+    ]
 
 
 def test_bind_with_dev_keeps_device_nodes(tmp_path: Path) -> None:
