@@ -93,6 +93,7 @@ MODULES = (
     "pyinit.core",
     "pyinit.early",
     "pyinit.linux",
+    "pyinit.linux.cgroupfs",
     "pyinit.linux.syscalls",
     "pyinit.log",
     "pyinit.proc",

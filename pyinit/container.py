@@ -120,7 +120,7 @@ def _prepare_seccomp(cfg: Config, log: Any,
 
 def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink: Sink,
                to_unshare: int, start_ns: int, sync: tuple[int, int, int, int], name: str,
-               host: credentials.HostFacts) -> NoReturn:
+               host: credentials.HostFacts, procs: int = -1) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
     to_parent, from_parent, console_sock, log_fd = sync
     # First: PID 1 keeps no descriptor of the caller's stderr; its log goes
@@ -165,6 +165,7 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         # Checked now, before anything of the container runs: the shutdown reads
         # who is left through this fd only, never through /proc by path.
         own_proc = _own_proc(executor.ctx.proc_dir)
+        own_cgroup = _own_cgroup_procs(procs, own_proc)
 
         def prepare() -> None:
             if peer >= 0:
@@ -229,12 +230,13 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     send(to_parent, Sync.STARTED)  # the parent runs poststart hooks
     os.close(to_parent)
     os.close(from_parent)
-    keep = {sink.fileno()} if own_proc is None else {sink.fileno(), own_proc}
+    keep = {sink.fileno()} | {fd for fd in (own_proc, own_cgroup) if fd is not None}
     hardening.close_all_but(frozenset(keep))
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
                             is_pid1=os.getpid() == 1, subreaper_error=None,
                             inherited_ignored=frozenset())
     startup.proc = own_proc
+    startup.cgroup_procs = own_cgroup
     if runtime is None:
         from pyinit import supervisor
 
@@ -268,6 +270,26 @@ def _own_proc(fd: int) -> int | None:
     try:  # out of the way of the descriptors trio opens, which stay 3, 4, ...
         high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, PROC_FD_MIN)
     except OSError:  # a RLIMIT_NOFILE this low: keep it where it is
+        return fd
+    os.close(fd)
+    return high
+
+
+def _own_cgroup_procs(fd: int, own_proc: int | None) -> int | None:
+    """The cgroup.procs fd the parent opened on the cgroup it made for the container,
+    kept only where the shutdown has no other way to know who is left: no procfs of
+    its own, and not PID 1 of a PID namespace (kill -1 would be the host's). A
+    descendant that called setsid is not in the workload's process group, and
+    without a PID namespace this process, a child subreaper, adopts it and waits
+    for it: it must be able to signal it (docs/security.md rule 4)."""
+    if fd < 0:
+        return None
+    if own_proc is not None or os.getpid() == 1:
+        os.close(fd)
+        return None
+    try:  # next to the procfs fd, out of trio's way
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, PROC_FD_MIN + 1)
+    except OSError:
         return fd
     os.close(fd)
     return high
@@ -343,7 +365,7 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
 def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                     sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int, int],
-                    cgroup: Cgroup | Scope | None = None) -> int | None:
+                    cgroup: Cgroup | Scope | None = None, procs: int = -1) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
     unshare(CLONE_NEWPID) and setns into a PID namespace only affect children,
@@ -374,7 +396,7 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
             elif cgroup is not None:
                 cgroup.add(os.getpid())
             # Nothing the caller left open goes further (pyinit run 9</host/dir).
-            task.close_from(3, frozenset({report_w, mapped_r, *sync, sink.fileno()}))
+            task.close_from(3, frozenset({report_w, mapped_r, *sync, sink.fileno(), procs}))
             credentials.before_namespaces(cfg.process)
             host = credentials.HostFacts(caps.last_cap(), False)
             to_unshare = namespaces.join(cfg)
@@ -398,7 +420,8 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
             if init == 0:
                 os.close(report_w)
                 os.close(mapped_r)
-                _container(cfg, setup, opts, log, sink, to_unshare, start_ns, sync, name, host)
+                _container(cfg, setup, opts, log, sink, to_unshare, start_ns, sync, name, host,
+                           procs)
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
@@ -687,12 +710,17 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         pair = _socketpair() if cfg.process.terminal else None  # the pty's master comes back
         log_r, log_w = logpipe.open_channel()
         pid1_log = logpipe.Forwarder(log_r, sink)
+        # Not when PID 1 makes a PID namespace: its kill -1 reaches everyone there.
+        procs = cgroup.procs_fd() if cgroup is not None and \
+            not cfg.owns_namespace("pid") else None
         pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,
                               (to_parent, from_parent, pair[1].fileno() if pair else -1,
-                               log_w), cgroup)
+                               log_w), cgroup, -1 if procs is None else procs)
         os.close(to_parent)
         os.close(from_parent)
         os.close(log_w)
+        if procs is not None:
+            os.close(procs)
         if pair is not None:
             pair[1].close()
         if pid is None:

@@ -195,8 +195,8 @@ def no_child_left() -> bool:
 class Startup:
     """What happened before the supervisor existed, handed to it (or to the early exit)."""
 
-    __slots__ = ("forwarded", "inherited_ignored", "inherited_mask", "is_pid1", "proc",
-                 "runtime_ready_ns", "runtime_source", "shutdown_reason", "start_ns",
+    __slots__ = ("cgroup_procs", "forwarded", "inherited_ignored", "inherited_mask", "is_pid1",
+                 "proc", "runtime_ready_ns", "runtime_source", "shutdown_reason", "start_ns",
                  "subreaper_error", "workload_exit")
 
     def __init__(self, *, start_ns: int, inherited_mask: frozenset[int], is_pid1: bool,
@@ -216,3 +216,6 @@ class Startup:
         # Where the shutdown reads who is left (pyinit/proc.py): the host's /proc
         # by path for ``pyinit -- CMD``; the container's PID 1 sets an fd or None.
         self.proc: str | int | None = "/proc"
+        # With no procfs to read it from, and no PID namespace: a descriptor on the
+        # cgroup.procs of the container's own cgroup (pyinit/container.py).
+        self.cgroup_procs: int | None = None

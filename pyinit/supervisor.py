@@ -28,7 +28,7 @@ import trio
 from pyinit import core, proc, signals
 from pyinit.cli import Options
 from pyinit.core import Dropped, Exited, Forwarded, Startup, Stopped
-from pyinit.linux import syscalls
+from pyinit.linux import cgroupfs, syscalls
 from pyinit.log import Sink, configure
 from pyinit.report import (
     announce,
@@ -191,7 +191,20 @@ class Supervisor:
         self.nursery.start_soon(self.shutdown, reason)
 
     def remaining(self, include_workload: bool) -> list[proc.ProcInfo] | None:
-        """Our live descendants, or None when /proc cannot be trusted."""
+        """Our live descendants, or None when /proc cannot be trusted.
+
+        Without a procfs but with the container's own cgroup (no PID namespace:
+        pyinit/container.py), everyone in that cgroup but us, descendant or not,
+        as runc kills a container's cgroup; their names are unknown ("?").
+        """
+        if not self.proc_ok and self.startup.cgroup_procs is not None:
+            try:
+                pids = cgroupfs.pids_of(self.startup.cgroup_procs)
+            except OSError:
+                return None
+            us = os.getpid()
+            return [proc.ProcInfo(pid, 0, "?", "?") for pid in pids
+                    if pid not in (0, us) and (include_workload or pid != self.child.pid)]
         if not self.proc_ok:
             return None
         found = proc.descendants(os.getpid(), proc.snapshot(self.startup.proc))

@@ -92,6 +92,15 @@ class Cgroup:
                 raise SetupError.from_os(STEP, f"add pid {pid} to {directory}/cgroup.procs",
                                          exc, hierarchy=name) from None
 
+    def procs_fd(self) -> int | None:
+        """A descriptor on the cgroup.procs of a leaf pyinit made for this container (the
+        unified hierarchy's if it made one there), or None when it made none: a cgroup
+        that was there before may hold others' processes, never to be killed as ours."""
+        if not self.created:
+            return None
+        unified = self.dirs.get(self.host.unified.name) if self.host.unified else None
+        return cgroupfs.open_procs(unified if unified in self.created else self.created[0])
+
     def read(self, controller: str, name: str) -> str:
         return cgroupfs.read(self.directory(controller), name).strip()
 

@@ -270,6 +270,11 @@ class Scope:
                              where=WHERE, unit=self.scope.unit) from None
         return str(signal.body[3])
 
+    def procs_fd(self) -> int | None:
+        """None: the scope's directory is known only once systemd has put the middle
+        process in it, after PID 1's fork (Cgroup.procs_fd; docs/security.md rule 4)."""
+        return None
+
     def oom(self) -> manager.OomEvidence | None:
         """The OOM killer's counter, if the scope's cgroup is still there to read: systemd
         stops a scope (and removes its cgroup) as soon as its last process has exited,

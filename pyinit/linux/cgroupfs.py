@@ -70,6 +70,24 @@ def procs(directory: str) -> list[int]:
         return []
 
 
+def open_procs(directory: str) -> int:
+    """A descriptor on ``directory/cgroup.procs``, to list the cgroup with :func:`pids_of`
+    later without its path (the container's PID 1, after the pivot)."""
+    return os.open(os.path.join(directory, "cgroup.procs"), _READ)
+
+
+def pids_of(fd: int) -> list[int]:
+    """The processes in the cgroup of a :func:`open_procs` descriptor, read afresh from
+    offset 0 (the kernel lists it again), as the reader's PID namespace numbers them
+    (0: one outside it)."""
+    chunks = []
+    offset = 0
+    while chunk := os.pread(fd, 65536, offset):
+        chunks.append(chunk)
+        offset += len(chunk)
+    return [int(word) for word in b"".join(chunks).split()]
+
+
 def kill_all(directory: str) -> None:
     """SIGKILL every process in the cgroup: ``cgroup.kill`` where the kernel has it (v2,
     atomic against forks), else each pid in ``cgroup.procs``."""
