@@ -95,11 +95,16 @@ class Cgroup:
     def procs_fd(self) -> int | None:
         """A descriptor on the cgroup.procs of a leaf pyinit made for this container (the
         unified hierarchy's if it made one there), or None when it made none: a cgroup
-        that was there before may hold others' processes, never to be killed as ours."""
+        that was there before may hold others' processes, never to be killed as ours.
+        None too when it cannot be opened (the shutdown then signals the workload's
+        process group only, as without a cgroup)."""
         if not self.created:
             return None
         unified = self.dirs.get(self.host.unified.name) if self.host.unified else None
-        return cgroupfs.open_procs(unified if unified in self.created else self.created[0])
+        try:
+            return cgroupfs.open_procs(unified if unified in self.created else self.created[0])
+        except OSError:
+            return None
 
     def read(self, controller: str, name: str) -> str:
         return cgroupfs.read(self.directory(controller), name).strip()

@@ -6,6 +6,7 @@ plain files shaped like cgroup2 (docs/cgroups.md, "Not run here")."""
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from pyinit import diagnose
 from pyinit.cgroups import manager, mapping
 from pyinit.cgroups.host import Hierarchy, Host
 from pyinit.errors import SetupError
+from pyinit.linux import cgroupfs
 from pyinit.oci import resources
 
 MiB = 1 << 20
@@ -179,3 +181,21 @@ def test_the_write_of_each_field_per_version() -> None:
         ("blockIO.weight", 2, ["io.bfq.weight", "io.weight"]),
         ("hugepageLimits[0]", 2, ["hugetlb.2MB.max"]), ("rdma.mlx5_0", 2, ["rdma.max"]),
         ("unified.memory.high", 2, ["memory.high"])]
+
+
+def test_the_shutdown_lists_only_a_cgroup_pyinit_made(tmp_path: Path) -> None:
+    # PID 1 without a PID namespace or procfs lists who is left from cgroup.procs
+    # (docs/security.md rule 4); a cgroup that was there before may hold others'.
+    cg = v2_tree(tmp_path, "/pyinit/c1", "memory")
+    procs = tmp_path / "pyinit" / "c1" / "cgroup.procs"
+    procs.write_text("12\n34\n")
+    assert cg.procs_fd() is None
+    cg.created.append(str(tmp_path / "pyinit" / "c1"))
+    fd = cg.procs_fd()
+    assert fd is not None
+    try:
+        assert cgroupfs.pids_of(fd) == [12, 34]
+        procs.write_text("56\n")  # read afresh each time, from the same descriptor
+        assert cgroupfs.pids_of(fd) == [56]
+    finally:
+        os.close(fd)
