@@ -3,8 +3,9 @@
 The options become the same config objects ``pyinit run`` reads from
 config.json, in memory, in the order given (later mounts on top of earlier
 ones, as bubblewrap); then the same plan and executor run. The root is always
-a fresh tmpfs (on an empty directory that is removed afterwards); the host
-sees neither it nor anything mounted in it. docs/sandbox.md has every
+a fresh tmpfs, attached on top of / in the sandbox's own mount namespace until
+the pivot (``ROOT``); the host sees neither it nor anything mounted in it, and
+no directory of the host's is made for it. docs/sandbox.md has every
 bubblewrap option: supported, refused (why) or different (how).
 
 With no filesystem option at all, the embedded default applies: the host's
@@ -38,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from typing import Any, NoReturn
 
 from pyinit import cli, diagnose
@@ -60,6 +60,13 @@ from pyinit.oci.spec import MASKED_PATHS
 from pyinit.record import replace
 from pyinit.rootfs import plan
 
+# Where the root's fresh tmpfs is attached until the pivot: on top of /, in the
+# sandbox's own mount namespace (made slave first, so nothing propagates back). A path
+# lookup starts at the root mount's root and never enters a mount stacked on it, so
+# every host path (bind sources included) resolves as before, while the executor
+# reaches the tmpfs through its fd. No directory is made on the host: there is
+# nothing to remove afterwards, nor to leave behind when pyinit is SIGKILLed.
+ROOT = "/"
 DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 # Made read-only in every fresh --proc, as bubblewrap does (and as linux.readonlyPaths
 # does in `pyinit spec`'s config): the program may be the host's uid 0, and a sysctl's
@@ -573,7 +580,7 @@ def fresh_proc_refused(user_ns: bool) -> str | None:
             f"mounts on top of it ({shown or 'no proc mount at all'})")
 
 
-def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
+def build(args: argparse.Namespace) -> tuple[Config, RunOptions]:
     """The Config for these options, and how to run it (the other steps, in their order)."""
     default = not getattr(args, "ops", None)
     ops = _default_ops() if default else args.ops
@@ -634,7 +641,7 @@ def build(args: argparse.Namespace, root: str) -> tuple[Config, RunOptions]:
     env = _environment(getattr(args, "env_ops", None) or [])
     choices = (args.chdir,) if args.chdir is not None else _cwd_choices(env)
     cfg = Config(
-        bundle=root, root_path=root, root_readonly=False,
+        bundle=ROOT, root_path=ROOT, root_readonly=False,
         seccomp=None if args.no_seccomp or program is not None else _seccomp(
             args.seccomp_profile, [names[n] for n in kept["bounding"]],
             namespaces=may_nest(args.disable_userns, os.geteuid(), cgroup)),
@@ -791,7 +798,6 @@ def _seccomp(path: str | None, kept: list[str], namespaces: bool) -> Seccomp | N
 
 def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentParser]) -> int:
     p = parser(parser_class)
-    root = ""
     try:
         args = p.parse_args(expand_args(argv, p))
         program = args.program[1:] if args.program[:1] == ["--"] else args.program
@@ -799,15 +805,12 @@ def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentPar
             raise ValueError("no PROGRAM given (usage: pyinit sandbox [OPTIONS] -- PROGRAM "
                              "[ARGS...])")
         args.program = program
-        root = tempfile.mkdtemp(prefix="pyinit-sandbox-")
-        cfg, run = build(args, root)
+        cfg, run = build(args)
     except ValueError as exc:
-        if root:
-            os.rmdir(root)
         p.error(str(exc))  # one line, then where the help is; exit status 2
     created = tuple(ns.type for ns in cfg.namespaces)
     return _run(cfg, _with_status(run, created, args.info_fd, args.json_status_fd), args,
-                start_ns, root)
+                start_ns)
 
 
 # The namespaces bubblewrap's --info-fd names (when it created them): config type, /proc name.
@@ -855,21 +858,11 @@ def _with_status(run: RunOptions, created: tuple[str, ...], info_fd: int | None,
     return replace(run, on_started=started, on_exit=exited)
 
 
-def _run(cfg: Config, run: RunOptions, args: argparse.Namespace, start_ns: int,
-         root: str) -> NoReturn:
+def _run(cfg: Config, run: RunOptions, args: argparse.Namespace, start_ns: int) -> NoReturn:
     from pyinit import container
 
     opts = cli.Options()
     opts.grace = args.grace
     opts.log_format = args.log_format
     opts.log_level = args.log_level
-
-    def cleanup() -> None:
-        # The tmpfs lived in the sandbox's mount namespace: on the host there
-        # is only the empty directory. rmdir, never anything recursive.
-        try:
-            os.rmdir(root)
-        except OSError:
-            pass
-
-    container.run_config(cfg, opts, start_ns, "sandbox", cleanup=cleanup, run=run)
+    container.run_config(cfg, opts, start_ns, "sandbox", run=run)

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import PYINIT
+from tests.conftest import PYINIT, _mountinfo, mount_diff
 
 pytestmark = pytest.mark.root
 
 
 def sandbox(*args: str, tmpdir: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``pyinit sandbox ARGS``; its root's mount point is made in ``tmpdir`` if given."""
+    """``pyinit sandbox ARGS``, with TMPDIR=``tmpdir`` if given."""
     env = {**os.environ, "TMPDIR": str(tmpdir)} if tmpdir is not None else None
     return subprocess.run([PYINIT, "sandbox", *args], capture_output=True, text=True,
                           timeout=60, check=False, stdin=subprocess.DEVNULL, env=env)
@@ -38,7 +39,7 @@ def test_default_sandbox(tmp_path: Path) -> None:
     for path in ("/proc", "/dev", "/dev/pts", "/dev/shm", "/tmp"):
         assert path in mounts, path
     assert "usr-ro" in lines and "tmp-rw" in lines
-    assert list(tmp_path.iterdir()) == []  # its mount point is gone
+    assert list(tmp_path.iterdir()) == []  # no scratch directory in TMPDIR
 
 
 def test_options_in_order() -> None:
@@ -90,3 +91,34 @@ def test_bundle_commands_usage_errors_name_the_command(args: list[str], message:
     res = subprocess.run([PYINIT, *args], capture_output=True, text=True, timeout=60,
                          check=False)
     assert (res.returncode, res.stdout, res.stderr) == (2, "", message + "\n")
+
+
+def sigkilled_sandbox(command: list[str], tmpdir: Path) -> list[Path]:
+    """Start ``command`` (a ``pyinit sandbox`` whose program says "ready" and then waits)
+    with TMPDIR=``tmpdir``, SIGKILL pyinit once the program runs, and return what is
+    left in ``tmpdir``. Nothing of pyinit's cleanup code runs after a SIGKILL: whatever
+    the sandbox's scratch space left on the host stays there."""
+    before = _mountinfo()
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tmpdir)})
+    assert proc.stdout is not None and proc.stdin is not None
+    try:
+        assert proc.stdout.readline() == b"ready\n"
+        proc.kill()
+        assert proc.wait(timeout=60) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdin.close()
+        proc.stdout.read()  # PID 1 dies with the parent: the pipe closes
+        proc.stdout.close()
+        assert proc.stderr is not None
+        proc.stderr.close()
+    assert mount_diff(before, _mountinfo()) == ""
+    return list(tmpdir.iterdir())
+
+
+def test_sigkilled_sandbox_leaves_nothing_on_the_host(tmp_path: Path) -> None:
+    """The root's scratch space lives only in the sandbox's mount namespace."""
+    assert sigkilled_sandbox([PYINIT, "sandbox", "--", "sh", "-c", "echo ready; read x"],
+                             tmp_path) == []

@@ -23,6 +23,7 @@ import pytest
 from pyinit.sandbox import SUBGID, SUBUID
 from tests.conftest import PYINIT, PYTHON, ROOT
 from tests.integration.test_rootless import as_user, runtime
+from tests.integration.test_sandbox import sigkilled_sandbox
 
 pytestmark = pytest.mark.root
 
@@ -353,3 +354,16 @@ def test_map_subids_without_a_range_is_refused(runtime: tuple[str, int, int]) ->
     assert res.stderr == (
         f"pyinit sandbox: error: --map-subids: /etc/subuid has no range for {uid} or "
         "pyinit-rootless (see 'pyinit sandbox --help')\n")
+
+
+def test_unprivileged_sigkilled_sandbox_leaves_nothing_on_the_host(
+        runtime: tuple[str, int, int]) -> None:
+    python, uid, gid = runtime
+    top = Path(tempfile.mkdtemp(prefix="pyinit-rootless-tmpdir-"))
+    try:
+        os.chown(top, uid, gid)  # a TMPDIR the user could make its scratch directory in
+        assert sigkilled_sandbox(
+            ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", python, "-m",
+             "pyinit", "sandbox", "--", "sh", "-c", "echo ready; read x"], top) == []
+    finally:
+        shutil.rmtree(top)

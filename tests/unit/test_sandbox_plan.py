@@ -15,7 +15,7 @@ from pyinit.rootfs.plan import MaskPath, ReadonlyPath, build
 def _config(*argv: str) -> Config:
     args = sandbox.parser(argparse.ArgumentParser).parse_args([*argv, "--", "true"])
     args.program = ["true"]
-    cfg, _ = sandbox.build(args, "/nonexistent-root")
+    cfg, _ = sandbox.build(args)
     return cfg
 
 
@@ -47,7 +47,7 @@ def test_every_fresh_proc_gets_pyinit_specs_masks() -> None:
     assert _config().masked_paths == tuple(f"/proc/{name}" for name in dirs + files)
     args = sandbox.parser(argparse.ArgumentParser).parse_args(["--proc", "/proc", "--", "true"])
     args.program = ["true"]
-    cfg, run = sandbox.build(args, "/nonexistent-root")
+    cfg, run = sandbox.build(args)
     steps = [s for s in build(cfg, run).steps if isinstance(s, MaskPath)]
     assert steps == [MaskPath(p, empty_file=True) for p in cfg.masked_paths]
     # pyinit run (no private root tmpfs) keeps the container's /dev/null.
