@@ -436,6 +436,9 @@ HINTS: tuple[Hint, ...] = (
     Hint("sysctl-not-procfs", None, None, _text(
         "something is mounted over /proc/sys; refusing to write there (CVE-2025-52881)"),
         evidence=False),
+    Hint("mask-no-devnull", None, None, _text(
+        "mount a tmpfs on /dev (pyinit makes /dev/null there) or put the char device 1:3 "
+        "at /dev/null in the image"), evidence=False),
     Hint("mask-devnull", None, None, _text(
         "a /dev/null replaced by a symlink would expose what it points to "
         "(CVE-2025-31133)"), evidence=False),

@@ -152,11 +152,16 @@ def mask_path(ctx: Context, step: MaskPath) -> None:
             cover = _empty_file(ctx)
         else:
             null = ctx.root.open_if_exists("/dev/null", nofollow=True)
-            if null is None or not is_char_device(k.fstat(null), 1, 3):
-                if null is not None:
-                    k.close(null)
+            where = step.where or None
+            if null is None:
+                raise SetupError("mask", "the container has no /dev/null, so it cannot mask "
+                                 "files", op="mask-no-devnull", where=where,
+                                 destination=step.path)
+            if not is_char_device(k.fstat(null), 1, 3):
+                k.close(null)
                 raise SetupError("mask", "/dev/null is not the char device 1:3, so it cannot "
-                                 "mask files", op="mask-devnull", destination=step.path)
+                                 "mask files", op="mask-devnull", where=where,
+                                 destination=step.path)
             try:
                 cover = k.open_tree(null, "", syscalls.OPEN_TREE_CLONE | detached.EMPTY)
             finally:

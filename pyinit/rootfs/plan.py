@@ -451,6 +451,7 @@ class MaskPath:
     # A file is covered by an empty read-only file of a private tmpfs instead of
     # the container's /dev/null (the sandbox: its layout may have no /dev).
     empty_file: bool = False
+    where: str = ""  # linux.maskedPaths[i]; none for the sandbox's own masks
 
     @property
     def summary(self) -> str:
@@ -712,7 +713,9 @@ def build(cfg: Config, run: RunOptions | None = None, host: HostFacts | None = N
     steps += [ReadonlyPath(path) for path in cfg.readonly_paths]
     # The sandbox (a private root tmpfs) masks files with an empty file: its layout
     # may have no /dev/null. pyinit run needs its /dev/null, or fails closed.
-    steps += [MaskPath(path, empty_file=run.root_tmpfs) for path in cfg.masked_paths]
+    steps += [MaskPath(path, empty_file=run.root_tmpfs,
+                       where="" if run.root_tmpfs else f"linux.maskedPaths[{i}]")
+              for i, path in enumerate(cfg.masked_paths)]
     # startContainer hooks are no step: the workload's process runs them just
     # before its exec, after PID 1's lock-down (runtime/starthooks.py).
     process, notes = _process(cfg)

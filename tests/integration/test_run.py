@@ -410,10 +410,12 @@ def test_masking_a_file_without_a_dev_null_fails_closed(tmp_path: Path) -> None:
         *(m for m in c["mounts"] if m["destination"] != "/dev"),
         {"destination": "/dev", "type": "bind", "source": str(tmp_path / "emptydev"),
          "options": ["rbind", "ro"]}]))
+    edit(bundle, lambda c: c["linux"].update(maskedPaths=["/proc/acpi", "/proc/keys"]))
     res = run_bundle(bundle)
     assert _one_line(res) == (
-        "pyinit: mask: /dev/null is not the char device 1:3, so it cannot mask files; "
-        "a /dev/null replaced by a symlink would expose what it points to (CVE-2025-31133)")
+        "pyinit: linux.maskedPaths[1]: mask (/proc/keys): the container has no /dev/null, "
+        "so it cannot mask files; mount a tmpfs on /dev (pyinit makes /dev/null there) or "
+        "put the char device 1:3 at /dev/null in the image")
     assert res.stdout == ""
 
 

@@ -52,7 +52,7 @@ def test_every_fresh_proc_gets_pyinit_specs_masks() -> None:
     assert steps == [MaskPath(p, empty_file=True) for p in cfg.masked_paths]
     # pyinit run (no private root tmpfs) keeps the container's /dev/null.
     assert [s for s in build(cfg).steps if isinstance(s, MaskPath)] == [
-        MaskPath(p) for p in cfg.masked_paths]
+        MaskPath(p, where=f"linux.maskedPaths[{i}]") for i, p in enumerate(cfg.masked_paths)]
 
 
 def test_a_bind_of_the_hosts_sys_gets_firmware_and_powercap_masked() -> None:
