@@ -50,8 +50,8 @@ def devnull(ctx: Context, step: DevNull) -> None:
     try:
         null = ctx.root.open_if_exists("/dev/null", os.O_RDWR | os.O_CLOEXEC | os.O_NOCTTY,
                                        nofollow=True)
-    except SetupError:
-        if targets:
+    except SetupError as exc:
+        if targets and not (exc.errno == errno.EACCES and _unusable_null(ctx)):
             raise
         null = None  # PID 1 makes do without (runtime/hardening.py)
     if null is None:
@@ -70,6 +70,20 @@ def devnull(ctx: Context, step: DevNull) -> None:
     for fd in targets:
         k.dup2(null, fd)
     ctx.devnull = null
+
+
+def _unusable_null(ctx: Context) -> bool:
+    """Is the container's /dev/null the char device 1:3 on a nodev mount (``pyinit
+    sandbox --ro-bind / /``: every mount of the tree is nodev)? Then nobody can open
+    it; stdio stays as it is, as bubblewrap leaves it, rather than fail the run."""
+    k = ctx.kernel
+    fd = ctx.root.open_if_exists("/dev/null", nofollow=True)
+    if fd is None:
+        return False
+    try:
+        return is_char_device(k.fstat(fd), 1, 3) and bool(k.fstatvfs_flags(fd) & os.ST_NODEV)
+    finally:
+        k.close(fd)
 
 
 def sysctl(ctx: Context, step: Sysctl) -> None:

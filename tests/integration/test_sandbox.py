@@ -122,3 +122,12 @@ def test_sigkilled_sandbox_leaves_nothing_on_the_host(tmp_path: Path) -> None:
     """The root's scratch space lives only in the sandbox's mount namespace."""
     assert sigkilled_sandbox([PYINIT, "sandbox", "--", "sh", "-c", "echo ready; read x"],
                              tmp_path) == []
+
+
+def test_ro_bind_of_the_hosts_root_alone_runs_as_under_bubblewrap() -> None:
+    """``--ro-bind / /`` with stdio on /dev/null: the tree is nodev, so the sandbox's
+    /dev/null cannot be opened; stdio stays the caller's (as bubblewrap leaves it)
+    and the program runs, as ``bwrap --ro-bind / / ...`` does (same output)."""
+    res = sandbox("--ro-bind", "/", "/", "--", "sh", "-c", "echo ok; cat /dev/null")
+    assert (res.returncode, res.stdout, res.stderr) == (
+        1, "ok\n", "cat: /dev/null: Permission denied\n")

@@ -367,3 +367,11 @@ def test_unprivileged_sigkilled_sandbox_leaves_nothing_on_the_host(
              "pyinit", "sandbox", "--", "sh", "-c", "echo ready; read x"], top) == []
     finally:
         shutil.rmtree(top)
+
+
+def test_unprivileged_ro_bind_of_the_hosts_root_alone(runtime: tuple[str, int, int]) -> None:
+    """As root's (test_sandbox.py): the nodev /dev/null is left alone, stdio stays."""
+    res = as_user(runtime, "sandbox", "--ro-bind", "/", "/", "--", "sh", "-c",
+                  "echo ok; cat /dev/null")
+    assert (res.returncode, res.stdout, res.stderr) == (
+        1, "ok\n", "cat: /dev/null: Permission denied\n")
