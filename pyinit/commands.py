@@ -19,6 +19,8 @@ from pyinit import cli
 if TYPE_CHECKING:
     import argparse
 
+    from pyinit.oci.config import RunOptions
+
 EXIT_CHECK_FAILED = 1
 
 
@@ -131,6 +133,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                            description="Validate without touching anything: every problem "
                            "with its JSON path, then the setup plan.")
     check.add_argument("--bundle", "-b", default=".")
+    # The options of run's that change its plan: check plans exactly what run would.
+    check.add_argument("--no-pivot", action="store_true", help="as pyinit run's")
+    check.add_argument("--sysfs-fallback", action="store_true", help="as pyinit run's")
     diag = sub.add_parser("diagnose", help="probe this environment (and a bundle) for what "
                           "will and will not mount",
                           description="Probe the environment: PID 1, capabilities, user "
@@ -161,7 +166,10 @@ def main(argv: list[str], start_ns: int) -> int:
     if args.command == "spec":
         return spec(args.bundle, args.rootless)
     if args.command == "check":
-        return check(args.bundle)
+        from pyinit.oci.config import RunOptions
+
+        return check(args.bundle, RunOptions(no_pivot=args.no_pivot,
+                                             sysfs_fallback=args.sysfs_fallback))
     if args.command == "diagnose":
         return diagnose(args.bundle, args.json)
     return _run(args, start_ns)
@@ -230,8 +238,9 @@ def _show(value: object) -> str:
     return str(value)
 
 
-def check(bundle: str) -> int:
-    """Exactly what ``pyinit run`` would refuse, and otherwise its plan."""
+def check(bundle: str, run: RunOptions | None = None) -> int:
+    """Exactly what ``pyinit run`` (with ``run``'s options) would refuse, and otherwise
+    its plan: the same plan.build, so every refusal is decided in one place."""
     from pyinit.errors import SetupError
     from pyinit.linux import host
     from pyinit.oci.config import ConfigError, RunOptions, load
@@ -239,7 +248,7 @@ def check(bundle: str) -> int:
 
     try:
         cfg = load(bundle)
-        setup = plan.build(cfg, RunOptions(), host.probe())
+        setup = plan.build(cfg, run or RunOptions(), host.probe())
         devices.check_host_nodes(cfg)
     except ConfigError as exc:
         for path, reason in exc.problems:

@@ -436,6 +436,9 @@ HINTS: tuple[Hint, ...] = (
     Hint("sysctl-not-procfs", None, None, _text(
         "something is mounted over /proc/sys; refusing to write there (CVE-2025-52881)"),
         evidence=False),
+    Hint("sysfs-without-netns", None, None, _text(
+        "add {\"type\": \"network\"} to linux.namespaces, bind /sys read-only, or run "
+        "with --sysfs-fallback"), evidence=False),
     Hint("mask-no-devnull", None, None, _text(
         "mount a tmpfs on /dev (pyinit makes /dev/null there) or put the char device 1:3 "
         "at /dev/null in the image"), evidence=False),
@@ -444,9 +447,6 @@ HINTS: tuple[Hint, ...] = (
         "(CVE-2025-31133)"), evidence=False),
     # pyinit diagnose --bundle: what it predicts without setting anything up.
     Hint("config-invalid", None, None, _text("fix config.json"), evidence=False),
-    Hint("sysfs-without-netns", None, None, _text(
-        "add {\"type\": \"network\"} to linux.namespaces, bind /sys read-only, or run "
-        "with --sysfs-fallback"), evidence=False),
     Hint("proc-symlink-in-image", None, None, _text(
         "proc and sysfs must be mounted on ordinary directories; fix the image"),
         evidence=False),
@@ -689,8 +689,6 @@ def predict(bundle: str, env: dict[str, Any]) -> list[dict[str, Any]]:
         found.append({"where": exc.where, "destination": exc.fields.get("destination"),
                       "problem": exc.reason,
                       "hint": explain_error(exc, {}, evidence=False)})
-    user_ns = cfg.has_namespace("user")
-    own_net = any(n.type == "network" and n.path is None for n in cfg.namespaces)
     for m in cfg.mounts:
         problem = hint = None
         dest = cfg.root_path.rstrip("/") + m.destination
@@ -705,9 +703,6 @@ def predict(bundle: str, env: dict[str, Any]) -> list[dict[str, Any]]:
                 and not env["mountable"][m.type].startswith("untested"):
             problem = f"{m.type} cannot be mounted here ({env['mountable'][m.type]})"
             hint = explain("mount", errno.EPERM, {"fstype": m.type})
-        elif m.type == "sysfs" and user_ns and not own_net:
-            problem = "sysfs in a user namespace that does not own its network namespace"
-            hint = explain("sysfs-without-netns", None, {}, evidence=False)
         elif m.type in ("proc", "sysfs") and os.path.islink(dest):
             problem = f"{m.destination} is a symlink in the image (-> {os.readlink(dest)})"
             hint = explain("proc-symlink-in-image", None, {}, evidence=False)

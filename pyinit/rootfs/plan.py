@@ -610,10 +610,26 @@ def _mount_steps(cfg: Config, run: RunOptions, host: HostFacts, m: Mount) -> Ste
                            bool(m.parsed.flags & flags.MS_RDONLY))
     if m.parsed.is_bind:
         return _bind(m, inside)
-    if (m.type == "sysfs" and run.sysfs_fallback and cfg.has_namespace("user")
-            and not cfg.owns_namespace("network")):
-        return _sysfs_fallback(m)
+    if m.type == "sysfs" and sysfs_refused(cfg):
+        if run.sysfs_fallback:
+            return _sysfs_fallback(m)
+        how = "one joined by path" if cfg.has_namespace("network") else "the host's"
+        raise refuse(m, "sysfs in a new user namespace needs a new network namespace, not "
+                     f"{how}: the kernel mounts sysfs only for a network namespace that user "
+                     "namespace owns", op="sysfs-without-netns")
     return _new(m, inside)
+
+
+def sysfs_refused(cfg: Config) -> bool:
+    """Will the kernel refuse a new sysfs (EPERM)? It mounts one only for a network
+    namespace the mounting user namespace owns: not for the host's (with a user
+    namespace, new or joined), nor for one joined by path next to a new user namespace
+    (it existed first). A user namespace and a network namespace both joined by path may
+    belong together: left to the kernel. The one decision for run, check and diagnose,
+    and for --sysfs-fallback."""
+    if not cfg.has_namespace("user") or cfg.owns_namespace("network"):
+        return False
+    return cfg.owns_namespace("user") or not cfg.has_namespace("network")
 
 
 def _devices(cfg: Config, run: RunOptions, host: HostFacts) -> list[Step]:

@@ -132,7 +132,9 @@ def test_bundle_predictions_of_a_user_namespace(tmp_path: Path) -> None:
     assert res.returncode == 1, res.stderr
     assert json.loads(res.stdout)["bundle"]["predicted_failures"] == [
         {"where": f"mounts[{sysfs}]", "destination": "/sys",
-         "problem": "sysfs in a user namespace that does not own its network namespace",
+         "problem": "sysfs in a new user namespace needs a new network namespace, not the "
+                    "host's: the kernel mounts sysfs only for a network namespace that user "
+                    "namespace owns",
          "hint": "add {\"type\": \"network\"} to linux.namespaces, bind /sys read-only, or "
                  "run with --sysfs-fallback"},
         {"where": f"mounts[{len(mounts) - 1}]", "destination": "/opt/data",

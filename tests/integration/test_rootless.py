@@ -127,11 +127,10 @@ def test_rootless_sysfs_without_its_network_namespace(runtime: tuple[str, int, i
     edit(bundle, sysfs)
     line = _line(as_user(runtime, "run", "--bundle", str(bundle)))
     assert line == (
-        "pyinit: mounts[5]: mount (/sys): sysfs sysfs on /sys MS_RDONLY|MS_NOSUID|MS_NODEV: "
-        "Operation not permitted; sysfs can only be mounted in a user namespace that owns the "
-        'network namespace, and this one does not: add {"type": "network"} to '
-        "linux.namespaces, bind /sys read-only instead, or run with --sysfs-fallback to do that "
-        "automatically (it keeps ro)")
+        "pyinit: mounts[5]: mount (/sys): sysfs in a new user namespace needs a new network "
+        "namespace, not the host's: the kernel mounts sysfs only for a network namespace "
+        'that user namespace owns; add {"type": "network"} to linux.namespaces, bind /sys '
+        "read-only, or run with --sysfs-fallback")
     res = as_user(runtime, "run", "--bundle", str(bundle), "--sysfs-fallback")
     assert res.returncode == 0, res.stderr
     sys_line = res.stdout.split()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PYINIT
+from tests.conftest import PYINIT, events
 from tests.integration.test_rootless import as_user, rootless_bundle, runtime
 from tests.integration.test_run import edit, make_bundle, mountinfo_of, run_bundle
 
@@ -602,3 +602,46 @@ def test_raising_a_hard_limit_as_under_runc(top: Path) -> None:
     theirs = run_runc(bundle, preexec_fn=at_4096)
     assert (ours.returncode == 0, ours.stdout) == (theirs.returncode == 0, theirs.stdout), \
         (ours.stderr, theirs.stderr)
+
+
+SYSFS_LINE = (
+    "mounts[5]: mount (/sys): sysfs in a new user namespace needs a new network namespace, "
+    "not the host's: the kernel mounts sysfs only for a network namespace that user namespace "
+    'owns; add {"type": "network"} to linux.namespaces, bind /sys read-only, or run with '
+    "--sysfs-fallback")
+
+
+def test_check_and_run_refuse_sysfs_without_a_network_namespace(top: Path) -> None:
+    """One decision (the plan's): check says what run refuses, and with --sysfs-fallback
+    both take the host's /sys instead."""
+    bundle = userns_bundle(top, "cat /proc/self/mountinfo", lambda c: _without(c, "network"))
+    chown_rootfs(bundle)
+    check = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert (check.returncode, check.stdout, check.stderr) == (1, SYSFS_LINE + "\n", "")
+    assert one_line(run_bundle(bundle)) == f"pyinit: {SYSFS_LINE}"
+    check = subprocess.run([PYINIT, "check", "--sysfs-fallback", "--bundle", str(bundle)],
+                           capture_output=True, text=True, timeout=60, check=False)
+    assert check.returncode == 0, check.stdout
+    assert check.stdout.splitlines()[8] == (
+        "  8. mount       bind the host's /sys on /sys read-only, the mounts under it "
+        "covered (sysfs fallback)")
+    res = run_bundle(bundle, "--sysfs-fallback")
+    assert res.returncode == 0, res.stderr
+    assert mountinfo_of(res.stdout)["/sys"].startswith("ro,")
+
+
+def test_check_prints_the_plan_run_carries_out(tmp_path: Path) -> None:
+    """Step for step: check's listing is the plan run's executor logs, the recursively
+    private read-only root included."""
+    bundle = make_bundle(tmp_path, "true")
+    check = subprocess.run([PYINIT, "check", "--bundle", str(bundle)], capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert check.returncode == 0, check.stdout
+    planned = [line[17:] for line in check.stdout.splitlines()[1:-1]]
+    assert planned[1] == (f"bind {bundle}/rootfs onto itself, nodev, its submounts read-only, "
+                          "recursively private")
+    res = run_bundle(bundle, "--log-level", "debug", "--log-format", "json")
+    assert res.returncode == 0, res.stderr
+    assert [e["step"] for e in events(res.stderr)
+            if e["event"].endswith(".started") and "step" in e] == planned

@@ -387,8 +387,9 @@ def test_sysfs_fallback_is_decided_by_the_plan(tmp_path: Path) -> None:
         f"move_mount tree:/sys -> {ROOT}/sys",
     ]
     assert [e["destination"] for e in log.named("mount.sysfs_fallback")] == ["/sys"]
-    no_fallback = _sysfs_fallback_plan(tmp_path, fallback=False)
-    assert isinstance(no_fallback.steps[2], plan.NewMount)
+    with pytest.raises(SetupError) as refused:
+        _sysfs_fallback_plan(tmp_path, fallback=False)
+    assert (refused.value.op, refused.value.where) == ("sysfs-without-netns", "mounts[0]")
 
 
 def test_cgroup_v1_hierarchies_are_made_in_the_fresh_tmpfs(tmp_path: Path) -> None:
