@@ -43,6 +43,7 @@ from pyinit.errors import EXIT_SETUP_FAILED, SetupError
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.linux import host as linux_host
 from pyinit.log import Sink, configure
+from pyinit.oci import resources
 from pyinit.oci.command import state_json
 from pyinit.oci.config import Config, RunOptions
 from pyinit.report import exit_code
@@ -606,8 +607,8 @@ def run(bundle: str, opts: cli.Options, start_ns: int, container_id: str | None 
         os._exit(EXIT_SETUP_FAILED)
     name = container_id or os.path.basename(cfg.bundle) or "pyinit"
     # Without --id, two runs of bundles with the same directory name must not meet in
-    # one default cgroup: the name alone is not unique, the name and pid are.
-    cgroup_id = container_id or f"{name}-{os.getpid()}"
+    # one default cgroup: the name alone is not unique, nor is the name and pid.
+    cgroup_id = container_id or resources.unique_id(name)
     run_config(cfg, opts, start_ns, name, console_socket=console_socket,
                run=RunOptions(no_pivot=no_pivot, sysfs_fallback=sysfs_fallback,
                               cgroup_id=cgroup_id, cgroup_manager=cgroup_manager))

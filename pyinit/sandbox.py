@@ -352,7 +352,7 @@ CPU_PERIOD = 100000  # µs, the kernel's default CFS period
 def cgroup_spec(args: argparse.Namespace) -> resources.CgroupSpec | None:
     """--memory, --pids and --cpus as the cgroup part pyinit run reads from config.json
     (docs/cgroups.md); None without them: then the sandbox gets no cgroup of its own.
-    The cgroup is /pyinit/sandbox-<pid> (root), else pyinit/sandbox-<pid> under the
+    The cgroup is /pyinit/sandbox-<pid>-<random> (root), else the same relative, under the
     caller's own cgroup, where a delegated subtree would be. Devices stay as bubblewrap
     leaves them: all allowed (the sandbox's /dev holds only the minimal set anyway)."""
     if args.memory is None and args.pids is None and args.cpus is None:
@@ -364,7 +364,7 @@ def cgroup_spec(args: argparse.Namespace) -> resources.CgroupSpec | None:
             quota=max(1000, round(args.cpus * CPU_PERIOD)), period=CPU_PERIOD),
         devices=(resources.DeviceRule(True, "a", -1, -1, "rwm"),),
     )
-    path = resources.default_path(f"sandbox-{os.getpid()}")
+    path = resources.default_path(resources.unique_id("sandbox"))
     return resources.CgroupSpec(path if os.geteuid() == 0 else path.lstrip("/"), res)
 
 

@@ -20,7 +20,9 @@ program apply.
 
 from __future__ import annotations
 
+import os
 import re
+import secrets
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -327,6 +329,13 @@ def parse_systemd_path(value: str, where: str = "linux.cgroupsPath"
 
 def default_path(container_id: str) -> str:
     return f"{DEFAULT_PARENT}/{container_id}"
+
+
+def unique_id(name: str) -> str:
+    """``name``-PID-RANDOM: a default container id no other run gets. The pid alone is
+    not enough: two pyinits, each in a PID namespace of its own, can have the same one
+    (and share the host's cgroup filesystem and lock directory)."""
+    return f"{name}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 # ------------------------------------------------------------------ reading

@@ -4,6 +4,7 @@ an OOM kill explained, and the cgroups gone afterwards (as runc does on this hos
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import uuid
@@ -174,7 +175,7 @@ def test_the_next_run_sweeps_the_cgroup_of_a_killed_pyinit(
 
 
 def test_sandbox_limits(top: str) -> None:
-    """pyinit sandbox --pids/--memory: the same machinery, in /pyinit/sandbox-<pid>."""
+    """pyinit sandbox --pids/--memory: the same machinery, in /pyinit/sandbox-<pid>-<random>."""
     proc = subprocess.Popen(
         [PYINIT, "sandbox", "--pids", "10", "--log-format", "json", "--log-level", "info",
          "--", "sh", "-c", "cat /proc/self/cgroup; i=0; while [ $i -lt 40 ]; do "
@@ -182,7 +183,8 @@ def test_sandbox_limits(top: str) -> None:
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err  # sh gives up at the first failed fork
-    path = f"/pyinit/sandbox-{proc.pid}"
+    path = event(err, "cgroup.ready")["path"]
+    assert re.fullmatch(f"/pyinit/sandbox-{proc.pid}-[0-9a-f]{{8}}", path), path
     assert sorted(out.splitlines()) == sorted(
         f"{line.rsplit(':', 1)[0]}:{path}" for line in Path("/proc/self/cgroup").read_text()
         .split())
@@ -243,3 +245,30 @@ def test_root_with_a_read_only_cgroup_filesystem(tmp_path: Path, top: str) -> No
         "linux.resources.pids.limit (/sys/fs/cgroup/pids is not writable by uid 0)",
         ["linux.resources.pids.limit"])
     assert "cgroup.ready" not in [e["event"] for e in events(res.stderr)]
+
+
+def test_two_runs_of_bundles_with_the_same_name_get_a_cgroup_each(tmp_path: Path) -> None:
+    """Without --id the default cgroup is /pyinit/<bundle's name>-<unique>: two runs of
+    .../one/web and .../two/web at once, each pyinit PID 1 of a PID namespace of its
+    own (the same pid, 1, in both), must not meet in one cgroup."""
+    runs = []
+    try:
+        for parent in ("one", "two"):
+            bundle = make_bundle(tmp_path / parent / "web", "echo up; read x")
+            runs.append(subprocess.Popen(
+                ["unshare", "--pid", "--fork", "--mount-proc", PYINIT, "run", "--bundle",
+                 str(bundle), "--log-format", "json"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            assert runs[-1].stdout is not None
+            assert runs[-1].stdout.readline() == "up\n"  # both run at once from here
+        paths = []
+        for proc in runs:
+            out, err = proc.communicate("\n", timeout=60)
+            assert (proc.returncode, out) == (0, ""), err
+            paths.append(event(err, "cgroup.ready")["path"])
+    finally:
+        for proc in runs:
+            proc.kill()
+            proc.communicate()
+    assert paths[0] != paths[1]
+    assert [p.rsplit("-", 2)[0] for p in paths] == ["/pyinit/web", "/pyinit/web"]

@@ -730,9 +730,9 @@ def test_cgroup_mount(tmp_path: Path, cgroupns: bool) -> None:
     memory_root = table["/sys/fs/cgroup/memory"].split()[3]
     # With a cgroup namespace the hierarchy's root is the namespace's; without
     # one it is a bind of the container's own cgroup (docs/cgroups.md: the
-    # default /pyinit/<bundle name>-<pid> without --id), never the host's whole tree.
+    # default /pyinit/<bundle name>-<pid>-<random> without --id), never the host's whole tree.
     own = event(res.stderr, "cgroup.ready")["path"]
-    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+", own), own
+    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+-[0-9a-f]{{8}}", own), own
     assert memory_root == ("/" if cgroupns else own)
     if host_unified:
         assert " - cgroup2 " in table["/sys/fs/cgroup/unified"]
@@ -1061,16 +1061,17 @@ def test_hint_no_cap_sys_admin(tmp_path: Path) -> None:
         ["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", PYINIT, "run",
          "--bundle", str(bundle)], capture_output=True, text=True, timeout=60, check=False)
     # The first privileged step is the device cgroup (docs/cgroups.md), in the default
-    # cgroup /pyinit/<bundle name>-<pid of pyinit>.
+    # cgroup /pyinit/<bundle name>-<pid of pyinit>-<random>.
     line = _one_line(res)
-    pid = re.sub(r"^.*/devices/pyinit/[^/]*-([0-9]+)/devices\.deny: .*$", r"\1", line)
+    unique = re.sub(r"^.*/devices/pyinit/[^/]*-([0-9]+-[0-9a-f]{8})/devices\.deny: .*$",
+                    r"\1", line)
     assert line == (
         "pyinit: linux.resources.devices: cgroup: write 'a' to /sys/fs/cgroup/devices/pyinit/"
-        f"{bundle.name}-{pid}/devices.deny: Operation not permitted; pyinit runs without "
+        f"{bundle.name}-{unique}/devices.deny: Operation not permitted; pyinit runs without "
         "CAP_SYS_ADMIN (it is not in CapEff of /proc/self/status), as in an ordinary "
         "unprivileged container: give it the capability (podman/docker --cap-add SYS_ADMIN), "
         "run it in a user namespace it owns, or use a privileged container")
-    assert pid.isdigit(), line
+    assert re.fullmatch("[0-9]+-[0-9a-f]{8}", unique), line
     assert res.stdout == ""
 
 

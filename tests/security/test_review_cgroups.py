@@ -91,7 +91,7 @@ def test_no_capability_workload_cannot_touch_host_cgroups(tmp_path: Path,
     # own cgroup (move=0). CapEff: CAP_AUDIT_WRITE, CAP_KILL and
     # CAP_NET_BIND_SERVICE, the default spec's.
     own = event(res.stderr, "cgroup.ready")["path"]
-    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+", own), own
+    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+-[0-9a-f]{{8}}", own), own
     assert res.stdout == (f"freeze=1\nmove=0\n0::{own}\n"
                           "CapEff:\t0000000020000420\n")
     assert (victim / "cgroup.freeze").read_text() == "0\n"
@@ -151,7 +151,7 @@ def test_a_cgroupns_bind_fallback_binds_the_containers_own_cgroup(
     assert res.stdout == "mounted\n"
     memory = [fields(ev) for ev in events(res.stderr)
               if ev.get("event") == "cgroup.hierarchy" and ev.get("name") == "memory"]
-    own = event(res.stderr, "cgroup.ready")["path"]  # /pyinit/<bundle name>-<pid>
-    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+", own), own
+    own = event(res.stderr, "cgroup.ready")["path"]  # /pyinit/<name>-<pid>-<random>
+    assert re.fullmatch(rf"/pyinit/{re.escape(bundle.name)}-[0-9]+-[0-9a-f]{{8}}", own), own
     assert memory == [{"event": "cgroup.hierarchy", "level": "debug", "name": "memory",
                        "version": 1, "source": f"{_host_v1_memory()}{own}"}]

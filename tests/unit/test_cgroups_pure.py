@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -247,7 +248,9 @@ def test_sandbox_options_as_a_cgroup_spec() -> None:
     args = sandbox.parser(argparse.ArgumentParser).parse_args(
         ["--memory", "64m", "--pids", "10", "--cpus", "0.5", "--", "true"])
     spec = sandbox.cgroup_spec(args)
-    assert spec == resources.CgroupSpec(f"/pyinit/sandbox-{os.getpid()}", resources.Resources(
+    assert spec is not None and re.fullmatch(f"/pyinit/sandbox-{os.getpid()}-[0-9a-f]{{8}}",
+                                             spec.path), spec
+    assert spec == resources.CgroupSpec(spec.path, resources.Resources(
         memory=resources.Memory(limit=64 << 20), pids_limit=10,
         cpu=resources.Cpu(quota=50000, period=100000),
         devices=(DeviceRule(True, "a", -1, -1, "rwm"),)))
