@@ -152,6 +152,22 @@ def test_process_user_env_cwd_rlimits_umask(tmp_path: Path) -> None:
     assert (bundle / "rootfs" / "work" / "dir").is_dir()
 
 
+def test_pid1_takes_the_workloads_ids_real_effective_saved_and_fs(tmp_path: Path) -> None:
+    """After lock_down, every thread of PID 1 is process.user in all four uid and gid
+    fields (real, effective, saved, filesystem): a saved uid 0 would let it setuid(0)
+    back. Read by the workload, which runs only once PID 1 is locked down."""
+    bundle = make_bundle(tmp_path, "for t in /proc/1/task/*; do grep -E '^(Uid|Gid|Groups):'"
+                         " $t/status; done")
+    edit(bundle, lambda c: c["process"].update(user={"uid": 1234, "gid": 2345,
+                                                     "additionalGids": [7]}))
+    res = run_bundle(bundle)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:3] == ["Uid:\t1234\t1234\t1234\t1234", "Gid:\t2345\t2345\t2345\t2345",
+                         "Groups:\t7 "]
+    assert lines == lines[:3] * (len(lines) // 3)  # every thread alike
+
+
 @pytest.mark.parametrize("readonly", [True, False])
 @pytest.mark.parametrize("propagation", [None, "private", "slave", "shared", "unbindable"])
 def test_root_readonly_and_propagation(tmp_path: Path, readonly: bool,
