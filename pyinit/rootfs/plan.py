@@ -18,7 +18,7 @@ the log (``mount.started``, ``mount.done``, ...), ``summary`` is the line
 from __future__ import annotations
 
 import posixpath
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pyinit.errors import SetupError
 from pyinit.linux import flags
@@ -66,6 +66,18 @@ def _mount_summary(m: Mount) -> str:
 
 
 # ----- the steps ---------------------------------------------------------------
+class OnPath:
+    """A step on one path in the root (its ``path``): that path is the ``destination``
+    of its log events and of its errors."""
+
+    if TYPE_CHECKING:
+        @property
+        def path(self) -> str: ...
+
+    def fields(self) -> dict[str, Any]:
+        return {"destination": self.path}
+
+
 @record
 class Propagation:
     """/ (and below, with MS_REC) made private, slave, shared or unbindable."""
@@ -83,7 +95,7 @@ class Propagation:
 
 
 @record
-class Rootfs:
+class Rootfs(OnPath):
     """The root: a detached recursive bind of root.path (or a fresh tmpfs), nodev.
 
     ``source`` (pyinit sandbox --bind SRC /): a recursive bind of SRC instead,
@@ -114,9 +126,6 @@ class Rootfs:
         extra = ", its submounts read-only" if self.readonly else ""
         extra += ", recursively private" if self.private else ""
         return f"bind {self.path} onto itself, nodev{extra}"
-
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
 
 
 @record
@@ -242,7 +251,7 @@ class Ptmx:
 
 
 @record
-class Symlink:
+class Symlink(OnPath):
     kind: ClassVar[str] = "symlink"
     path: str
     target: str
@@ -251,12 +260,9 @@ class Symlink:
     def summary(self) -> str:
         return f"{self.path} -> {self.target}"
 
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
-
 
 @record
-class MakeDir:
+class MakeDir(OnPath):
     """sandbox --dir: a directory (and its parents) in the root, with its mode."""
 
     kind: ClassVar[str] = "dir"
@@ -267,12 +273,9 @@ class MakeDir:
     def summary(self) -> str:
         return f"directory {self.path} (mode {self.mode:o})"
 
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
-
 
 @record
-class WriteFile:
+class WriteFile(OnPath):
     """sandbox --file: a new file with the bytes read from the caller's fd."""
 
     kind: ClassVar[str] = "file"
@@ -283,9 +286,6 @@ class WriteFile:
     @property
     def summary(self) -> str:
         return f"file {self.path} ({len(self.data)} bytes, mode {self.mode:o})"
-
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
 
 
 @record
@@ -302,7 +302,7 @@ class BindData(WriteFile):
 
 
 @record
-class Chmod:
+class Chmod(OnPath):
     kind: ClassVar[str] = "chmod"
     path: str
     mode: int
@@ -311,12 +311,9 @@ class Chmod:
     def summary(self) -> str:
         return f"chmod {self.mode:o} {self.path}"
 
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
-
 
 @record
-class RemountRo:
+class RemountRo(OnPath):
     """sandbox --remount-ro: the mount at the path read-only (not its submounts)."""
 
     kind: ClassVar[str] = "remount-ro"
@@ -325,9 +322,6 @@ class RemountRo:
     @property
     def summary(self) -> str:
         return f"{self.path} read-only"
-
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
 
 
 @record
@@ -349,16 +343,13 @@ class Domainname(Hostname):
 
 
 @record
-class MakeCwd:
+class MakeCwd(OnPath):
     kind: ClassVar[str] = "cwd"
     path: str
 
     @property
     def summary(self) -> str:
         return f"create {self.path} inside the root"
-
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
 
 
 @record
@@ -385,14 +376,11 @@ class Pivot:
 
 
 @record
-class NoPivot:
+class NoPivot(OnPath):
     kind: ClassVar[str] = "nopivot"
     path: str
     summary: ClassVar[str] = ("hide the host's /proc and /sys, then move the rootfs onto / "
                               "and chroot")
-
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
 
 
 @record
@@ -405,7 +393,7 @@ class DevNull:
 
 
 @record
-class Sysctl:
+class Sysctl(OnPath):
     kind: ClassVar[str] = "sysctl"
     key: str
     value: str
@@ -418,9 +406,6 @@ class Sysctl:
     def path(self) -> str:
         return "/proc/sys/" + self.key.replace(".", "/")
 
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
-
 
 @record
 class RootReadonly:
@@ -432,7 +417,7 @@ class RootReadonly:
 
 
 @record
-class ReadonlyPath:
+class ReadonlyPath(OnPath):
     kind: ClassVar[str] = "readonly"
     path: str
 
@@ -440,12 +425,9 @@ class ReadonlyPath:
     def summary(self) -> str:
         return f"{self.path} read-only"
 
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
-
 
 @record
-class MaskPath:
+class MaskPath(OnPath):
     kind: ClassVar[str] = "mask"
     path: str
     # A file is covered by an empty read-only file of a private tmpfs instead of
@@ -456,9 +438,6 @@ class MaskPath:
     @property
     def summary(self) -> str:
         return f"mask {self.path}"
-
-    def fields(self) -> dict[str, Any]:
-        return {"destination": self.path}
 
 
 Step = (Propagation | Rootfs | BindMount | NewMount | CgroupMount | RunCommand
