@@ -233,8 +233,8 @@ def test_late_reaper_reports_how_the_workload_ended(pyinit: Callable[..., Pyinit
 
 # ------------------------------------------------------------------ orphans in each phase
 
-# tests/helpers/orphans_on_cue.py: three orphans of pyinit, ended by a line on stdin.
-ORPHANS = helper("orphans_on_cue.py")
+# tests/helpers/orphans.py --on-cue: three orphans of pyinit, ended by a line on stdin.
+ORPHANS = [*helper("orphans.py"), "--on-cue"]
 
 
 def _orphans(p: Pyinit) -> list[int]:
