@@ -58,6 +58,37 @@ def test_tmpcopyup_copies_the_images_symlinks_as_links(tmp_path: Path) -> None:
 #    namespace of the test's, where the volume is a shared mount.
 #    Fixed: a read-only bind is private unless its options ask for slave or
 #    shared propagation; then the explicit choice wins and the mount arrives.
+def _waiting_bundle(tmp_path: Path, target: str) -> tuple[Path, Path]:
+    """A bundle whose workload says it is up (/sync/up), waits until the test has
+    mounted (/sync/mounted), then tries to write ``target``; and its sync directory."""
+    sync = tmp_path / "sync"
+    sync.mkdir()
+    os.mkfifo(sync / "up")
+    os.mkfifo(sync / "mounted")
+    bundle = attack_bundle(tmp_path / "b", "echo > /sync/up; read x < /sync/mounted;"
+                           f" touch {target} && echo wrote; echo done", {})
+    edit(bundle, lambda c: c["mounts"].append(
+        {"destination": "/sync", "type": "bind", "source": str(sync), "options": ["rbind"]}))
+    return bundle, sync
+
+
+def _run_mounting(bundle: Path, sync: Path, shared: Path, before: str, after: str,
+                  listed: Path) -> tuple[str, list[str], str]:
+    """pyinit run in a private mount namespace of the test's where ``shared`` is a
+    shared mount: ``before`` runs first, ``after`` while the workload waits. Returns
+    the output (the workload's, pyinit's status, what ``listed`` holds afterwards),
+    the workload's touch errors, and stderr."""
+    script = (f'mount --bind "{shared}" "{shared}" && mount --make-shared "{shared}" &&'
+              f' {before} {{ "{PYINIT}" run --bundle "{bundle}" & }};'
+              f' read x < "{sync}/up"; {after} echo > "{sync}/mounted"; wait $!;'
+              f' echo "rc=$?"; ls -A "{listed}"')
+    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                         capture_output=True, text=True, timeout=60, check=False,
+                         stdin=subprocess.DEVNULL)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("touch: ")]
+    return res.stdout, errors, res.stderr
+
+
 @pytest.mark.parametrize(("propagation", "stdout", "errors"), [
     ([], "done\nrc=0\n", ["touch: /vol/sub/x: Read-only file system"]),
     (["rslave"], "wrote\ndone\nrc=0\nx\n", [])], ids=["default", "rslave"])
@@ -65,28 +96,14 @@ def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path, propagation
                                                       stdout: str, errors: list[str]) -> None:
     volume = tmp_path / "volume"
     (volume / "sub").mkdir(parents=True)
-    sync = tmp_path / "sync"
-    sync.mkdir()
-    os.mkfifo(sync / "up")
-    os.mkfifo(sync / "mounted")
-    bundle = attack_bundle(tmp_path / "b", "echo > /sync/up; read x < /sync/mounted;"
-                           " touch /vol/sub/x && echo wrote; echo done", {})
-
-    def change(c: dict[str, Any]) -> None:
-        c["mounts"] += [{"destination": "/vol", "type": "bind", "source": str(volume),
-                         "options": ["rbind", "ro", *propagation]},
-                        {"destination": "/sync", "type": "bind", "source": str(sync),
-                         "options": ["rbind"]}]
-    edit(bundle, change)
-    script = (f'mount --bind "{volume}" "{volume}" && mount --make-shared "{volume}" &&'
-              f' {{ "{PYINIT}" run --bundle "{bundle}" & }};'
-              f' read x < "{sync}/up"; mount -t tmpfs tmpfs "{volume}/sub";'
-              f' echo > "{sync}/mounted"; wait $!; echo "rc=$?"; ls -A "{volume}/sub"')
-    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                         capture_output=True, text=True, timeout=60, check=False,
-                         stdin=subprocess.DEVNULL)
-    assert res.stdout == stdout, res.stderr
-    assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == errors
+    bundle, sync = _waiting_bundle(tmp_path, "/vol/sub/x")
+    edit(bundle, lambda c: c["mounts"].append(
+        {"destination": "/vol", "type": "bind", "source": str(volume),
+         "options": ["rbind", "ro", *propagation]}))
+    out, touched, stderr = _run_mounting(bundle, sync, volume, "",
+                                         f'mount -t tmpfs tmpfs "{volume}/sub";',
+                                         volume / "sub")
+    assert (out, touched) == (stdout, errors), stderr
 
 
 # The same for root.readonly, which is not even recursive at set-up: the
@@ -105,12 +122,7 @@ def test_ro_rbind_holds_for_mounts_that_arrive_later(tmp_path: Path, propagation
 def test_readonly_root_holds_for_the_rootfs_submounts(
         tmp_path: Path, when: str, propagation: str | None, stdout: str,
         errors: list[str]) -> None:
-    sync = tmp_path / "sync"
-    sync.mkdir()
-    os.mkfifo(sync / "up")
-    os.mkfifo(sync / "mounted")
-    bundle = attack_bundle(tmp_path / "b", "echo > /sync/up; read x < /sync/mounted;"
-                           " touch /mnt/x && echo wrote; echo done", {})
+    bundle, sync = _waiting_bundle(tmp_path, "/mnt/x")
     rootfs = bundle / "rootfs"
     (rootfs / "mnt").mkdir()
 
@@ -118,17 +130,9 @@ def test_readonly_root_holds_for_the_rootfs_submounts(
         c["root"]["readonly"] = True
         if propagation is not None:
             c["linux"]["rootfsPropagation"] = propagation
-        c["mounts"].append({"destination": "/sync", "type": "bind", "source": str(sync),
-                            "options": ["rbind"]})
     edit(bundle, change)
     submount = f'mount -t tmpfs tmpfs "{rootfs}/mnt";'
-    script = (f'mount --bind "{rootfs}" "{rootfs}" && mount --make-shared "{rootfs}" &&'
-              f' {submount if when == "before" else ""}'
-              f' {{ "{PYINIT}" run --bundle "{bundle}" & }};'
-              f' read x < "{sync}/up"; {submount if when == "after" else ""}'
-              f' echo > "{sync}/mounted"; wait $!; echo "rc=$?"; ls -A "{rootfs}/mnt"')
-    res = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                         capture_output=True, text=True, timeout=60, check=False,
-                         stdin=subprocess.DEVNULL)
-    assert res.stdout == stdout, res.stderr
-    assert [line for line in res.stderr.splitlines() if line.startswith("touch: ")] == errors
+    out, touched, stderr = _run_mounting(bundle, sync, rootfs,
+                                         submount if when == "before" else "",
+                                         submount if when == "after" else "", rootfs / "mnt")
+    assert (out, touched) == (stdout, errors), stderr
