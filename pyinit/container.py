@@ -27,6 +27,7 @@ one ``trio.run`` that has returned before the workload is forked.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import fcntl
 import os
@@ -50,7 +51,7 @@ from pyinit.report import exit_code
 from pyinit.rootfs import devices, plan
 from pyinit.rootfs.executor import Executor
 from pyinit.runtime import credentials, hardening, logpipe, namespaces, say, tracebacks
-from pyinit.runtime.sync import Sync, decode, expect, send
+from pyinit.runtime.sync import Sync, decode, expect, open_channel, send, shut
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine
@@ -120,10 +121,10 @@ def _prepare_seccomp(cfg: Config, log: Any,
 
 
 def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink: Sink,
-               to_unshare: int, start_ns: int, sync: tuple[int, int, int, int], name: str,
+               to_unshare: int, start_ns: int, sync: tuple[int, int, int], name: str,
                host: credentials.HostFacts, procs: int = -1) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
-    to_parent, from_parent, console_sock, log_fd = sync
+    parent, console_sock, log_fd = sync  # parent: the sync channel (runtime/sync.py)
     # First: PID 1 keeps no descriptor of the caller's stderr; its log goes
     # through a socket to the parent, which passes it on (runtime/logpipe.py). And no
     # traceback opens a source file by its host path, which the pivot hands
@@ -146,9 +147,10 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         own_cgroups = _own_cgroups(setup)
         namespaces.unshare(to_unshare & ~(syscalls.CLONE_NEWPID | syscalls.CLONE_NEWUSER))
         # The namespaces exist: the parent runs createRuntime hooks now.
-        send(to_parent, Sync.NAMESPACES_READY)
-        if not expect(from_parent, Sync.GO):
+        send(parent, Sync.NAMESPACES_READY)
+        if not expect(parent, Sync.GO):
             os._exit(EXIT_SETUP_FAILED)  # the parent has said why
+        shut(parent, _socket.SHUT_RD)  # nothing more comes: a copy of this end reads nothing
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             user_ns=cfg.has_namespace("user"), own_cgroups=own_cgroups)
         # Before the pivot: libseccomp is the host's.
@@ -215,7 +217,7 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         if peer >= 0:
             os.close(peer)
         if setup.run.die_with_parent:
-            _die_with_parent(from_parent)
+            _die_with_parent(parent)
     except SetupError as exc:
         if exc.step == "namespace":
             log.error("namespace.failed", **exc.log_fields())
@@ -228,9 +230,8 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
     if child.exec_errno or child.aborted:  # it has said why
         _, status = os.waitpid(child.pid, 0)
         os._exit(exit_code(status))
-    send(to_parent, Sync.STARTED)  # the parent runs poststart hooks
-    os.close(to_parent)
-    os.close(from_parent)
+    send(parent, Sync.STARTED)  # the parent runs poststart hooks
+    os.close(parent)
     keep = {sink.fileno()} | {fd for fd in (own_proc, own_cgroup) if fd is not None}
     hardening.close_all_but(frozenset(keep))
     startup = early.Startup(start_ns=start_ns, inherited_mask=frozenset(),
@@ -311,14 +312,14 @@ def _own_cgroups(setup: plan.Plan) -> dict[str, str]:
         raise SetupError.from_os("cgroup", "read /proc/self/cgroup", exc) from None
 
 
-def _die_with_parent(from_parent: int) -> None:
+def _die_with_parent(parent: int) -> None:
     """sandbox --die-with-parent: SIGKILL for PID 1 (and so the whole sandbox) when the
     parent dies. Set here, after the lock-down (a change of credentials clears it) and
     after the middle process, PID 1's first parent, has exited; if the parent died
-    already, its end of the pipe is closed."""
+    already, its end of the sync channel is closed: both directions of ours are shut."""
     syscalls.set_pdeathsig(signal.SIGKILL)
     poller = select.poll()
-    poller.register(from_parent, select.POLLIN)
+    poller.register(parent, select.POLLIN)
     if any(ev & select.POLLHUP for _fd, ev in poller.poll(0)):
         os._exit(EXIT_SETUP_FAILED)
 
@@ -365,7 +366,7 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
 
 def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
-                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int, int],
+                    sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int],
                     cgroup: Cgroup | Scope | None = None, procs: int = -1) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
@@ -480,16 +481,15 @@ def _maps_root(cfg: Config) -> bool:
         any(m.container_id == 0 for m in cfg.gid_mappings)
 
 
-def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
+def _relay(pid: int, cfg: Config, name: str, child: int, log: Any,
            pid1_log: logpipe.Forwarder, console_sock: int = -1,
            console_socket: str | None = None,
            on_started: Callable[[int], None] | None = None) -> int:
     """The parent: hooks at their moments, every signal passed on, PID 1's log
     passed on to the caller's stderr; the child's status."""
-    from_child, to_child = sync
     terminal: console.Relay | None = None
     seen: set[Sync] = set()
-    os.set_blocking(from_child, False)
+    os.set_blocking(child, False)
     relay = core.Core(pid, kill_group=False, everyone=False)  # the child, by its PID only
     # Woken by a signal or by PID 1's news, whichever comes first: PID 1 waits
     # for the answer to "namespaces exist" on its way to the workload, so the
@@ -497,7 +497,7 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
     sfd = syscalls.signalfd(core.WATCHED)
     waiter = select.poll()
     waiter.register(sfd, select.POLLIN)
-    waiter.register(from_child, select.POLLIN)
+    waiter.register(child, select.POLLIN)
     news_open = True
     # ... and on PID 1's log lines, passed on as they come (runtime/logpipe.py).
     log_fd = pid1_log.fileno()
@@ -533,13 +533,13 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
     def handle_news() -> None:
         nonlocal news_open
         try:
-            news = os.read(from_child, 16)
+            news = os.read(child, 16)
         except (BlockingIOError, OSError):
             return
         # What PID 1 logged before it said so comes before what the parent does about it.
         pump_log()
         if not news and news_open:  # PID 1 closed its end: nothing more will come
-            waiter.unregister(from_child)
+            waiter.unregister(child)
             news_open = False
         for event in decode(news):
             if event in seen:
@@ -551,8 +551,9 @@ def _relay(pid: int, cfg: Config, name: str, sync: tuple[int, int], log: Any,
                 ok = (_parent_hooks(cfg, "prestart", name, pid, "creating", log)
                       and _parent_hooks(cfg, "createRuntime", name, pid, "creating", log))
                 try:
-                    send(to_child, Sync.GO if ok else Sync.FAILED)
-                except BrokenPipeError:
+                    send(child, Sync.GO if ok else Sync.FAILED)
+                    shut(child, _socket.SHUT_WR)  # the only answer PID 1 gets
+                except OSError:  # PID 1 is gone already
                     pass
             elif event is Sync.STARTED:
                 if console_sock >= 0:
@@ -705,8 +706,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         say(f"cgroup: {exc}")
         return EXIT_SETUP_FAILED
     try:
-        from_child, to_parent = os.pipe2(os.O_CLOEXEC)
-        from_parent, to_child = os.pipe2(os.O_CLOEXEC)
+        child, parent = open_channel()  # PID 1's news and the answer: runtime/sync.py
         _load_for(cfg)
         pair = _socketpair() if cfg.process.terminal else None  # the pty's master comes back
         log_r, log_w = logpipe.open_channel()
@@ -715,10 +715,9 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         procs = cgroup.procs_fd() if cgroup is not None and \
             not cfg.owns_namespace("pid") else None
         pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,
-                              (to_parent, from_parent, pair[1].fileno() if pair else -1,
-                               log_w), cgroup, -1 if procs is None else procs)
-        os.close(to_parent)
-        os.close(from_parent)
+                              (parent, pair[1].fileno() if pair else -1, log_w), cgroup,
+                              -1 if procs is None else procs)
+        os.close(parent)
         os.close(log_w)
         if procs is not None:
             os.close(procs)
@@ -730,7 +729,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
         # Not before the fork: an unprivileged parent must still be able to write
         # its child's uid_map, which belongs to root once the child is not dumpable.
         task.set_dumpable(False)
-        code = _relay(pid, cfg, name, (from_child, to_child), log, pid1_log,
+        code = _relay(pid, cfg, name, child, log, pid1_log,
                       pair[0].fileno() if pair else -1, console_socket, run.on_started)
         if run.on_exit is not None:
             run.on_exit(code)

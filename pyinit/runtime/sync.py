@@ -1,12 +1,25 @@
-"""The messages the runtime's processes exchange over their pipes.
+"""The messages the runtime's processes exchange over their pipes and sockets.
 
-One byte each, so a message is never split and a closed pipe (b"") reads as
-"the other side is gone", which every reader treats as a failure: the side
+One byte each, so a message is never split and a closed channel (b"") reads
+as "the other side is gone", which every reader treats as a failure: the side
 that failed has already said why on stderr.
+
+The container's PID 1 and the parent talk over one unix socket pair
+(:func:`open_channel`), not pipes: PID 1 holds its end until just after the
+workload's exec, and while startContainer hooks run, next to code that may
+be granted ``CAP_SYS_PTRACE``. ``/proc/1/fd/N`` of a pipe's end opens for
+reading or writing whichever end it is, so such code could take "started"
+before the parent read it or send the parent one of its own; a socket's
+``/proc/PID/fd/N`` does not open at all (ENXIO). Each side shuts down the
+direction it is done with (:func:`shut`): PID 1 its reading once it has
+"go", the parent its writing once it has answered, so a copy of PID 1's end
+(``pidfd_getfd``) reads nothing; what it can write is what PID 1 itself can,
+and the parent acts on each message at most once.
 """
 
 from __future__ import annotations
 
+import _socket
 import enum
 import os
 
@@ -44,3 +57,22 @@ def decode(data: bytes) -> list[Sync]:
     """
     known = {m.value for m in Sync}
     return [Sync(data[i:i + 1]) for i in range(len(data)) if data[i:i + 1] in known]
+
+
+def open_channel() -> tuple[int, int]:
+    """(the parent's end, PID 1's end): one unix stream socket pair, both ways,
+    close-on-exec, blocking."""
+    # _socket, not socket: logpipe.py has it loaded already, and socket's
+    # import costs ~3 ms on the way to the workload.
+    parent, pid1 = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    return parent.detach(), pid1.detach()
+
+
+def shut(fd: int, how: int) -> None:
+    """shutdown(2) of one direction of a channel's end (``_socket.SHUT_RD`` or
+    ``SHUT_WR``); the descriptor stays open."""
+    sock = _socket.socket(fileno=fd)
+    try:
+        sock.shutdown(how)
+    finally:
+        sock.detach()

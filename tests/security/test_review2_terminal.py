@@ -110,10 +110,12 @@ def _expected(fds: dict[int, str], parent: set[str], devnull: bool = True) -> di
     assert log in parent, (fds, parent)
     log_fd = max(fd for fd, target in fds.items() if target == log)
     stdio = "/dev/null" if devnull else log
-    return {0: stdio, 1: stdio, 2: stdio, 3: "anon_inode:[eventpoll]",
-            4: "socket in the container", 5: "socket in the container",
-            6: "socket in the container", 7: "socket in the container",
-            8: "anon_inode:[signalfd]", log_fd: log,
+    # The supervisor's own, in the order it opens them, at the lowest numbers
+    # the log socket leaves free.
+    rest = ["anon_inode:[eventpoll]", *["socket in the container"] * 4,
+            "anon_inode:[signalfd]"]
+    free = [fd for fd in range(3, 4 + len(rest)) if fd != log_fd][:len(rest)]
+    return {0: stdio, 1: stdio, 2: stdio, **dict(zip(free, rest, strict=True)), log_fd: log,
             # The container's own procfs, opened on the mount PID 1 made: its
             # shutdown lists who is left through it (pyinit/proc.py).
             PROC_FD_MIN: "/proc"}

@@ -46,7 +46,7 @@ def _run(bundle: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
 def _run_once_ready(bundle: Path) -> subprocess.CompletedProcess[bytes]:
     """``pyinit run`` of a workload that starts with ``read go``: "go" is typed once
     the supervisor has logged ``supervisor.ready``. By then PID 1 has closed its
-    pipes to the parent (they are there until the workload's exec), so the only
+    sync channel to the parent (it is there until the workload's exec), so the only
     channel left to the parent is its log."""
     argv = [PYINIT, "run", "--bundle", str(bundle), "--log-format", "json",
             "--log-level", "debug"]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import _socket
 import json
 import os
+import select
 
 import pytest
 
@@ -12,7 +14,7 @@ from pyinit.errors import SetupError
 from pyinit.linux import syscalls, task
 from pyinit.oci.config import Process
 from pyinit.runtime import credentials
-from pyinit.runtime.sync import Sync, decode
+from pyinit.runtime.sync import Sync, decode, expect, open_channel, send, shut
 
 TMPFS_MAGIC = 0x01021994
 
@@ -24,6 +26,37 @@ def test_each_message_is_one_byte_and_decodes_back() -> None:
 
 def test_unknown_bytes_are_dropped() -> None:
     assert decode(b"NX\0S") == [Sync.NAMESPACES_READY, Sync.STARTED]
+
+
+def test_the_sync_channel_once_both_sides_are_done_with_go() -> None:
+    parent, pid1 = open_channel()
+    copy = os.dup(pid1)  # what pidfd_getfd gives a workload
+    try:
+        assert os.readlink(f"/proc/self/fd/{pid1}").startswith("socket:[")
+        send(pid1, Sync.NAMESPACES_READY)
+        assert os.read(parent, 16) == b"N"
+        send(parent, Sync.GO)
+        assert expect(pid1, Sync.GO)
+        shut(pid1, _socket.SHUT_RD)  # PID 1, once it has "go"
+        shut(parent, _socket.SHUT_WR)  # the parent, once it has answered
+        os.set_blocking(copy, False)  # a failure, not a hang, if the shutdown did not hold
+        assert os.read(copy, 16) == b""  # nothing more to read, ever
+        with pytest.raises(BrokenPipeError):
+            os.write(parent, Sync.FAILED.value)
+        # Both shut, and the parent's end still open: no hang-up yet
+        # (_die_with_parent reads POLLHUP as "the parent is gone").
+        poller = select.poll()
+        poller.register(pid1, select.POLLIN)
+        assert [ev & select.POLLHUP for _fd, ev in poller.poll(0)] == [0]
+        send(copy, Sync.STARTED)  # PID 1's direction is still open
+        assert os.read(parent, 16) == b"S"
+        os.close(parent)
+        parent = -1
+        assert [ev & select.POLLHUP for _fd, ev in poller.poll(0)] == [select.POLLHUP]
+    finally:
+        for fd in (parent, pid1, copy):
+            if fd >= 0:
+                os.close(fd)
 
 
 def test_close_from_keeps_exactly_the_listed_descriptors() -> None:
