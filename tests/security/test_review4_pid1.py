@@ -1,13 +1,16 @@
-"""issue 9 review 4: the workload hides a process from PID 1's procfs descriptor.
+"""issue 9 review 4: processes PID 1's shutdown never signals.
 
 Review 3's fix (pyinit/proc.py, container.py ``_own_proc``): the shutdown
 lists who is left only through a directory fd on the procfs the setup
 mounted, and opens each ``N/stat`` with ``openat2`` (beneath, no symlinks,
 no mount crossing). The fd cannot be redirected, but what it shows still
 belongs to the container: the procfs is mounted in the container's mount
-namespace and owned by its user namespace. A process PID 1 cannot see is a
-process it never kills, and the shutdown then waits for it for ever:
+namespace and owned by its user namespace. A process PID 1 does not list, or
+lists as dead, is a process it never signals, and the shutdown then waits
+for it for ever:
 
+* a process whose main thread exited while another thread runs on reads
+  ``Z`` in ``N/stat``, and the supervisor skips ``Z``: no capability needed;
 * a workload granted ``CAP_SYS_ADMIN`` in its user namespace mounts a
   tmpfs on ``/proc/N``: ``openat2`` refuses to cross it (EXDEV), and N is
   skipped, with its whole subtree (the table is built from ppid);
@@ -21,18 +24,19 @@ process it never kills, and the shutdown then waits for it for ever:
   keeps. In a user namespace the procfs's ``gid`` (the host's root group by
   default) is not the container's root either.
 
-In each case the workload leaves ``sleep 1000`` and exits. PID 1 finds
-nobody left, sends nothing, and loops after the grace period (SIGKILL to
-an empty list every 50 ms) until the hidden process ends by itself;
-``pyinit run`` drops the caller's SIGTERM ("the workload has exited"), and
-a caller that SIGKILLs it leaves PID 1 and the process running on the host.
+In each case the workload leaves a process and exits. PID 1 finds nobody
+left, sends nothing, and loops after the grace period (SIGKILL to an empty
+list every 50 ms) until the process ends by itself; ``pyinit run`` drops the
+caller's SIGTERM ("the workload has exited"), and a caller that SIGKILLs it
+leaves PID 1 and the process running on the host.
 
-The verdict is how the hidden process ended: by PID 1's SIGTERM at the start
-of the shutdown (code 143 in ``orphans.reaped``), as any visible one is. A
-hang guard (never the verdict) ends it from the host with SIGUSR1 (138)
-after HANG_S, so the xfail ends too. A fix that does not depend on what the
-container's procfs lists (PID 1 of its own namespace can ``kill(-1)``) makes
-all three pass.
+The verdict is how the process ended: by PID 1's SIGTERM at the start of the
+shutdown (code 143 in ``orphans.reaped``), as any visible one does. A hang
+guard (never the verdict) ends it from the host with SIGUSR1 (138) after
+HANG_S, so the xfail ends too. A fix that does not depend on what the
+container's procfs lists (PID 1 of its own namespace can ``kill(-1)``, with
+SIGTERM first: see the last test) and does not skip a ``Z`` leader makes all
+of them pass.
 """
 
 from __future__ import annotations
