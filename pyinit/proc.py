@@ -31,13 +31,21 @@ _STAT_RESOLVE = (syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_XDEV
 
 
 class ProcInfo:
-    __slots__ = ("comm", "pid", "ppid", "state")
+    __slots__ = ("comm", "pid", "ppid", "state", "threads")
 
-    def __init__(self, pid: int, ppid: int, state: str, comm: str) -> None:
+    def __init__(self, pid: int, ppid: int, state: str, comm: str, threads: int = 1) -> None:
         self.pid = pid
         self.ppid = ppid
         self.state = state
         self.comm = comm
+        self.threads = threads
+
+    @property
+    def alive(self) -> bool:
+        """Not a zombie. A thread group whose leader exited (``pthread_exit`` in main)
+        reads ``Z`` while its other threads run on: still alive, and still to be killed
+        (issue 9 review 4). Its ``num_threads`` counts them; a real zombie's is 1."""
+        return self.state != "Z" or self.threads > 1
 
 
 def proc_is_ours(proc: Proc = "/proc") -> bool:
@@ -63,7 +71,8 @@ def parse_stat(pid: int, text: str) -> ProcInfo:
     head, _, tail = text.rpartition(")")
     comm = head.partition("(")[2]
     fields = tail.split()
-    return ProcInfo(pid, int(fields[1]), fields[0], comm)
+    threads = int(fields[17]) if len(fields) > 17 else 1  # num_threads
+    return ProcInfo(pid, int(fields[1]), fields[0], comm, threads)
 
 
 def _read_stat(proc: str | int, name: str) -> str:

@@ -210,7 +210,7 @@ class Supervisor:
         found = proc.descendants(os.getpid(), proc.snapshot(self.startup.proc))
         return [
             p for p in found
-            if p.state != "Z" and (include_workload or p.pid != self.child.pid)
+            if p.alive and (include_workload or p.pid != self.child.pid)
         ]
 
     def signal_all(self, sig: int, victims: list[proc.ProcInfo] | None) -> None:
@@ -235,10 +235,17 @@ class Supervisor:
                         "the container has no procfs that pyinit mounted")
                 + "; signalling without knowing who is left",
             )
-        if others:
+        # PID 1 of its own namespace signals everyone left with kill(-1): exactly those it
+        # must wait for, whatever the container's procfs lists (a mount on /proc/N or
+        # hidepid hides a process from it; issue 9 review 4). While the workload runs it
+        # got the signal that began this, so only the listed others get SIGTERM now.
+        if self.startup.is_pid1 and self.workload_status is not None:
+            self.signal_all(signal.SIGTERM, None)
+            self.signal_all(signal.SIGCONT, None)  # a stopped process cannot act on TERM
+        elif others:
             self.signal_all(signal.SIGTERM, others)
-            self.signal_all(signal.SIGCONT, others)  # a stopped process cannot act on TERM
-        if others or others is None or self.workload_status is None:
+            self.signal_all(signal.SIGCONT, others)
+        if others or others is None or self.workload_status is None or self.startup.is_pid1:
             self.log.info(
                 "shutdown.grace_started",
                 reason=reason,
@@ -249,18 +256,22 @@ class Supervisor:
         with trio.move_on_after(grace):
             await self.all_gone.wait()
         killed: set[int] = set()
+        first = True
         while not self.all_gone.is_set():
             victims = self.remaining(include_workload=True)
             fresh = [p for p in victims or () if p.pid not in killed]
-            if fresh or victims is None:
+            if fresh or first:  # someone is left, listed or not: say so once at least
                 self.log.warning(
                     "shutdown.killed",
                     reason=f"still running {grace:g}s after the shutdown began",
                     pids=[p.pid for p in fresh],
                     commands=[p.comm for p in fresh],
                 )
+            first = False
             killed.update(p.pid for p in fresh)
-            self.signal_all(signal.SIGKILL, victims)
+            # The listing names them in the log; PID 1 of its namespace kills by kill(-1),
+            # so nobody the container's procfs hides outlives the grace period.
+            self.signal_all(signal.SIGKILL, None if self.startup.is_pid1 else victims)
             if self.workload_status is None:
                 _kill(self.child.pid, signal.SIGKILL)
             with trio.move_on_after(0.05):
@@ -269,7 +280,8 @@ class Supervisor:
     def emergency_kill(self) -> None:
         """pyinit itself failed: leave nothing running behind us."""
         try:
-            self.signal_all(signal.SIGKILL, self.remaining(include_workload=True))
+            self.signal_all(signal.SIGKILL, None if self.startup.is_pid1
+                            else self.remaining(include_workload=True))
             _kill(-self.child.pid, signal.SIGKILL)
             _kill(self.child.pid, signal.SIGKILL)
         except Exception:  # pragma: no cover - best effort on the way out

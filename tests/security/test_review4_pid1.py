@@ -49,8 +49,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import PYINIT
 from tests.integration.test_run import edit, make_bundle
 from tests.security.conftest import attack_bundle
@@ -129,8 +127,6 @@ def _orphans(events: list[dict[str, Any]]) -> dict[str, int]:
     return codes
 
 
-@pytest.mark.xfail(strict=True, reason=REASON + "a mount on /proc/N hides N from PID 1's "
-                   "procfs fd: never killed, the shutdown waits for ever")
 def test_a_mount_on_its_proc_dir_does_not_hide_a_process(reachable: Path) -> None:
     bundle = _bundle(reachable, "sleep 1000 >/dev/null 2>&1 & mount -t tmpfs none /proc/$! "
                      "&& echo hidden", _sys_admin)
@@ -139,8 +135,6 @@ def test_a_mount_on_its_proc_dir_does_not_hide_a_process(reachable: Path) -> Non
     assert _orphans(events) == {"143": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=REASON + "remounting the container's procfs "
-                   "hidepid=invisible hides every process from PID 1's procfs fd")
 def test_remounting_proc_hidepid_does_not_hide_a_process(reachable: Path) -> None:
     bundle = _bundle(reachable, "sleep 1000 >/dev/null 2>&1 & "
                      "mount -o remount,hidepid=invisible /proc && echo hidden", _sys_admin)
@@ -149,13 +143,24 @@ def test_remounting_proc_hidepid_does_not_hide_a_process(reachable: Path) -> Non
     assert _orphans(events) == {"143": 1}
 
 
-@pytest.mark.xfail(strict=True, reason=REASON + "a proc mount with hidepid=invisible in the "
-                   "config hides the workload's processes from PID 1: the shutdown never ends")
 def test_a_hidepid_proc_does_not_hang_the_shutdown(reachable: Path) -> None:
     bundle = _bundle(reachable, "sleep 1000 >/dev/null 2>&1 & echo started", _hidepid)
     code, out, events = _run(bundle)
     assert (code, out) == (0, "started\n")
     assert _orphans(events) == {"143": 1}
+
+
+# ... and one that ignores SIGTERM (inherited SIG_IGN) is SIGKILLed when the grace
+# period ends, though the procfs still hides it: PID 1 kills with kill(-1).
+def test_a_hidden_process_that_ignores_sigterm_is_killed_after_the_grace(
+        reachable: Path) -> None:
+    bundle = _bundle(reachable, "(trap '' TERM; exec sleep 1000) >/dev/null 2>&1 & "
+                     "echo started", _hidepid)
+    code, out, events = _run(bundle)
+    assert (code, out) == (0, "started\n")
+    assert _orphans(events) == {"137": 1}
+    (killed,) = [e for e in events if e["event"] == "shutdown.killed"]
+    assert (killed["pids"], killed["reason"]) == ([], "still running 1s after the shutdown began")
 
 
 # No capability, pyinit spec's config as it is: a process whose main thread exits
@@ -164,8 +169,6 @@ def test_a_hidepid_proc_does_not_hang_the_shutdown(reachable: Path) -> None:
 # (supervisor.py ``remaining``: ``p.state != "Z"``), so it is never signalled, and
 # the shutdown waits for ever, as above. ``pyinit -- CMD`` and ``pyinit sandbox``
 # share that code.
-@pytest.mark.xfail(strict=True, reason=REASON + "a process whose main thread exited reads "
-                   "as a zombie (state Z) and is never killed: the shutdown waits for ever")
 def test_a_process_with_a_zombie_leader_is_still_killed(tmp_path: Path,
                                                         helpers: dict[str, Path]) -> None:
     bundle = attack_bundle(tmp_path / "b", "zleader &", helpers)
@@ -179,11 +182,32 @@ def test_a_process_with_a_zombie_leader_is_still_killed(tmp_path: Path,
 # the start (supervisor.py: ``if others:`` is false for None), so nobody left gets the
 # graceful end a listed process gets. Found while checking the fix for the tests above
 # (kill(-1) instead of the listing ended the hidden process with 137, not 143).
-@pytest.mark.xfail(strict=True, reason=REASON + "without a procfs of its own PID 1 sends "
-                   "no SIGTERM at the start of the shutdown, only SIGKILL after the grace")
 def test_without_a_procfs_the_shutdown_still_begins_with_sigterm(tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b", "sleep 1000 >/dev/null 2>&1 & echo started")
     edit(bundle, _no_proc_mount)
     code, out, events = _run(bundle)
     assert (code, out) == (0, "started\n")
+    assert _orphans(events) == {"143": 1}
+
+
+# The same thread group under ``pyinit -- CMD`` as a subreaper, not PID 1 of a
+# namespace: there kill(-1) would reach the whole host, so the shutdown signals
+# only whom /proc lists, and a "Z" with live threads must count as alive. (As
+# PID 1 above, kill(-1) reaches it whatever its state reads.)
+def test_a_subreaper_kills_a_process_with_a_zombie_leader(helpers: dict[str, Path]) -> None:
+    run = subprocess.Popen([PYINIT, "--log-format", "json", "--grace", "1", "--", "sh", "-c",
+                            f"{helpers['zleader']} &"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           stdin=subprocess.DEVNULL)
+    try:
+        out, err = run.communicate(timeout=HANG_S)
+    except subprocess.TimeoutExpired:  # the hang guard: end the thread group from here
+        for child in _children(run.pid):
+            os.kill(child, signal.SIGUSR1)
+        out, err = run.communicate(timeout=60)
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert (run.returncode, out) == (0, "leader exits\n")
+    (grace,) = [e for e in events if e["event"] == "shutdown.grace_started"]
+    assert (grace["reason"], grace["workload_running"], len(grace["pids"])) == (
+        "workload exited", False, 1)
     assert _orphans(events) == {"143": 1}

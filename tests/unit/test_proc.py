@@ -11,6 +11,18 @@ from pyinit import proc
 def test_parse_stat_with_awkward_names() -> None:
     info = proc.parse_stat(7, "7 (a (b) c) S 3 7 7 0 -1 ...")
     assert (info.pid, info.ppid, info.state, info.comm) == (7, 3, "S", "a (b) c")
+    assert (info.threads, info.alive) == (1, True)
+
+
+# /proc/N/stat as this kernel writes it, from field 3 on: state, ppid, ..., num_threads (20).
+def _stat(state: str, threads: int) -> str:
+    return f"9 (x) {state} 1 9 9 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 {threads} 0 9 " + "0 " * 32
+
+
+def test_a_zombie_leader_with_live_threads_is_alive() -> None:
+    assert [(i.state, i.threads, i.alive) for i in (
+        proc.parse_stat(9, _stat("Z", 1)), proc.parse_stat(9, _stat("Z", 2)),
+        proc.parse_stat(9, _stat("S", 3)))] == [("Z", 1, False), ("Z", 2, True), ("S", 3, True)]
 
 
 def test_descendants_walks_the_whole_tree() -> None:
