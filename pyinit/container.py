@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from pyinit import cli, closure, core, diagnose, early, memimport, proc, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
-from pyinit.linux import caps, seccomp, syscalls, task
+from pyinit.linux import caps, seccomp, seccomp_cache, syscalls, task
 from pyinit.linux import host as linux_host
 from pyinit.log import Sink, configure
 from pyinit.oci import resources
@@ -104,25 +104,51 @@ def _run_without_trio(setup: Coroutine[Any, Any, None]) -> None:
 
 def _prepare_seccomp(cfg: Config, log: Any,
                      program: bytes | None = None) -> seccomp.PreparedFilter | None:
+    """The workload's filter, compiled in the parent (or found in the cache,
+    linux/seccomp_cache.py) before PID 1 exists; PID 1 inherits it in memory."""
     if program is not None:  # pyinit sandbox --seccomp FD: compiled already
         return seccomp.PreparedFilter(program)
     if cfg.seccomp is None:
         return None
     began = time.monotonic_ns()
     try:
-        filt = seccomp.prepare(cfg.seccomp)
+        full_key = seccomp_cache.key(repr(cfg.seccomp))  # loads libseccomp: its version
+        where = seccomp_cache.directory()
+        filt = _cached_seccomp(where, full_key, log)
+        cached = filt is not None
+        if filt is None:
+            filt = seccomp.prepare(cfg.seccomp)
+            if where is not None:
+                try:
+                    seccomp_cache.store(where, full_key, filt)
+                except (OSError, seccomp_cache.Refused) as exc:
+                    log.debug("seccomp.cache_unwritable", path=where, error=str(exc))
     except SetupError as exc:  # libseccomp missing: the table says what to install
         exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
         raise
     log.info("seccomp.prepared", instructions=filt.instructions, flags=list(cfg.seccomp.flags),
              skipped=list(filt.skipped), default_action=cfg.seccomp.default_action.name,
-             duration_ms=round((time.monotonic_ns() - began) / 1e6, 3))
+             cached=cached, duration_ms=round((time.monotonic_ns() - began) / 1e6, 3))
     return filt
+
+
+def _cached_seccomp(where: str | None, full_key: bytes,
+                    log: Any) -> seccomp.PreparedFilter | None:
+    if where is None:
+        return None
+    try:
+        return seccomp_cache.load(where, full_key)
+    except seccomp_cache.Refused as exc:
+        log.warning("seccomp.cache_refused", reason=str(exc))
+    except OSError as exc:  # ELOOP on a directory, EACCES ...: compile instead
+        log.warning("seccomp.cache_refused", reason=f"{where}: {exc.strerror or exc}")
+    return None
 
 
 def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink: Sink,
                to_unshare: int, start_ns: int, sync: tuple[int, int, int], name: str,
-               host: credentials.HostFacts, procs: int = -1) -> NoReturn:
+               host: credentials.HostFacts, procs: int = -1,
+               filt: seccomp.PreparedFilter | None = None) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
     parent, console_sock, log_fd = sync  # parent: the sync channel (runtime/sync.py)
     # First: PID 1 keeps no descriptor of the caller's stderr; its log goes
@@ -153,8 +179,6 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         shut(parent, _socket.SHUT_RD)  # nothing more comes: a copy of this end reads nothing
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             user_ns=cfg.has_namespace("user"), own_cgroups=own_cgroups)
-        # Before the pivot: libseccomp is the host's.
-        filt = _prepare_seccomp(cfg, log, setup.run.seccomp_program)
         runtime = _runtime_before_pivot(setup)
         if runtime is None:
             import trio
@@ -367,7 +391,8 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 
 def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                     sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int],
-                    cgroup: Cgroup | Scope | None = None, procs: int = -1) -> int | None:
+                    cgroup: Cgroup | Scope | None = None, procs: int = -1,
+                    filt: seccomp.PreparedFilter | None = None) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
     unshare(CLONE_NEWPID) and setns into a PID namespace only affect children,
@@ -423,7 +448,7 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                 os.close(report_w)
                 os.close(mapped_r)
                 _container(cfg, setup, opts, log, sink, to_unshare, start_ns, sync, name, host,
-                           procs)
+                           procs, filt)
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
@@ -692,6 +717,11 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     log.info("container.starting", bundle=cfg.bundle, rootfs=cfg.root_path,
              namespaces=[ns.type for ns in cfg.namespaces], steps=len(setup.steps))
     try:
+        filt = _prepare_seccomp(cfg, log, setup.run.seccomp_program)
+    except SetupError as exc:
+        say(exc.line())
+        return EXIT_SETUP_FAILED
+    try:
         cgroup = _cgroup(cfg, run.cgroup_id or name, log, run.cgroup_manager)
     except SetupError as exc:
         if exc.op is not None and exc.op.startswith("systemd-"):
@@ -716,7 +746,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
             not cfg.owns_namespace("pid") else None
         pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,
                               (parent, pair[1].fileno() if pair else -1, log_w), cgroup,
-                              -1 if procs is None else procs)
+                              -1 if procs is None else procs, filt)
         os.close(parent)
         os.close(log_w)
         if procs is not None:

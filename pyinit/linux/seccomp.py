@@ -2,8 +2,10 @@
 
 The two halves run at different times, on purpose:
 
-* :func:`prepare` runs **before pivot_root**, in the container's PID 1 (or
-  any process that will fork the workload). It loads ``libseccomp.so.2``
+* :func:`prepare` runs **before pivot_root**: in ``pyinit run``'s parent
+  before it forks (PID 1 inherits the result), or in any process that will
+  fork the workload; ``seccomp_cache`` keeps its result for the next start
+  with the same profile. It loads ``libseccomp.so.2``
   (dlopen needs the host's files, which are gone after the pivot), compiles
   the profile into a filter context and exports the BPF program it generates
   into a memfd, which it reads back into memory. libseccomp resolves

@@ -1,0 +1,62 @@
+"""The cache file's format and its housekeeping (the kernel side: tests/integration)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pyinit.linux import seccomp_cache
+from pyinit.linux.seccomp import PreparedFilter
+
+PROGRAM = bytes(range(16))  # two instructions: the format does not look inside
+FILT = PreparedFilter(PROGRAM, 4, ("foo", "bar"), bytes(8))
+
+
+def test_a_program_comes_back_whole(tmp_path: Path) -> None:
+    where = str(tmp_path / "cache")
+    seccomp_cache.store(where, b"key", FILT)
+    assert seccomp_cache.load(where, b"key") == FILT
+    assert seccomp_cache.load(where, b"other key") is None  # another name, not there
+
+
+def test_the_program_of_another_key_is_refused() -> None:
+    data = seccomp_cache.encode(b"key one", FILT)
+    with pytest.raises(seccomp_cache.Refused) as info:
+        seccomp_cache.decode(b"key two", data, "F")
+    assert str(info.value) == "F holds the program of another profile or library"
+
+
+@pytest.mark.parametrize(("data", "reason"), [
+    (b"", "F is not a pyinit seccomp cache file"),
+    (seccomp_cache.encode(b"k", FILT)[:-1], "F: its checksum does not match its contents"),
+    (seccomp_cache.encode(b"k", PreparedFilter(PROGRAM[:12])), "F: not a BPF program (12 bytes)"),
+    (seccomp_cache.encode(b"k", PreparedFilter(b"")), "F: not a BPF program (0 bytes)"),
+])
+def test_what_is_not_a_whole_program_is_refused(data: bytes, reason: str) -> None:
+    with pytest.raises(seccomp_cache.Refused) as info:
+        seccomp_cache.decode(b"k", data, "F")
+    assert str(info.value) == reason
+
+
+def test_the_oldest_programs_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(seccomp_cache, "KEEP", 3)
+    where = tmp_path / "cache"
+    for i in range(5):
+        seccomp_cache.store(str(where), f"key {i}".encode(), FILT)
+        name = seccomp_cache.file_name(f"key {i}".encode())
+        os.utime(where / name, ns=(i * 10**9, i * 10**9))
+    assert sorted(os.listdir(where)) == sorted(
+        seccomp_cache.file_name(f"key {i}".encode()) for i in (2, 3, 4))
+
+
+def test_the_directory_follows_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert seccomp_cache.directory({"PYINIT_SECCOMP_CACHE": "off"}) is None
+    assert seccomp_cache.directory({"PYINIT_SECCOMP_CACHE": "/x/y"}) == "/x/y"
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/1000"}) == \
+        "/run/user/1000/pyinit/seccomp"
+    assert seccomp_cache.directory({}) is None
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/0"}) == "/run/pyinit/seccomp"
