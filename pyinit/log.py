@@ -28,10 +28,11 @@ import os
 import select
 import stat
 import time
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
     import socket
+    from typing import Any
 
 
 class Sink:

@@ -15,13 +15,21 @@ fields. Type checkers see a dataclass (``dataclass_transform``).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform, overload
+import sys
 
+TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any, TypeVar, dataclass_transform, overload
 
-_T = TypeVar("_T", bound=type)
-_R = TypeVar("_R")
+    _T = TypeVar("_T", bound=type)
+    _R = TypeVar("_R")
+else:  # what the decorators do at run time (ruff sees the local def: noqa F811 below)
+    def overload(func: object) -> object:
+        return func
+
+    def dataclass_transform(**_: object) -> object:
+        return overload
 
 
 class _Missing:
@@ -59,7 +67,11 @@ def field(*, default: Any = MISSING, default_factory: Callable[[], Any] | None =
 def _is_classvar(annotation: object) -> bool:
     if isinstance(annotation, str):  # from __future__ import annotations
         return annotation.startswith(("ClassVar", "typing.ClassVar"))
-    return annotation is ClassVar or getattr(annotation, "__origin__", None) is ClassVar
+    typing = sys.modules.get("typing")  # no ClassVar can exist before it is imported
+    if typing is None:
+        return False
+    return annotation is typing.ClassVar or \
+        getattr(annotation, "__origin__", None) is typing.ClassVar
 
 
 def _fields(cls: type) -> dict[str, Field]:
@@ -196,11 +208,12 @@ def record(cls: _T, /) -> _T: ...
 
 
 @overload
-def record(*, frozen: bool = True) -> Callable[[_T], _T]: ...
+def record(*, frozen: bool = True) -> Callable[[_T], _T]: ...  # noqa: F811 (overload: see top)
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(field, Field))
-def record(cls: _T | None = None, /, *, frozen: bool = True) -> _T | Callable[[_T], _T]:
+def record(cls: _T | None = None, /, *, frozen: bool = True  # noqa: F811
+           ) -> _T | Callable[[_T], _T]:
     """``@record`` for ``@dataclass(frozen=True)``; ``@record(frozen=False)`` for ``@dataclass``."""
     if cls is None:
         return lambda c: _build(c, frozen)

@@ -37,9 +37,7 @@ directories are recognised by st_dev/st_ino, however the source is spelled.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from typing import Any, NoReturn
 
 from pyinit import cli, diagnose
 from pyinit.linux import caps, flags, mountinfo, seccomp
@@ -60,6 +58,10 @@ from pyinit.oci.spec import MASKED_PATHS
 from pyinit.record import replace
 from pyinit.rootfs import plan
 
+TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
 # Where the root's fresh tmpfs is attached until the pivot: on top of /, in the
 # sandbox's own mount namespace (made slave first, so nothing propagates back). A path
 # lookup starts at the root mount's root and never enters a mount stacked on it, so
@@ -67,6 +69,7 @@ from pyinit.rootfs import plan
 # reaches the tmpfs through its fd. No directory is made on the host: there is
 # nothing to remove afterwards, nor to leave behind when pyinit is SIGKILLed.
 ROOT = "/"
+
 DEFAULT_RO = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 # Made read-only in every fresh --proc, as bubblewrap does (and as linux.readonlyPaths
 # does in `pyinit spec`'s config): the program may be the host's uid 0, and a sysctl's
@@ -784,6 +787,8 @@ def _seccomp(path: str | None, kept: list[str], namespaces: bool) -> Seccomp | N
     (that may make namespaces, as under bubblewrap, unless --disable-userns)."""
     doc = default_profile(kept, namespaces=namespaces)
     if path is not None:
+        import json  # only here: the sandbox's start does without it (3 ms)
+
         try:
             with open(path, encoding="utf-8") as fh:
                 doc = json.load(fh)
@@ -836,6 +841,7 @@ def _with_status(run: RunOptions, created: tuple[str, ...], info_fd: int | None,
     """--info-fd and --json-status-fd, written by the parent (on the host's /proc)."""
     if info_fd is None and status_fd is None:
         return run
+    import json
 
     def write(fd: int, text: str) -> None:
         try:

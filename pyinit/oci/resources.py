@@ -24,9 +24,14 @@ import os
 import re
 import secrets
 from collections.abc import Iterable
-from typing import Any, TypeVar
 
 from pyinit.record import field, record
+
+TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 Problem = tuple[str, str]
 
@@ -42,7 +47,6 @@ _UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_.]+$")
 _UNIFIED_REFUSED = ("cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.subtree_control",
                     "cgroup.type", "cgroup.freeze")
 
-T = TypeVar("T")
 
 
 # ------------------------------------------------------------------ devices

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
 
 from pyinit import diagnose
 from pyinit.errors import SetupError
@@ -53,6 +52,10 @@ from pyinit.rootfs.plan import (
     Sysctl,
     WriteFile,
 )
+
+TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def _doing(step: Step, root_path: str) -> str:
