@@ -5,65 +5,31 @@ three architectures) in 15 to 25 ms of CPU here, in every ``pyinit run`` and
 ``pyinit sandbox``, on the way to the workload: more than a tenth of a
 sandbox's start. The program depends only on the profile, libseccomp, the
 kernel (libseccomp probes it) and pyinit's compiler, so the parent keeps it in
-a file named by a SHA-256 of all of these, and the next start with the same
-profile loads it instead (a few hundred µs).
+a file named by a SHA-256 of all of these (in ``seccomp/`` of the caches,
+pyinit/linux/cachefile.py, which only the caller can have written), and the
+next start with the same profile loads it instead (a few hundred µs).
 
-A cache must never be a way to hand the workload a weaker filter. So:
-
-* **Only the caller can have written it.** The directory is root's
-  ``/run/pyinit/seccomp`` for root, ``$XDG_RUNTIME_DIR/pyinit/seccomp`` for
-  anyone else (no cache when that is unset), or ``$PYINIT_SECCOMP_CACHE``
-  (``off`` disables it). Every directory from the cache's parent down and the
-  file itself are opened with ``O_NOFOLLOW`` relative to the one before
-  (no symlink is followed), and checked on the open descriptor (no path is
-  looked at twice): owned by the caller's effective uid, not writable by group
-  or others; the file is a regular file, mode 0600, one link. Anything else is
-  refused (``seccomp.cache_refused``) and the program is compiled.
-* **It is the program for this key, whole.** The file holds its full key
-  (not only its hash: two profiles whose keys collide in the name still
-  differ here) and a SHA-256 of its contents; a truncated or altered file
-  does not match and is refused, then replaced.
-* **Written atomically**: a new file ``O_EXCL`` with mode 0600 in the same
-  directory, renamed over the old one, so a reader sees a whole file or none.
-  At most :data:`KEEP` programs stay: a store drops the oldest.
-
-The cache only ever avoids work: a miss, a refusal or a failure to write costs
-a compile, never the start.
+The file holds its full key, not only its hash: two profiles whose keys
+collide in the name still differ here, and the program of another key is
+refused.
 """
 
 from __future__ import annotations
 
 import os
-import stat
 import struct
 import sys
-from _sha256 import sha256  # hashlib imports OpenSSL's bindings: 6 ms here
 
-from pyinit.linux import seccomp
+from pyinit.linux import cachefile, seccomp
 
 MAGIC = b"pyinit seccomp cache 1\n"
 _HEAD = struct.Struct("<IIIII")  # key, flags, program, multiplexers, skipped: lengths
-_DIGEST = 32
-ENV = "PYINIT_SECCOMP_CACHE"
-ROOT_DIR = "/run/pyinit/seccomp"
-KEEP = 64  # programs kept (about 15 kB each for the default profile)
-
-
-class Refused(Exception):
-    """A cache file (or directory) that is not provably the caller's own."""
+Refused = cachefile.Refused
+NAME = "seccomp"
 
 
 def directory(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
-    """Where the cache lives for this caller, or None for no cache."""
-    chosen = environ.get(ENV)
-    if chosen == "off":
-        return None
-    if chosen:
-        return chosen
-    if os.geteuid() == 0:
-        return ROOT_DIR
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(runtime, "pyinit", "seccomp") if runtime else None
+    return cachefile.directory(NAME, environ)
 
 
 def key(profile_repr: str) -> bytes:
@@ -81,73 +47,25 @@ def key(profile_repr: str) -> bytes:
     return "\n".join(parts).encode()
 
 
-def file_name(full_key: bytes) -> str:
-    return sha256(full_key).hexdigest()
-
-
-def _check(fd: int, what: str, regular: bool) -> None:
-    st = os.fstat(fd)
-    if st.st_uid != os.geteuid():
-        raise Refused(f"{what} is owned by uid {st.st_uid}, not {os.geteuid()}")
-    if regular:
-        if not stat.S_ISREG(st.st_mode):
-            raise Refused(f"{what} is not a regular file")
-        if stat.S_IMODE(st.st_mode) != 0o600:
-            raise Refused(f"{what} has mode {stat.S_IMODE(st.st_mode):04o}, not 0600")
-        if st.st_nlink != 1:
-            raise Refused(f"{what} has {st.st_nlink} links, not 1")
-    elif st.st_mode & 0o022:
-        raise Refused(f"{what} is writable by group or others "
-                      f"(mode {stat.S_IMODE(st.st_mode):04o})")
-
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def _open_dir(path: str, create: bool) -> int:
-    """The cache directory, opened and checked component by component below its parent.
-
-    The parent (``/run/pyinit``, ``$XDG_RUNTIME_DIR/pyinit``) is checked like
-    the directory itself: whoever could write it could swap the directory.
-    """
-    parent, leaf = os.path.split(os.path.normpath(os.path.abspath(path)))
-    grand, middle = os.path.split(parent)
-    fd = os.open(grand, _DIR_FLAGS)
-    try:
-        for name in (middle, leaf) if middle else (leaf,):
-            try:
-                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            except FileNotFoundError:
-                if not create:
-                    raise
-                try:
-                    os.mkdir(name, 0o700, dir_fd=fd)
-                except FileExistsError:
-                    pass
-                sub = os.open(name, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = sub
-            _check(fd, os.path.join(grand, middle) if name == middle else path, regular=False)
-        return fd
-    except BaseException:
-        os.close(fd)
-        raise
+def _body(full_key: bytes, filt: seccomp.PreparedFilter) -> bytes:
+    skipped = "\n".join(filt.skipped).encode()
+    return (_HEAD.pack(len(full_key), filt.flags, len(filt.program), len(filt.multiplexers),
+                       len(skipped)) + full_key + filt.program + filt.multiplexers + skipped)
 
 
 def encode(full_key: bytes, filt: seccomp.PreparedFilter) -> bytes:
-    skipped = "\n".join(filt.skipped).encode()
-    body = (_HEAD.pack(len(full_key), filt.flags, len(filt.program), len(filt.multiplexers),
-                       len(skipped)) + full_key + filt.program + filt.multiplexers + skipped)
-    return MAGIC + sha256(body).digest() + body
+    """A cache file's contents."""
+    return cachefile.frame(MAGIC, _body(full_key, filt))
 
 
 def decode(full_key: bytes, data: bytes, what: str) -> seccomp.PreparedFilter:
-    start = len(MAGIC) + _DIGEST
-    if not data.startswith(MAGIC) or len(data) < start + _HEAD.size:
-        raise Refused(f"{what} is not a pyinit seccomp cache file")
-    body = data[start:]
-    if sha256(body).digest() != data[len(MAGIC):start]:
-        raise Refused(f"{what}: its checksum does not match its contents")
+    """The program in a cache file's contents; raises :class:`Refused`."""
+    return _parse(full_key, cachefile.unframe(MAGIC, data, what), what)
+
+
+def _parse(full_key: bytes, body: bytes, what: str) -> seccomp.PreparedFilter:
+    if len(body) < _HEAD.size:
+        raise Refused(f"{what}: its lengths do not add up")
     key_len, flags, prog_len, mux_len, skip_len = _HEAD.unpack_from(body)
     if len(body) != _HEAD.size + key_len + prog_len + mux_len + skip_len:
         raise Refused(f"{what}: its lengths do not add up")
@@ -169,66 +87,16 @@ def decode(full_key: bytes, data: bytes, what: str) -> seccomp.PreparedFilter:
 def load(where: str, full_key: bytes) -> seccomp.PreparedFilter | None:
     """The cached program for ``full_key``, None when there is none yet.
 
-    Raises :class:`Refused` for a file or directory that is there but not
-    provably the caller's, or not whole.
+    Raises :class:`Refused` for a file that is there but not provably the
+    caller's, not whole, or another key's.
     """
-    name = file_name(full_key)
-    what = os.path.join(where, name)
-    try:
-        dfd = _open_dir(where, create=False)
-    except FileNotFoundError:
+    name = cachefile.file_name(full_key)
+    body = cachefile.read(where, name, MAGIC)
+    if body is None:
         return None
-    try:
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK,
-                         dir_fd=dfd)
-        except FileNotFoundError:
-            return None
-        except OSError as exc:  # ELOOP: a symlink
-            raise Refused(f"{what}: {exc.strerror}") from None
-        try:
-            _check(fd, what, regular=True)
-            size = os.fstat(fd).st_size
-            data = os.pread(fd, size + 1, 0)
-        finally:
-            os.close(fd)
-    finally:
-        os.close(dfd)
-    return decode(full_key, data, what)
+    return _parse(full_key, body, os.path.join(where, name))
 
 
 def store(where: str, full_key: bytes, filt: seccomp.PreparedFilter) -> None:
     """Keep ``filt`` for the next start (atomically); raises OSError or Refused."""
-    name = file_name(full_key)
-    dfd = _open_dir(where, create=True)
-    try:
-        temp = f".{name}.{os.getpid()}"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=dfd)
-        try:
-            os.fchmod(fd, 0o600)  # whatever the umask
-            data = encode(full_key, filt)
-            if os.write(fd, data) != len(data):
-                raise OSError("short write")
-        except BaseException:
-            os.close(fd)
-            os.unlink(temp, dir_fd=dfd)
-            raise
-        os.close(fd)
-        os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        _trim(dfd, name)
-    finally:
-        os.close(dfd)
-
-
-def _trim(dfd: int, kept: str) -> None:
-    """At most :data:`KEEP` programs: the oldest go (only on a miss, so rarely)."""
-    with os.scandir(dfd) as entries:
-        files = [(e.stat(follow_symlinks=False).st_mtime_ns, e.name) for e in entries
-                 if e.is_file(follow_symlinks=False) and e.name != kept]
-    files.sort()
-    for _, name in files[:max(0, len(files) + 1 - KEEP)]:
-        try:
-            os.unlink(name, dir_fd=dfd)
-        except FileNotFoundError:  # another pyinit trimmed it first
-            pass
+    cachefile.write(where, cachefile.file_name(full_key), MAGIC, _body(full_key, filt))

@@ -33,7 +33,7 @@ def sandbox(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list[dict
     profile = tmp_path / "profile.json"
     profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
         {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": EACCES}]}))
-    env = dict(os.environ, PYINIT_SECCOMP_CACHE=str(tmp_path / "cache"), LC_ALL="C")
+    env = dict(os.environ, PYINIT_CACHE=str(tmp_path / "cache"), LC_ALL="C")
     res = subprocess.run([PYINIT, "sandbox", "--log-level", "info", "--seccomp-profile",
                           str(profile), "--", "sh", "-c", MKDIR], capture_output=True,
                          text=True, timeout=60, check=False, stdin=subprocess.DEVNULL, env=env)
@@ -42,7 +42,7 @@ def sandbox(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], list[dict
 
 
 def cache_file(tmp_path: Path) -> Path:
-    (only,) = (tmp_path / "cache").iterdir()
+    (only,) = (tmp_path / "cache" / "seccomp").iterdir()
     return only
 
 
@@ -60,7 +60,7 @@ def fill(tmp_path: Path) -> Path:
     assert (prepared["cached"], prepared["instructions"]) == (False, 10)
     path = cache_file(tmp_path)
     assert (path.stat().st_mode & 0o7777, path.stat().st_uid) == (0o600, os.geteuid())
-    assert oct((tmp_path / "cache").stat().st_mode & 0o7777) == "0o700"
+    assert oct((tmp_path / "cache" / "seccomp").stat().st_mode & 0o7777) == "0o700"
     return path
 
 
@@ -142,5 +142,6 @@ def test_a_symlink_is_not_followed(tmp_path: Path) -> None:
 
 def test_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
     fill(tmp_path)
-    (tmp_path / "cache").chmod(0o777)
-    _refused(tmp_path, f"{tmp_path / 'cache'} is writable by group or others (mode 0777)")
+    (tmp_path / "cache" / "seccomp").chmod(0o777)
+    _refused(tmp_path, f"{tmp_path / 'cache' / 'seccomp'} is writable by group or others "
+             "(mode 0777)")

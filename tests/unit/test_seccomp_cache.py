@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pyinit.linux import seccomp_cache
+from pyinit.linux import cachefile, seccomp_cache
 from pyinit.linux.seccomp import PreparedFilter
 
 PROGRAM = bytes(range(16))  # two instructions: the format does not look inside
@@ -29,7 +29,7 @@ def test_the_program_of_another_key_is_refused() -> None:
 
 
 @pytest.mark.parametrize(("data", "reason"), [
-    (b"", "F is not a pyinit seccomp cache file"),
+    (b"", "F is not a pyinit seccomp cache 1 file"),
     (seccomp_cache.encode(b"k", FILT)[:-1], "F: its checksum does not match its contents"),
     (seccomp_cache.encode(b"k", PreparedFilter(PROGRAM[:12])), "F: not a BPF program (12 bytes)"),
     (seccomp_cache.encode(b"k", PreparedFilter(b"")), "F: not a BPF program (0 bytes)"),
@@ -41,19 +41,19 @@ def test_what_is_not_a_whole_program_is_refused(data: bytes, reason: str) -> Non
 
 
 def test_the_oldest_programs_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(seccomp_cache, "KEEP", 3)
+    monkeypatch.setattr(cachefile, "KEEP", 3)
     where = tmp_path / "cache"
     for i in range(5):
         seccomp_cache.store(str(where), f"key {i}".encode(), FILT)
-        name = seccomp_cache.file_name(f"key {i}".encode())
+        name = cachefile.file_name(f"key {i}".encode())
         os.utime(where / name, ns=(i * 10**9, i * 10**9))
     assert sorted(os.listdir(where)) == sorted(
-        seccomp_cache.file_name(f"key {i}".encode()) for i in (2, 3, 4))
+        cachefile.file_name(f"key {i}".encode()) for i in (2, 3, 4))
 
 
 def test_the_directory_follows_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert seccomp_cache.directory({"PYINIT_SECCOMP_CACHE": "off"}) is None
-    assert seccomp_cache.directory({"PYINIT_SECCOMP_CACHE": "/x/y"}) == "/x/y"
+    assert seccomp_cache.directory({"PYINIT_CACHE": "off"}) is None
+    assert seccomp_cache.directory({"PYINIT_CACHE": "/x/y"}) == "/x/y/seccomp"
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/1000"}) == \
         "/run/user/1000/pyinit/seccomp"
