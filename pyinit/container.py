@@ -40,7 +40,7 @@ from functools import partial
 
 from pyinit import cli, closure, core, diagnose, early, memimport, proc, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError
-from pyinit.linux import caps, seccomp, seccomp_cache, syscalls, task
+from pyinit.linux import cachefile, caps, seccomp, seccomp_cache, syscalls, task
 from pyinit.linux import host as linux_host
 from pyinit.log import Sink, configure
 from pyinit.oci import resources
@@ -70,25 +70,38 @@ def _failed(exc: SetupError, log: Any) -> None:
     say(exc.line())
 
 
-def _runtime_before_pivot(setup: plan.Plan) -> memimport.Bundle | None:
-    """What PID 1 needs after the pivot, before the pivot takes the host's files away.
+def _read_runtime(setup: plan.Plan, log: Any) -> memimport.Bundle | None:
+    """In the parent, before PID 1 exists: what PID 1 will import after the pivot.
 
-    A setup that runs commands or hooks needs trio for them: trio is imported
-    now, from its files. Any other setup runs without trio, and trio is only
-    read into memory now (pyinit/memimport.py, a few ms), to be imported from
-    there while the workload already runs: where the build-time closure is
-    this install's (same Python, same trio and structlog and their
-    dependencies, every module found); elsewhere trio is imported now too.
+    A setup that runs commands or hooks needs trio for them, so PID 1 imports
+    it from its files before the pivot (None here). Any other setup runs
+    without trio, and trio is only read into memory now (pyinit/memimport.py),
+    to be imported from there while the workload already runs: where the
+    build-time closure is this install's (same Python, same trio and their
+    dependencies, every module found as a file); elsewhere None too. PID 1
+    inherits the bundle. Read from the cache of the closure when it holds.
     """
-    if not any(isinstance(step, plan.RunCommand | plan.Hook) for step in setup.steps) \
-            and memimport.built_for_here(closure.BUILT_FOR):
-        bundle = memimport.snapshot(closure.MODULES)
-        # A module of the closure that this install does not have as a file
-        # (a frozen build such as the drop-in, an incomplete install): after
-        # the seal it could not be imported at all, so not this way.
-        if not bundle.missing:
-            bundle.install()
-            return bundle
+    if any(isinstance(step, plan.RunCommand | plan.Hook) for step in setup.steps) \
+            or not memimport.built_for_here(closure.BUILT_FOR):
+        return None
+    began = time.monotonic_ns()
+    bundle, how = memimport.cached_snapshot(closure.MODULES, cachefile.directory(memimport.CACHE))
+    if how.startswith("refused: "):
+        log.warning("closure.cache_refused", reason=how.removeprefix("refused: "))
+    log.debug("closure.read", source="cache" if how == "cache" else "files",
+              modules=len(bundle.code) + len(bundle.extensions), missing=bundle.missing,
+              duration_ms=round((time.monotonic_ns() - began) / 1e6, 3))
+    # A module of the closure that this install does not have as a file (a
+    # frozen build such as the drop-in, an incomplete install): after the
+    # seal it could not be imported at all, so not this way.
+    return None if bundle.missing else bundle
+
+
+def _runtime_before_pivot(bundle: memimport.Bundle | None) -> memimport.Bundle | None:
+    """In PID 1: serve the bundle read by the parent, or import trio from its files now."""
+    if bundle is not None:
+        bundle.install()
+        return bundle
     early.load_runtime()
     return None
 
@@ -149,7 +162,8 @@ def _cached_seccomp(where: str | None, full_key: bytes,
 def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink: Sink,
                to_unshare: int, start_ns: int, sync: tuple[int, int, int], name: str,
                host: credentials.HostFacts, procs: int = -1,
-               filt: seccomp.PreparedFilter | None = None) -> NoReturn:
+               filt: seccomp.PreparedFilter | None = None,
+               bundle: memimport.Bundle | None = None) -> NoReturn:
     """PID 1 of the container (when there is a PID namespace)."""
     parent, console_sock, log_fd = sync  # parent: the sync channel (runtime/sync.py)
     # First: PID 1 keeps no descriptor of the caller's stderr; its log goes
@@ -180,7 +194,7 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
         shut(parent, _socket.SHUT_RD)  # nothing more comes: a copy of this end reads nothing
         executor = Executor(cfg.root_path, log, name, cfg.bundle,
                             user_ns=cfg.has_namespace("user"), own_cgroups=own_cgroups)
-        runtime = _runtime_before_pivot(setup)
+        runtime = _runtime_before_pivot(bundle)
         if runtime is None:
             import trio
 
@@ -393,7 +407,8 @@ def _parent_hooks(cfg: Config, kind: str, name: str, pid: int, status: str, log:
 def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                     sink: Sink, start_ns: int, name: str, sync: tuple[int, int, int],
                     cgroup: Cgroup | Scope | None = None, procs: int = -1,
-                    filt: seccomp.PreparedFilter | None = None) -> int | None:
+                    filt: seccomp.PreparedFilter | None = None,
+                    bundle: memimport.Bundle | None = None) -> int | None:
     """Fork the container's PID 1 through a short-lived middle process.
 
     unshare(CLONE_NEWPID) and setns into a PID namespace only affect children,
@@ -449,7 +464,7 @@ def _fork_container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any,
                 os.close(report_w)
                 os.close(mapped_r)
                 _container(cfg, setup, opts, log, sink, to_unshare, start_ns, sync, name, host,
-                           procs, filt)
+                           procs, filt, bundle)
             os.write(report_w, str(init).encode())
             code = 0
         except SetupError as exc:
@@ -722,6 +737,7 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
     except SetupError as exc:
         say(exc.line())
         return EXIT_SETUP_FAILED
+    bundle = _read_runtime(setup, log)
     try:
         cgroup = _cgroup(cfg, run.cgroup_id or name, log, run.cgroup_manager)
     except SetupError as exc:
@@ -747,7 +763,8 @@ def _run_config(cfg: Config, opts: cli.Options, start_ns: int, name: str,
             not cfg.owns_namespace("pid") else None
         pid = _fork_container(cfg, setup, opts, log, sink, start_ns, name,
                               (parent, pair[1].fileno() if pair else -1, log_w), cgroup,
-                              -1 if procs is None else procs, filt)
+                              -1 if procs is None else procs, filt, bundle)
+        del bundle  # PID 1 has its copy; the parent never runs this code
         os.close(parent)
         os.close(log_w)
         if procs is not None:

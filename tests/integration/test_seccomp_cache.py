@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from pyinit.linux import seccomp_cache
+from pyinit.linux import cachefile, seccomp_cache
 from pyinit.linux.seccomp import PreparedFilter
 from tests.conftest import PYINIT, event, events
 
@@ -47,7 +47,7 @@ def cache_file(tmp_path: Path) -> Path:
 
 
 def stored_key(path: Path) -> bytes:
-    body = path.read_bytes()[len(seccomp_cache.MAGIC) + 32:]
+    body = path.read_bytes()[len(seccomp_cache.MAGIC) + cachefile.DIGEST_SIZE:]
     (key_len,) = struct.unpack_from("<I", body)
     return body[20:20 + key_len]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 import py_compile
 import shutil
@@ -93,3 +94,22 @@ def test_the_bundle_is_used_only_where_its_build_key_holds(tmp_path: Path,
     assert memimport.built_for_here({"python": here, "trio": "9.8"}) is False
     assert memimport.built_for_here({"python": here, "trio": "9.9", "attrs": "1"}) is False
     assert memimport.built_for_here({}) is False
+
+
+def test_a_cached_closure_is_stale_once_a_file_changes(tmp_path: Path) -> None:
+    source = tmp_path / "cachedmod.py"
+    source.write_text("VALUE = 1\n")
+    bundle = memimport.Bundle()
+    bundle.code["cachedmod"] = (marshal.dumps(compile("VALUE = 1\n", str(source), "exec")),
+                                False, str(source))
+    body = memimport.encode_cache(b"key", bundle)
+    back = memimport.decode_cache(b"key", body)
+    assert back is not None and back.code == bundle.code
+    assert memimport.decode_cache(b"another key", body) is None
+    os.utime(source, ns=(1, 1))  # the file it came from changed
+    assert memimport.decode_cache(b"key", body) is None
+
+
+def test_the_closure_key_names_what_is_imported_already() -> None:
+    assert b"\nos loaded\n" in memimport.cache_key(["os", "nosuchmodule_xyz"]) + b"\n"
+    assert memimport.cache_key(["os", "nosuchmodule_xyz"]).endswith(b"\nnosuchmodule_xyz")
