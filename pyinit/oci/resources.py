@@ -40,9 +40,11 @@ UINT64_MAX = 2**64 - 1
 UINT32_MAX = 2**32 - 1
 DEFAULT_PARENT = "/pyinit"  # the default cgroupsPath is /pyinit/<container id>
 
-_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")  # cpuset lists: 0-3,5
-_PAGE_SIZE = re.compile(r"^[1-9]\d*(KB|MB|GB)$")
-_UNIFIED_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_.]+$")
+# Patterns, compiled by re on first use (not at import: every start imports this
+# module, few configs have these fields).
+_LIST = r"^\d+(-\d+)?(,\d+(-\d+)?)*$"  # cpuset lists: 0-3,5
+_PAGE_SIZE = r"^[1-9]\d*(KB|MB|GB)$"
+_UNIFIED_KEY = r"^[a-z][a-z0-9_]*\.[a-z0-9_.]+$"
 # Keys of ``unified`` that would move or kill processes, not limit them.
 _UNIFIED_REFUSED = ("cgroup.procs", "cgroup.threads", "cgroup.kill", "cgroup.subtree_control",
                     "cgroup.type", "cgroup.freeze")
@@ -291,7 +293,7 @@ class SystemdPath:
 # systemd's unit name characters (unit_name_is_valid) are ASCII letters, digits and
 # ':', '-', '_', '.', and backslash; ':' separates the three parts here, and a backslash
 # starts systemd's escapes, which pyinit does not write: neither is allowed in a part.
-_UNIT_CHARS = re.compile(r"[A-Za-z0-9_.-]+")
+_UNIT_CHARS = r"[A-Za-z0-9_.-]+"
 _UNIT_NAME_MAX = 255
 
 
@@ -308,7 +310,7 @@ def parse_systemd_path(value: str, where: str = "linux.cgroupsPath"
     slice_, prefix, name = parts
     if slice_:
         stem = slice_.removesuffix(".slice")
-        if stem == slice_ or not _UNIT_CHARS.fullmatch(slice_):
+        if stem == slice_ or not re.fullmatch(_UNIT_CHARS, slice_):
             return None, [(where, f"{value!r}: the slice {slice_!r} is not a slice unit name "
                                   "(NAME.slice, or empty for the default)")]
         if stem != "-" and any(not p for p in stem.split("-")):
@@ -317,7 +319,7 @@ def parse_systemd_path(value: str, where: str = "linux.cgroupsPath"
     for label, part in (("prefix", prefix), ("name", name)):
         if not part:
             return None, [(where, f"{value!r}: the {label} is empty")]
-        if not _UNIT_CHARS.fullmatch(part):
+        if not re.fullmatch(_UNIT_CHARS, part):
             return None, [(where, f"{value!r}: the {label} {part!r} holds a character a "
                                   "systemd unit name cannot (allowed: ASCII letters, "
                                   "digits, '_', '.', '-')")]
@@ -472,7 +474,7 @@ def _cpu(r: _Reader, doc: dict[str, Any], where: str) -> Cpu:
         idle=r.integer(doc, "idle", where, 0, 1, text="0 or 1"),
     )
     for key, value in (("cpus", cpu.cpus), ("mems", cpu.mems)):
-        if value and not _LIST.match(value):
+        if value and not re.match(_LIST, value):
             r.problem(f"{where}.{key}", f"{value!r} is not a list like 0-3,5")
     return cpu
 
@@ -574,7 +576,7 @@ def _resources(r: _Reader, doc: dict[str, Any], where: str) -> Resources:
             continue
         size = r.string(item, "pageSize", at)
         limit = r.integer(item, "limit", at, 0, UINT64_MAX, required=True)
-        if size is None or not _PAGE_SIZE.match(size):
+        if size is None or not re.match(_PAGE_SIZE, size):
             r.problem(f"{at}.pageSize", f"must be a size like 2MB or 1GB, not {size!r}")
         elif size in seen_sizes:
             r.problem(f"{at}.pageSize", f"{size} is given twice")
@@ -619,7 +621,7 @@ def _resources(r: _Reader, doc: dict[str, Any], where: str) -> Resources:
         at = f"{where}.unified.{key}"
         if not isinstance(value, str):
             r.problem(at, f"must be a string, not {_name(value)}")
-        elif not _UNIFIED_KEY.match(key):
+        elif not re.match(_UNIFIED_KEY, key):
             r.problem(at, "is not a cgroup v2 interface file name (like memory.high)")
         elif key in _UNIFIED_REFUSED:
             r.problem(at, "moves or kills processes; it is not a resource limit")
