@@ -168,6 +168,7 @@ def snapshot(names: Iterable[str]) -> Bundle:
 
 CACHE = "closure"
 CACHE_MAGIC = b"pyinit closure cache 1\n"
+CACHE_KEEP = 8  # about 2.5 MB each, in /run (memory): run, sandbox, a few variants
 _INDEX = struct.Struct("<I")
 
 
@@ -264,7 +265,7 @@ def cached_snapshot(names: Sequence[str], where: str | None) -> tuple[Bundle, st
     if where is not None and not bundle.missing:
         try:
             cachefile.write(where, cachefile.file_name(key), CACHE_MAGIC,
-                            encode_cache(key, bundle))
+                            encode_cache(key, bundle), keep=CACHE_KEEP)
         except (OSError, cachefile.Refused):
             pass  # the next start reads the files again
     return bundle, how

@@ -21,7 +21,8 @@ workload's filter or as code PID 1 runs, so a cache must never be a way in:
   any unkeyed digest can be recomputed.) The name is a SHA-256 of the key.
 * **Written atomically**: a new file ``O_EXCL``, mode 0600, in the same
   directory, renamed over the old one, so a reader sees a whole file or none.
-  At most :data:`KEEP` files stay per cache: a write drops the oldest.
+  At most :data:`KEEP` files stay per cache (fewer for big ones): a write
+  drops the oldest.
 
 What the file must hold for this start (its key) is each cache's business.
 """
@@ -35,7 +36,7 @@ from _sha256 import sha256  # hashlib imports OpenSSL's bindings: 6 ms here
 
 ENV = "PYINIT_CACHE"
 ROOT_DIR = "/run/pyinit"
-KEEP = 64  # files kept per cache
+KEEP = 64  # files kept per cache, unless its writer says fewer
 DIGEST_SIZE = 4
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -163,8 +164,9 @@ def read(where: str, name: str, magic: bytes) -> bytes | None:
     return unframe(magic, b"".join(chunks), what)
 
 
-def write(where: str, name: str, magic: bytes, body: bytes) -> None:
-    """Keep ``body`` as ``name`` (atomically); raises OSError or :class:`Refused`."""
+def write(where: str, name: str, magic: bytes, body: bytes, keep: int | None = None) -> None:
+    """Keep ``body`` as ``name`` (atomically), and at most ``keep`` (:data:`KEEP`)
+    files; raises OSError or :class:`Refused`."""
     dfd = _open_dir(where, create=True)
     try:
         temp = f".{name}.{os.getpid()}"
@@ -181,18 +183,18 @@ def write(where: str, name: str, magic: bytes, body: bytes) -> None:
             raise
         os.close(fd)
         os.rename(temp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
-        _trim(dfd, name)
+        _trim(dfd, name, KEEP if keep is None else keep)
     finally:
         os.close(dfd)
 
 
-def _trim(dfd: int, kept: str) -> None:
-    """At most :data:`KEEP` files: the oldest go (only on a write, so rarely)."""
+def _trim(dfd: int, kept: str, keep: int) -> None:
+    """At most ``keep`` files: the oldest go (only on a write, so rarely)."""
     with os.scandir(dfd) as entries:
         files = [(e.stat(follow_symlinks=False).st_mtime_ns, e.name) for e in entries
                  if e.is_file(follow_symlinks=False) and e.name != kept]
     files.sort()
-    for _, name in files[:max(0, len(files) + 1 - KEEP)]:
+    for _, name in files[:max(0, len(files) + 1 - keep)]:
         try:
             os.unlink(name, dir_fd=dfd)
         except FileNotFoundError:  # another pyinit trimmed it first
