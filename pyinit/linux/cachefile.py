@@ -45,6 +45,11 @@ class Refused(Exception):
     """A cache file (or directory) that is not provably the caller's own, or not whole."""
 
 
+class Unavailable(OSError):
+    """The directory the caches go in cannot be opened (missing, not the caller's to
+    search): no cache, nothing to warn about."""
+
+
 def directory(name: str, environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
     """Where the cache ``name`` lives for this caller, or None for no cache."""
     chosen = environ.get(ENV)
@@ -92,7 +97,10 @@ def _open_dir(path: str, create: bool) -> int:
     """
     parent, leaf = os.path.split(os.path.normpath(os.path.abspath(path)))
     grand, middle = os.path.split(parent)
-    fd = os.open(grand, _DIR_FLAGS)
+    try:
+        fd = os.open(grand, _DIR_FLAGS)
+    except OSError as exc:
+        raise Unavailable(exc.errno, f"{grand}: {exc.strerror}") from None
     try:
         for name in (middle, leaf) if middle else (leaf,):
             try:
@@ -138,7 +146,7 @@ def read(where: str, name: str, magic: bytes) -> bytes | None:
     what = os.path.join(where, name)
     try:
         dfd = _open_dir(where, create=False)
-    except FileNotFoundError:
+    except (FileNotFoundError, Unavailable):
         return None
     except OSError as exc:  # ELOOP: a symlink; EACCES ...
         raise Refused(f"{where}: {exc.strerror or exc}") from None

@@ -60,3 +60,10 @@ def test_the_directory_follows_the_caller(monkeypatch: pytest.MonkeyPatch) -> No
     assert seccomp_cache.directory({}) is None
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/0"}) == "/run/pyinit/seccomp"
+
+
+def test_a_cache_directory_out_of_reach_is_no_cache(tmp_path: Path) -> None:
+    # $XDG_RUNTIME_DIR of another user, or one that is gone: no cache, no warning.
+    assert seccomp_cache.load(str(tmp_path / "gone" / "pyinit" / "seccomp"), b"key") is None
+    with pytest.raises(cachefile.Unavailable):
+        seccomp_cache.store(str(tmp_path / "gone" / "pyinit" / "seccomp"), b"key", FILT)
