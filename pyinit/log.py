@@ -35,6 +35,18 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+def send_nowait(fd: int, data: bytes) -> int:
+    """``send(fd, data, MSG_DONTWAIT | MSG_NOSIGNAL)`` on a socket this process keeps
+    open: BlockingIOError when it is full, whatever the O_NONBLOCK flag says."""
+    import _socket  # loaded before the pivot (runtime/logpipe.py): no file is read
+
+    sock = _socket.socket(fileno=fd)
+    try:
+        return sock.send(data, _socket.MSG_DONTWAIT | _socket.MSG_NOSIGNAL)
+    finally:
+        sock.detach()  # the descriptor stays open: it is not this wrapper's
+
+
 class Sink:
     """Whole lines to stderr, best effort, never blocking."""
 
@@ -44,6 +56,7 @@ class Sink:
         self.isatty = False
         self._fd = -1
         self._sock: socket.socket | None = None
+        self._sock_fd = False  # _fd is a socket: written with send_nowait()
         self._poll = False
         try:
             st = os.fstat(fd)
@@ -72,14 +85,19 @@ class Sink:
                 self._poll = True
 
     def redirect(self, fd: int) -> None:
-        """Write to ``fd`` from now on (the container's PID 1: a non-blocking socket to
-        the parent, pyinit/runtime/logpipe.py), no longer to what stderr was."""
+        """Write to ``fd`` from now on (the container's PID 1: a socket to the parent,
+        pyinit/runtime/logpipe.py), no longer to what stderr was.
+
+        A socket is written with ``MSG_DONTWAIT``, never through its O_NONBLOCK:
+        that flag is on the open file description, which a ``pidfd_getfd`` copy
+        shares, and whoever holds the copy can clear it (issue 9 review 5)."""
         if self._sock is not None:
             self._sock.close()
             self._sock = None
         elif self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
+        self._sock_fd = stat.S_ISSOCK(os.fstat(fd).st_mode)
         self._poll = False
         self.alive = True
 
@@ -107,6 +125,9 @@ class Sink:
             import socket
 
             self._sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+            return
+        if self._sock_fd:
+            send_nowait(self._fd, data)
             return
         if self._poll:
             poller = select.poll()

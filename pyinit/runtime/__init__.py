@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import os
 
-_SAY_FD = [2]
+from pyinit.log import send_nowait
+
+_SAY_FD = [2, 0]  # the descriptor; 1 when it is PID 1's log socket
 
 
 def say(line: str) -> None:
     """One line on stderr, prefixed ``pyinit:``; never raises. In the container's
     PID 1, on the log socket to the parent instead (:func:`say_to`)."""
+    data = f"pyinit: {line}\n".encode(errors="replace")
     try:
-        os.write(_SAY_FD[0], f"pyinit: {line}\n".encode(errors="replace"))
+        if _SAY_FD[1]:
+            send_nowait(_SAY_FD[0], data)  # never blocks (pyinit/log.py)
+        else:
+            os.write(_SAY_FD[0], data)
     except OSError:
         pass
 
 
 def say_to(fd: int) -> None:
     """Where :func:`say` writes from now on (PID 1: its log socket, runtime/logpipe.py)."""
-    _SAY_FD[0] = fd
+    _SAY_FD[:] = [fd, 1]

@@ -92,3 +92,30 @@ def test_regular_file_and_socket(tmp_path: Path) -> None:
     assert b.recv(10) == b"two\n"
     a.close()
     b.close()
+
+
+def test_a_full_log_socket_never_blocks_pid1_whatever_its_flags() -> None:
+    """PID 1's log socket cleared to blocking (issue 9 review 5: a pidfd_getfd copy
+    shares the flag) and full: the sink drops the line and ``say`` returns."""
+    import socket
+
+    from pyinit import runtime
+    from pyinit.log import Sink
+
+    reader, writer = socket.socketpair()
+    fd = writer.detach()
+    os.set_blocking(fd, True)  # what the workload does to its copy
+    sink = Sink(2)
+    sink.redirect(fd)
+    old = list(runtime._SAY_FD)
+    try:
+        runtime.say_to(fd)
+        line = b"x" * 4000 + b"\n"
+        while sink.dropped == 0:  # fills the socket, then drops instead of blocking
+            sink.write(line)
+        runtime.say("still here")  # would block in write() on the blocking fd
+        assert (sink.dropped, os.get_blocking(fd)) == (1, True)
+    finally:
+        runtime._SAY_FD[:] = old
+        reader.close()
+        os.close(fd)
