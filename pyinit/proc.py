@@ -26,6 +26,7 @@ from pyinit.linux import syscalls
 Proc = str | int | None
 
 _STAT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _STAT_RESOLVE = (syscalls.RESOLVE_BENEATH | syscalls.RESOLVE_NO_XDEV
                  | syscalls.RESOLVE_NO_SYMLINKS | syscalls.RESOLVE_NO_MAGICLINKS)
 
@@ -76,10 +77,14 @@ def parse_stat(pid: int, text: str) -> ProcInfo:
 
 
 def _read_stat(proc: str | int, name: str) -> str:
+    return _read(proc, f"{name}/stat")
+
+
+def _read(proc: str | int, name: str) -> str:
     if isinstance(proc, str):
-        with open(f"{proc}/{name}/stat", encoding="utf-8", errors="replace") as fh:
+        with open(f"{proc}/{name}", encoding="utf-8", errors="replace") as fh:
             return fh.read()
-    fd = syscalls.openat2(proc, f"{name}/stat", _STAT_FLAGS, _STAT_RESOLVE)
+    fd = syscalls.openat2(proc, name, _STAT_FLAGS, _STAT_RESOLVE)
     try:
         chunks = []
         while chunk := os.read(fd, 4096):
@@ -111,6 +116,34 @@ def snapshot(proc: Proc = "/proc") -> dict[int, ProcInfo]:
             continue
         table[info.pid] = info
     return table
+
+
+def children(proc: Proc, pid: int) -> list[int]:
+    """``pid``'s children, from each of its threads' ``children`` file.
+
+    For the supervisor's own PID: a procfs mounted ``hidepid`` hides from it
+    every process holding more than it does, but never its own directory, and
+    each child is there (a subreaper's adopted orphans included) whatever its
+    own directory shows (issue 9 review 5). Empty when unreadable.
+    """
+    if proc is None:
+        return []
+    found: list[int] = []
+    try:
+        if isinstance(proc, str):
+            tasks = os.listdir(f"{proc}/{pid}/task")
+        else:
+            fd = syscalls.openat2(proc, f"{pid}/task", _DIR_FLAGS, _STAT_RESOLVE)
+            try:
+                tasks = os.listdir(fd)
+            finally:
+                os.close(fd)
+        for tid in tasks:
+            if tid.isdigit():
+                found += [int(c) for c in _read(proc, f"{pid}/task/{tid}/children").split()]
+    except (OSError, ValueError):
+        pass
+    return found
 
 
 def descendants(root: int, table: dict[int, ProcInfo]) -> list[ProcInfo]:

@@ -208,6 +208,11 @@ class Supervisor:
         if not self.proc_ok:
             return None
         found = proc.descendants(os.getpid(), proc.snapshot(self.startup.proc))
+        # A hidepid procfs hides who holds more than we do, but not our own children:
+        # the orphans we adopted, named "?" (issue 9 review 5).
+        listed = {p.pid for p in found}
+        found += [proc.ProcInfo(pid, os.getpid(), "?", "?")
+                  for pid in proc.children(self.startup.proc, os.getpid()) if pid not in listed]
         return [
             p for p in found
             if p.alive and (include_workload or p.pid != self.child.pid)

@@ -33,8 +33,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.conftest import PYINIT
 from tests.integration.test_run import edit, make_bundle
 from tests.security.test_review4_pid1 import HANG_S, _children, _orphans
@@ -72,10 +70,6 @@ def _run(bundle: Path) -> tuple[int, str, list[dict[str, Any]]]:
     return run.returncode, out, events
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review 5: without a PID namespace PID 1 "
-                   "trusts its procfs's listing, and a hidepid procfs in the config hides a "
-                   "leftover holding a capability PID 1 lacks: never signalled, the shutdown "
-                   "waits for ever")
 def test_a_hidepid_proc_without_pid_namespace_does_not_hang_the_shutdown(
         tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b", "sleep 1000 >/dev/null 2>&1 & echo started")

@@ -71,3 +71,19 @@ def test_a_directory_that_fakes_proc_is_not_trusted(tmp_path: Path) -> None:
 def test_no_procfs_lists_nobody() -> None:
     assert not proc.proc_is_ours(None)
     assert proc.snapshot(None) == {}
+
+
+def test_children_lists_our_own_children_by_path_and_by_fd() -> None:
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "60"])
+    fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert child.pid in proc.children("/proc", os.getpid())
+        assert child.pid in proc.children(fd, os.getpid())
+        assert proc.children(None, os.getpid()) == []
+        assert proc.children(fd, 2**22 + 7) == []  # no such process: nothing, no error
+    finally:
+        os.close(fd)
+        child.kill()
+        child.wait()
