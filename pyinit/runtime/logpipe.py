@@ -29,7 +29,8 @@ already; its console format shows such characters as ``\\xNN``. A forged log
 line it cannot prevent (PID 1's log after the workload started is no more
 trusted than the workload's own stderr).
 
-Neither side can block the other. PID 1's end is non-blocking and its
+Neither side can block the other. PID 1 writes with ``MSG_DONTWAIT`` (not
+through ``O_NONBLOCK``, which a ``pidfd_getfd`` copy shares and can clear) and its
 :class:`~pyinit.log.Sink` drops (and counts) a line that does not fit, so a
 parent that stops reading costs lines, never a stuck PID 1. The parent reads
 a bounded amount each round of its loop, and after PID 1 has exited (and
