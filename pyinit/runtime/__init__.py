@@ -10,6 +10,7 @@ together.
 from __future__ import annotations
 
 import os
+import stat
 
 from pyinit.log import send_nowait
 
@@ -31,4 +32,4 @@ def say(line: str) -> None:
 
 def say_to(fd: int) -> None:
     """Where :func:`say` writes from now on (PID 1: its log socket, runtime/logpipe.py)."""
-    _SAY_FD[:] = [fd, 1]
+    _SAY_FD[:] = [fd, int(stat.S_ISSOCK(os.fstat(fd).st_mode))]
