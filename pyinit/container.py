@@ -156,6 +156,9 @@ def _cached_seccomp(where: str | None, full_key: bytes,
         log.warning("seccomp.cache_refused", reason=str(exc))
     except OSError as exc:  # ELOOP on a directory, EACCES ...: compile instead
         log.warning("seccomp.cache_refused", reason=f"{where}: {exc.strerror or exc}")
+    except Exception as exc:  # a whole file of the caller's, but not one we wrote
+        log.warning("seccomp.cache_refused",
+                    reason=f"{where}: unreadable ({type(exc).__name__}: {exc})")
     return None
 
 

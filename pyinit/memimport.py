@@ -261,6 +261,8 @@ def cached_snapshot(names: Sequence[str], where: str | None) -> tuple[Bundle, st
                 return bundle, "cache"
         except cachefile.Refused as exc:
             how = f"refused: {exc}"
+        except Exception as exc:  # a whole file of the caller's, but not one we wrote
+            how = f"refused: {where}: unreadable ({type(exc).__name__}: {exc})"
     bundle = snapshot(names)
     if where is not None and not bundle.missing:
         try:

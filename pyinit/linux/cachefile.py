@@ -6,12 +6,12 @@ A start of ``pyinit run`` or ``pyinit sandbox`` compiles a seccomp program
 are kept in files for the next start. What such a file holds ends up as the
 workload's filter or as code PID 1 runs, so a cache must never be a way in:
 
-* **Only the caller can have written it.** The caches live in root's
-  ``/run/pyinit/<name>``, anyone else's ``$XDG_RUNTIME_DIR/pyinit/<name>``
-  (none when that is unset), or under ``$PYINIT_CACHE`` (``off`` disables
-  them). The directory and its parent are opened with ``O_NOFOLLOW`` one
-  component at a time, each relative to the one before (no symlink is
-  followed, no path is looked at twice), and checked on the descriptor:
+* **Only the caller can have written it.** The caches are off unless
+  ``$PYINIT_CACHE`` names their directory (:func:`directory` says why), and
+  it must be one nothing the caller runs can write. The directory and its
+  parent are opened with ``O_NOFOLLOW`` one component at a time, each
+  relative to the one before (no symlink is followed, no path is looked
+  at twice), and checked on the descriptor:
   owned by the caller's effective uid, writable by nobody else. The file is
   opened ``O_NOFOLLOW`` in that directory and must be a regular file of the
   caller's, mode 0600, one link. Anything else is :class:`Refused`.
@@ -35,7 +35,6 @@ import zlib
 from _sha256 import sha256  # hashlib imports OpenSSL's bindings: 6 ms here
 
 ENV = "PYINIT_CACHE"
-ROOT_DIR = "/run/pyinit"
 KEEP = 64  # files kept per cache, unless its writer says fewer
 DIGEST_SIZE = 4
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -51,16 +50,21 @@ class Unavailable(OSError):
 
 
 def directory(name: str, environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
-    """Where the cache ``name`` lives for this caller, or None for no cache."""
+    """Where the cache ``name`` lives for this caller, or None for no cache.
+
+    Only where ``$PYINIT_CACHE`` says: no cache by default (issue 9 review 6).
+    The ownership rules stop every other user, but not what runs as the caller:
+    a sandboxed program (same uid) or a root container without a user namespace,
+    given the cache directory as a writable bind (``$XDG_RUNTIME_DIR`` is bound
+    for Wayland or D-Bus sockets, ``/run`` as a volume), wrote a file that passed
+    every check, and the next start loaded a weaker filter or ran its code in the
+    parent. So a cache directory is the caller's explicit choice of a place
+    nothing it runs can write.
+    """
     chosen = environ.get(ENV)
-    if chosen == "off":
+    if not chosen or chosen == "off":
         return None
-    if chosen:
-        return os.path.join(chosen, name)
-    if os.geteuid() == 0:
-        return os.path.join(ROOT_DIR, name)
-    runtime = environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(runtime, "pyinit", name) if runtime else None
+    return os.path.join(chosen, name)
 
 
 def digest(data: bytes) -> bytes:

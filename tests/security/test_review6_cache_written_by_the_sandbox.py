@@ -17,7 +17,10 @@ loads it:
   (memimport.decode_cache) and runs its constructor, i.e. code of the
   previous sandbox's workload runs unconfined on the host.
 
-Each test: a first sandbox fills the cache, a second one (the attacker,
+Fixed by making the caches opt-in (``PYINIT_CACHE``, off by default; the last
+test). The first two tests bind an opted-in ``PYINIT_CACHE`` into the sandbox,
+which docs/security.md rule 9 says never to do: they stay strict xfails, to
+show what that costs. Each test: a first sandbox fills the cache, a second one (the attacker,
 under the same profile) overwrites a cache file from inside with bytes the
 hostile side prepared, a third start shows what was loaded. The bytes are
 prepared by the test for brevity; the workload could compute them (the
@@ -73,9 +76,9 @@ def plant(tmp_path: Path, target: Path, forged: bytes) -> None:
             f"mv -f {target.parent}/.x {target}")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review 6: the sandboxed workload runs as the "
-                   "caller's uid, so a cache directory bound into it accepts its seccomp "
-                   "program: the next sandbox runs under an allow-all filter")
+@pytest.mark.xfail(strict=True, reason="issue 9 review 6, a documented limit of the opt-in "
+                   "cache: a PYINIT_CACHE directory bound writable into the sandbox accepts "
+                   "its seccomp program, and the next sandbox runs under an allow-all filter")
 def test_a_sandbox_with_the_cache_bound_in_weakens_the_next_filter(tmp_path: Path) -> None:
     first = sandbox(tmp_path, "mkdir /tmp/d; echo rc=$?")
     assert first.stdout == "rc=1\n"
@@ -101,9 +104,9 @@ __attribute__((constructor)) static void evil(void) {
 """
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review 6: the sandboxed workload runs as the "
-                   "caller's uid, so a closure cache bound into it can list a library of its "
-                   "choosing, which the next start's parent dlopen()s outside every namespace")
+@pytest.mark.xfail(strict=True, reason="issue 9 review 6, a documented limit of the opt-in "
+                   "cache: a PYINIT_CACHE closure bound writable into the sandbox can list a "
+                   "library, which the next start's parent dlopen()s outside every namespace")
 def test_a_sandbox_with_the_cache_bound_in_runs_code_in_the_next_parent(
         tmp_path: Path) -> None:
     # The workload's library: anywhere it can write (here: beside the cache).
@@ -131,14 +134,38 @@ def test_a_sandbox_with_the_cache_bound_in_runs_code_in_the_next_parent(
     assert not marker.exists(), (marker.read_text(), os.readlink("/proc/self/ns/mnt"))
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 review 6: a closure cache file that is whole "
-                   "(its CRC matches) but not a closure, as a sandbox with the cache bound in "
-                   "can write, makes every later start fail (exit 125, not a word of why: "
-                   "memimport.decode_cache raises) instead of reading the code from its files")
 def test_a_malformed_closure_file_is_refused_not_a_crash(tmp_path: Path) -> None:
     sandbox(tmp_path, "true")
     (path,) = (tmp_path / "cache" / "closure").iterdir()
     plant(tmp_path, path, cachefile.frame(memimport.CACHE_MAGIC, b"\x01"))
-    third = sandbox(tmp_path, "echo ran")  # HEAD: exit 125, nothing said
+    third = sandbox(tmp_path, "echo ran")  # before the fix: exit 125, nothing said
     assert third.stdout == "ran\n"
+    # Refused with its reason, and read from the files instead.
+    assert event(third.stderr, "closure.cache_refused")["reason"] == (
+        f"{tmp_path / 'cache' / 'closure'}: unreadable (error: unpack_from requires a buffer "
+        "of at least 4 bytes for unpacking 4 bytes at offset 0 (actual buffer size is 1))")
     assert event(third.stderr, "closure.read")["source"] == "files"
+
+
+def test_no_cache_unless_asked_for(tmp_path: Path) -> None:
+    """The fix: no cache by default, so a sandbox given ``$XDG_RUNTIME_DIR`` to write (or
+    root's ``/run``) has nothing to plant in. Two starts in a row: neither reads a cache,
+    and none is written there."""
+    xdg = tmp_path / "xdg"
+    xdg.mkdir(mode=0o700)
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": EACCES}]}))
+    env = {k: v for k, v in os.environ.items() if k != "PYINIT_CACHE"}
+    env.update(XDG_RUNTIME_DIR=str(xdg), LC_ALL="C")
+    for _ in range(2):
+        res = subprocess.run(
+            [PYINIT, "sandbox", "--log-level", "debug", "--seccomp-profile", str(profile),
+             "--ro-bind", "/", "/", "--tmpfs", "/tmp", "--bind", str(xdg), str(xdg),
+             "--proc", "/proc", "--dev", "/dev", "--", "sh", "-c", "mkdir /tmp/d; echo rc=$?"],
+            capture_output=True, text=True, timeout=60, check=False,
+            stdin=subprocess.DEVNULL, env=env)
+        assert (res.returncode, res.stdout) == (0, "rc=1\n"), res.stderr
+        assert event(res.stderr, "seccomp.prepared")["cached"] is False
+        assert event(res.stderr, "closure.read")["source"] == "files"
+    assert list(xdg.iterdir()) == []

@@ -54,12 +54,13 @@ def test_the_oldest_programs_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_the_directory_follows_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seccomp_cache.directory({"PYINIT_CACHE": "off"}) is None
     assert seccomp_cache.directory({"PYINIT_CACHE": "/x/y"}) == "/x/y/seccomp"
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/1000"}) == \
-        "/run/user/1000/pyinit/seccomp"
-    assert seccomp_cache.directory({}) is None
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-    assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/0"}) == "/run/pyinit/seccomp"
+    # No cache unless asked for (issue 9 review 6): not in $XDG_RUNTIME_DIR, nor
+    # root's /run, which a sandbox or container may be given to write.
+    for uid in (1000, 0):
+        monkeypatch.setattr(os, "geteuid", lambda uid=uid: uid)
+        assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/1000"}) is None
+        assert seccomp_cache.directory({}) is None
+        assert seccomp_cache.directory({"PYINIT_CACHE": ""}) is None
 
 
 def test_a_cache_directory_out_of_reach_is_no_cache(tmp_path: Path) -> None:
