@@ -21,6 +21,7 @@ import errno
 import fcntl
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -44,6 +45,7 @@ def quote(text: str) -> str:
     """``urllib.parse.quote(text, safe="")``: every byte but the unreserved ones as %XX."""
     return "".join(chr(b) if b in _UNRESERVED else f"%{b:02X}" for b in text.encode("utf-8"))
 
+LOCK_WAIT_S = 1.0  # how long a held lock may be a sweep's, not an owner's
 STATE_DIR = "/run/pyinit/cgroups"  # one lock file per live container cgroup (root)
 STATE_ENV = "PYINIT_CGROUP_STATE_DIR"  # instead of the defaults below (docs/cgroups.md)
 
@@ -327,12 +329,20 @@ def _lock(state_dir: str, path: str) -> tuple[str, int]:
     removes only cgroups whose lock nobody holds (the owner died)."""
     os.makedirs(state_dir, mode=0o700, exist_ok=True)
     lock_path = os.path.join(state_dir, quote(path) + ".lock")
+    # Another run's sweep locks each unheld file for a moment (this one too, between
+    # our open and our flock: it is still empty then, so the sweep unlinks it). An
+    # owner holds it for its container's life: only a lock still held after
+    # LOCK_WAIT_S is another container's.
+    deadline = time.monotonic() + LOCK_WAIT_S
     while True:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            if time.monotonic() < deadline:
+                time.sleep(0.01)
+                continue
             raise SetupError(STEP, f"cgroup {path} belongs to another running container",
                              where="linux.cgroupsPath") from None
         try:

@@ -446,3 +446,43 @@ def test_a_shared_parent_goes_with_the_last_container(host: Host, top: str, tmp_
         ([], [h.directory(top) for h in host.hierarchies])
     second.remove()
     assert [h.directory(top) for h in host.hierarchies if os.path.isdir(h.directory(top))] == []
+
+
+def _hold(lock: Path, seconds: float | None) -> subprocess.Popen[str]:
+    """Another process with an flock on ``lock``: for ``seconds`` (a sweep looking at
+    it), or until killed (a live owner). Returns once the lock is held."""
+    proc = subprocess.Popen([sys.executable, "-c", f"""
+import fcntl, os, sys, time
+fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("held", flush=True)
+time.sleep({seconds!r}) if {seconds!r} is not None else sys.stdin.read()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_lock_held_for_a_moment_is_a_sweep_not_an_owner(host: Host, top: str,
+                                                          tmp_path: Path) -> None:
+    # Seen under load: another run's sweep had the new lock file locked at our flock.
+    lock = tmp_path / (quote(f"{top}/c", safe="") + ".lock")
+    sweep = _hold(lock, 0.2)
+    try:
+        cg = cgroups.create(host, spec_of(f"{top}/c", {}), "x", state_dir=str(tmp_path))
+        cg.remove()
+    finally:
+        sweep.wait(timeout=30)
+
+
+def test_a_lock_held_by_a_live_owner_is_refused(host: Host, top: str, tmp_path: Path) -> None:
+    lock = tmp_path / (quote(f"{top}/c", safe="") + ".lock")
+    owner = _hold(lock, None)
+    try:
+        with pytest.raises(SetupError) as info:
+            cgroups.create(host, spec_of(f"{top}/c", {}), "x", state_dir=str(tmp_path))
+        assert str(info.value) == (
+            f"linux.cgroupsPath: cgroup: cgroup {top}/c belongs to another running container")
+    finally:
+        owner.kill()
+        owner.wait()
