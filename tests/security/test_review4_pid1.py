@@ -46,6 +46,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,11 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _run(bundle: Path) -> tuple[int, str, list[dict[str, Any]]]:
+def _run(bundle: Path, find_pid1: Callable[[int], int | None] = _pid1,
+         ) -> tuple[int, str, list[dict[str, Any]]]:
     """Run it; if it has not ended after HANG_S, end PID 1's children with SIGUSR1 from
-    the host (the hang guard) and let it finish. (exit code, stdout, events)."""
+    the host (the hang guard) and let it finish. (exit code, stdout, events).
+    ``find_pid1``: PID 1's host pid from ``pyinit run``'s, or None (not there yet)."""
     run = subprocess.Popen([PYINIT, "run", "--bundle", str(bundle), "--log-format", "json",
                             "--grace", "1"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -106,7 +109,7 @@ def _run(bundle: Path) -> tuple[int, str, list[dict[str, Any]]]:
     deadline = time.monotonic() + HANG_S
     pid1 = None
     while run.poll() is None and time.monotonic() < deadline:
-        pid1 = _pid1(run.pid) or pid1
+        pid1 = find_pid1(run.pid) or pid1
         time.sleep(0.05)  # a poll interval; nothing depends on how long
     if run.poll() is None:
         assert pid1 is not None, "no PID 1 found"

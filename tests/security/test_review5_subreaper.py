@@ -25,17 +25,11 @@ by the guard's SIGUSR1 (138) after HANG_S.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import PYINIT
 from tests.integration.test_run import edit, make_bundle
-from tests.security.test_review4_pid1 import HANG_S, _children, _orphans
+from tests.security.test_review4_pid1 import _children, _orphans, _run
 
 
 def _hidepid_without_pid_namespace(cfg: dict[str, Any]) -> None:
@@ -49,31 +43,15 @@ def _hidepid_without_pid_namespace(cfg: dict[str, Any]) -> None:
         for kind in ("bounding", "effective", "permitted", "inheritable", "ambient")}
 
 
-def _run(bundle: Path) -> tuple[int, str, list[dict[str, Any]]]:
-    """test_review4_pid1's ``_run``, for a PID 1 that is not PID 1 of a namespace: the
-    parent's one child. The hang guard SIGUSR1s PID 1's children after HANG_S."""
-    run = subprocess.Popen([PYINIT, "run", "--bundle", str(bundle), "--log-format", "json",
-                            "--grace", "1"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           stdin=subprocess.DEVNULL)
-    deadline = time.monotonic() + HANG_S
-    pid1 = None
-    while run.poll() is None and time.monotonic() < deadline:
-        pid1 = next(iter(_children(run.pid)), pid1)
-        time.sleep(0.05)  # a poll interval; nothing depends on how long
-    if run.poll() is None:
-        assert pid1 is not None, "no PID 1 found"
-        for child in _children(pid1):
-            os.kill(child, signal.SIGUSR1)
-    out, err = run.communicate(timeout=60)
-    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
-    return run.returncode, out, events
+def _parents_child(pid: int) -> int | None:
+    """Without a PID namespace, PID 1 is the parent's one child."""
+    return next(iter(_children(pid)), None)
 
 
 def test_a_hidepid_proc_without_pid_namespace_does_not_hang_the_shutdown(
         tmp_path: Path) -> None:
     bundle = make_bundle(tmp_path / "b", "sleep 1000 >/dev/null 2>&1 & echo started")
     edit(bundle, _hidepid_without_pid_namespace)
-    code, out, events = _run(bundle)
+    code, out, events = _run(bundle, _parents_child)
     assert (code, out) == (0, "started\n"), events
     assert _orphans(events) == {"143": 1}, events
