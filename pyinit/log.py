@@ -57,6 +57,7 @@ class Sink:
         self._fd = -1
         self._sock: socket.socket | None = None
         self._sock_fd = False  # _fd is a socket: written with send_nowait()
+        self._cut = False  # the last line sent there was cut short: end it first
         self._poll = False
         try:
             st = os.fstat(fd)
@@ -127,7 +128,18 @@ class Sink:
             self._sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
             return
         if self._sock_fd:
-            send_nowait(self._fd, data)
+            # A stream socket may take part of a long line. What follows must start a
+            # line of its own, so a cut line is ended before the next one is sent.
+            if self._cut:
+                send_nowait(self._fd, b"\n")
+                self._cut = False
+            sent = send_nowait(self._fd, data)
+            while sent < len(data):
+                try:
+                    sent += send_nowait(self._fd, data[sent:])
+                except BlockingIOError:
+                    self._cut = True
+                    raise
             return
         if self._poll:
             poller = select.poll()

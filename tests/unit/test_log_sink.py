@@ -119,3 +119,35 @@ def test_a_full_log_socket_never_blocks_pid1_whatever_its_flags() -> None:
         runtime._SAY_FD[:] = old
         reader.close()
         os.close(fd)
+
+
+def test_a_line_cut_short_on_the_log_socket_does_not_swallow_the_next() -> None:
+    """A stream socket takes part of a line too long for its room; the rest is dropped,
+    and the next line still arrives as a line of its own."""
+    import socket
+
+    from pyinit.log import Sink
+
+    reader, writer = socket.socketpair()
+    writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    fd = writer.detach()
+    sink = Sink(2)
+    sink.redirect(fd)
+    try:
+        sink.write(b"x" * (1 << 20) + b"\n")  # far more than fits: cut
+        assert sink.dropped == 1
+        reader.setblocking(False)
+        got = b""
+        while True:  # empty the socket, as the parent does
+            try:
+                got += reader.recv(1 << 20)
+            except BlockingIOError:
+                break
+        sink.write(b"next\n")
+        got += reader.recv(1 << 20)
+        assert got.count(b"\n") == 2
+        assert got.split(b"\n")[1:] == [b"next", b""]
+        assert set(got.split(b"\n")[0]) == {ord("x")}
+    finally:
+        reader.close()
+        os.close(fd)
