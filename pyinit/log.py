@@ -31,14 +31,13 @@ import time
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
-    import socket
     from typing import Any
 
 
 def send_nowait(fd: int, data: bytes) -> int:
     """``send(fd, data, MSG_DONTWAIT | MSG_NOSIGNAL)`` on a socket this process keeps
     open: BlockingIOError when it is full, whatever the O_NONBLOCK flag says."""
-    import _socket  # loaded before the pivot (runtime/logpipe.py): no file is read
+    import _socket  # PID 1's was loaded before the pivot (runtime/logpipe.py)
 
     sock = _socket.socket(fileno=fd)
     try:
@@ -55,7 +54,6 @@ class Sink:
         self.alive = True
         self.isatty = False
         self._fd = -1
-        self._sock: socket.socket | None = None
         self._sock_fd = False  # _fd is a socket: written with send_nowait()
         self._cut = False  # the last line sent there was cut short: end it first
         self._poll = False
@@ -67,10 +65,9 @@ class Sink:
         self.isatty = os.isatty(fd)
         if stat.S_ISREG(st.st_mode):
             self._fd = os.dup(fd)  # same description, so O_APPEND is kept
-        elif stat.S_ISSOCK(st.st_mode):
-            import socket  # only then: its import is on the way to the workload
-
-            self._sock = socket.socket(fileno=os.dup(fd))
+        elif stat.S_ISSOCK(st.st_mode):  # journald, a log collector
+            self._fd = os.dup(fd)
+            self._sock_fd = True
         else:
             try:
                 self._fd = os.open(
@@ -92,10 +89,7 @@ class Sink:
         A socket is written with ``MSG_DONTWAIT``, never through its O_NONBLOCK:
         that flag is on the open file description, which a ``pidfd_getfd`` copy
         shares, and whoever holds the copy can clear it (issue 9 review 5)."""
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-        elif self._fd >= 0:
+        if self._fd >= 0:
             os.close(self._fd)
         self._fd = fd
         self._sock_fd = stat.S_ISSOCK(os.fstat(fd).st_mode)
@@ -104,8 +98,6 @@ class Sink:
 
     def fileno(self) -> int:
         """The descriptor the sink writes to; -1 when it has none."""
-        if self._sock is not None:
-            return self._sock.fileno()
         return self._fd
 
     def write(self, data: bytes) -> None:
@@ -122,11 +114,6 @@ class Sink:
                 self.alive = False
 
     def _write(self, data: bytes) -> None:
-        if self._sock is not None:
-            import socket
-
-            self._sock.send(data, socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
-            return
         if self._sock_fd:
             # A stream socket may take part of a long line. What follows must start a
             # line of its own, so a cut line is ended before the next one is sent.
