@@ -136,7 +136,7 @@ def _prepare_seccomp(cfg: Config, log: Any,
                 try:
                     seccomp_cache.store(where, full_key, filt)
                 except (OSError, seccomp_cache.Refused) as exc:
-                    log.debug("seccomp.cache_unwritable", path=where, error=str(exc))
+                    log.debug("seccomp.cache_unwritable", path=str(where), error=str(exc))
     except SetupError as exc:  # libseccomp missing: the table says what to install
         exc.hint = exc.hint or diagnose.explain_error(exc, {}, evidence=False)
         raise
@@ -146,7 +146,7 @@ def _prepare_seccomp(cfg: Config, log: Any,
     return filt
 
 
-def _cached_seccomp(where: str | None, full_key: bytes,
+def _cached_seccomp(where: cachefile.Where | None, full_key: bytes,
                     log: Any) -> seccomp.PreparedFilter | None:
     if where is None:
         return None

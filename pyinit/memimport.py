@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from types import CodeType, ModuleType
 
+    from pyinit.linux.cachefile import Where
+
 # What the supervisor imports: trio and pyinit's own runtime. Not structlog: the
 # JSON format's lines no longer need it (pyinit/log.py), and the console format
 # imports it in the parent of ``pyinit run``, before PID 1 is forked.
@@ -160,15 +162,16 @@ def snapshot(names: Iterable[str]) -> Bundle:
 # Reading the closure is ~120 find_spec calls, opens and reads (15 to 40 ms
 # of every start here, under load). The same bytes, with the identity (inode,
 # size, mtime) of every file they came from and of every directory searched,
-# go into one file of the caches (pyinit/linux/cachefile.py: only the caller
-# can have written it; PID 1 executes what it holds). A file whose recorded
+# go into one file of the caches (pyinit/linux/cachefile.py: by default in
+# pyinit's package directory, only its owner can have written it; PID 1
+# executes what it holds, as it executes pyinit's own files). A file whose recorded
 # identities no longer all hold is stale: the closure is read again. The key
 # names the closure's modules this process has imported already (skipped by
 # the snapshot): ``run`` and ``sandbox`` keep one file each.
 
 CACHE = "closure"
 CACHE_MAGIC = b"pyinit closure cache 1\n"
-CACHE_KEEP = 8  # about 2.5 MB each, in /run (memory): run, sandbox, a few variants
+CACHE_KEEP = 8  # about 2.5 MB each: run, sandbox, a few variants
 _INDEX = struct.Struct("<I")
 
 
@@ -242,12 +245,13 @@ def decode_cache(key: bytes, body: bytes) -> Bundle | None:
     return bundle
 
 
-def cached_snapshot(names: Sequence[str], where: str | None) -> tuple[Bundle, str]:
+def cached_snapshot(names: Sequence[str], where: Where | None) -> tuple[Bundle, str]:
     """:func:`snapshot` of ``names`` through the cache in ``where`` (None: no cache).
 
     Returns the bundle and where it came from: ``cache``, ``files`` (no cache
     file yet, or a stale one, now replaced) or ``refused: REASON`` (a file
-    that is not provably the caller's or not whole, now replaced).
+    that is not provably its owner's or not whole, now replaced). Kept
+    readable by every user of the install (``public``): it is their code.
     """
     from pyinit.linux import cachefile
 
@@ -267,7 +271,7 @@ def cached_snapshot(names: Sequence[str], where: str | None) -> tuple[Bundle, st
     if where is not None and not bundle.missing:
         try:
             cachefile.write(where, cachefile.file_name(key), CACHE_MAGIC,
-                            encode_cache(key, bundle), keep=CACHE_KEEP)
+                            encode_cache(key, bundle), keep=CACHE_KEEP, public=True)
         except (OSError, cachefile.Refused):
             pass  # the next start reads the files again
     return bundle, how

@@ -6,8 +6,10 @@ three architectures) in 15 to 25 ms of CPU here, in every ``pyinit run`` and
 sandbox's start. The program depends only on the profile, libseccomp, the
 kernel (libseccomp probes it) and pyinit's compiler, so the parent keeps it in
 a file named by a SHA-256 of all of these (in ``seccomp/`` of the caches,
-pyinit/linux/cachefile.py, which only the caller can have written), and the
-next start with the same profile loads it instead (a few hundred µs).
+pyinit/linux/cachefile.py: by default ``_cache/seccomp`` in pyinit's package
+directory, which only those who can rewrite pyinit's code can write), and
+the next start with the same profile loads it instead (a few hundred µs).
+A program is kept mode 0600: a profile is its owner's to show.
 
 The file holds its full key, not only its hash: two profiles whose keys
 collide in the name still differ here, and the program of another key is
@@ -28,7 +30,8 @@ Refused = cachefile.Refused
 NAME = "seccomp"
 
 
-def directory(environ: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
+def directory(environ: dict[str, str] | os._Environ[str] = os.environ
+              ) -> cachefile.Where | None:
     return cachefile.directory(NAME, environ)
 
 
@@ -84,19 +87,19 @@ def _parse(full_key: bytes, body: bytes, what: str) -> seccomp.PreparedFilter:
                                   mux)
 
 
-def load(where: str, full_key: bytes) -> seccomp.PreparedFilter | None:
+def load(where: cachefile.Where, full_key: bytes) -> seccomp.PreparedFilter | None:
     """The cached program for ``full_key``, None when there is none yet.
 
-    Raises :class:`Refused` for a file that is there but not provably the
-    caller's, not whole, or another key's.
+    Raises :class:`Refused` for a file that is there but not provably its
+    owner's, not whole, or another key's.
     """
     name = cachefile.file_name(full_key)
     body = cachefile.read(where, name, MAGIC)
     if body is None:
         return None
-    return _parse(full_key, body, os.path.join(where, name))
+    return _parse(full_key, body, os.path.join(str(where), name))
 
 
-def store(where: str, full_key: bytes, filt: seccomp.PreparedFilter) -> None:
+def store(where: cachefile.Where, full_key: bytes, filt: seccomp.PreparedFilter) -> None:
     """Keep ``filt`` for the next start (atomically); raises OSError or Refused."""
     cachefile.write(where, cachefile.file_name(full_key), MAGIC, _body(full_key, filt))

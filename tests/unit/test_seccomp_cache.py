@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
+import pyinit
 from pyinit.linux import cachefile, seccomp_cache
 from pyinit.linux.seccomp import PreparedFilter
 
@@ -54,13 +56,19 @@ def test_the_oldest_programs_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 def test_the_directory_follows_the_caller(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seccomp_cache.directory({"PYINIT_CACHE": "off"}) is None
     assert seccomp_cache.directory({"PYINIT_CACHE": "/x/y"}) == "/x/y/seccomp"
-    # No cache unless asked for (issue 9 review 6): not in $XDG_RUNTIME_DIR, nor
-    # root's /run, which a sandbox or container may be given to write.
+    # By default pyinit's own package directory (issue 12), for root as for anyone:
+    # not $XDG_RUNTIME_DIR, nor root's /run, which a sandbox or container may be
+    # given to write (issue 9 review 6).
+    package = cachefile.Package(os.path.dirname(pyinit.__file__), "seccomp")
+    assert str(package) == os.path.join(os.path.dirname(pyinit.__file__), "_cache", "seccomp")
     for uid in (1000, 0):
         monkeypatch.setattr(os, "geteuid", lambda uid=uid: uid)
-        assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/1000"}) is None
-        assert seccomp_cache.directory({}) is None
-        assert seccomp_cache.directory({"PYINIT_CACHE": ""}) is None
+        assert seccomp_cache.directory({"XDG_RUNTIME_DIR": "/run/user/1000"}) == package
+        assert seccomp_cache.directory({}) == package
+        assert seccomp_cache.directory({"PYINIT_CACHE": ""}) == package
+    # A frozen build (the drop-in): its code is in the executable, not that directory.
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    assert seccomp_cache.directory({}) is None
 
 
 def test_a_cache_directory_out_of_reach_is_no_cache(tmp_path: Path) -> None:
