@@ -192,17 +192,18 @@ def _open_sub(fd: int, name: str, create: bool, mode: int) -> int:
     return os.open(name, _DIR_FLAGS, dir_fd=fd)
 
 
-def _open_package(where: Package, create: bool) -> tuple[int, int, int]:
-    """The package cache's directory, its owner (the package's) and the package's
-    device; raises :class:`Unavailable` (no cache, nothing wrong) or
-    :class:`Refused` (something in ``_cache`` that its owner did not make).
+def _open_package(where: Package, create: bool) -> tuple[int, int]:
+    """The package cache's directory and its owner (the package's); raises
+    :class:`Unavailable` (no cache, nothing wrong) or :class:`Refused`
+    (something in ``_cache`` that its owner did not make).
 
     The package directory and its ``__init__.py`` (the file Python ran, symlinks
     followed as the import did) must have one owner and be writable by nobody
     else: otherwise no cache, since a second writer of the code would not be a
     writer of the cache and the two sets would differ. ``_cache`` and the
     cache's directory below it must be that owner's, writable by nobody else,
-    on the same filesystem (a volume mounted there is not the package's).
+    on the same filesystem (a volume mounted there is not the package's; a
+    file's own device is not compared: overlayfs may report its layer's).
     Created (mode 0755, so every user of the install can read) only by a
     process of the owner's, when ``create``.
     """
@@ -235,7 +236,7 @@ def _open_package(where: Package, create: bool) -> tuple[int, int, int]:
             _check(fd, what, owner, regular=False, dev=top.st_dev)
             if create and stat.S_IMODE(os.fstat(fd).st_mode) != 0o755:
                 os.fchmod(fd, 0o755)  # whatever the umask: readable by every user
-        return fd, owner, top.st_dev
+        return fd, owner
     except BaseException:
         os.close(fd)
         raise
@@ -266,10 +267,10 @@ def read(where: Where, name: str, magic: bytes) -> bytes | None:
     what = os.path.join(str(where), name)
     try:
         if isinstance(where, Package):
-            dfd, owner, dev = _open_package(where, create=False)
+            dfd, owner = _open_package(where, create=False)
             modes: tuple[int, ...] = (0o600, 0o644)
         else:
-            dfd, owner, dev, modes = _open_dir(where, create=False), os.geteuid(), None, (0o600,)
+            dfd, owner, modes = _open_dir(where, create=False), os.geteuid(), (0o600,)
     except (FileNotFoundError, Unavailable):
         return None
     except PermissionError as exc:
@@ -291,7 +292,7 @@ def read(where: Where, name: str, magic: bytes) -> bytes | None:
         except OSError as exc:  # ELOOP: a symlink
             raise Refused(f"{what}: {exc.strerror}") from None
         try:
-            _check(fd, what, owner, regular=True, dev=dev, modes=modes)
+            _check(fd, what, owner, regular=True, modes=modes)
             size = os.fstat(fd).st_size
             chunks = []
             while size >= 0 and (chunk := os.read(fd, size + 1)):

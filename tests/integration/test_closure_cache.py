@@ -2,19 +2,22 @@
 
 PID 1 executes what the cache holds, so a file that is not provably the
 caller's own, or not whole, must be refused and the code read from its files
-again; the start must go on as if there were no cache.
+again; the start must go on as if there were no cache. Most tests here name
+the cache directory (``PYINIT_CACHE``); the default one, in pyinit's package
+directory, is attacked in tests/security/test_review6_cache_written_by_the_sandbox.py.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import PYINIT, events
+from tests.conftest import PYINIT, ROOT, events
 
 pytestmark = pytest.mark.root
 
@@ -92,3 +95,28 @@ def test_a_symlinked_directory_is_not_followed(tmp_path: Path) -> None:
     assert refusals(evs) == [
         (f"{tmp_path / 'cache' / 'closure'}: Not a directory", "warning")]
     assert read(evs) == ("files", True)
+
+
+def test_an_edited_module_of_an_editable_install_makes_the_default_cache_stale(
+        tmp_path: Path) -> None:
+    """The default cache of a source tree (an editable install: pyinit's package
+    is the tree): editing a module of the closure is seen by the next start."""
+    package = tmp_path / "src" / "pyinit"
+    shutil.copytree(ROOT / "pyinit", package,
+                    ignore=shutil.ignore_patterns("__pycache__", "_cache"))
+    env = {k: v for k, v in os.environ.items() if k != "PYINIT_CACHE"}
+    env["PYTHONPATH"] = str(package.parent)
+
+    def start() -> str:
+        res = subprocess.run([PYINIT, "sandbox", "--log-level", "debug", "--", "true"],
+                             capture_output=True, text=True, timeout=60, check=False,
+                             stdin=subprocess.DEVNULL, env=env, cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        return read(events(res.stderr))[0]
+
+    assert [start(), start()] == ["files", "cache"]
+    (closure,) = (package / "_cache" / "closure").iterdir()
+    with (package / "supervisor.py").open("a") as fh:
+        fh.write("# edited\n")
+    assert [start(), start()] == ["files", "cache"]
+    assert [p.name for p in closure.parent.iterdir()] == [closure.name]  # replaced
