@@ -76,3 +76,54 @@ def test_a_cache_directory_out_of_reach_is_no_cache(tmp_path: Path) -> None:
     assert seccomp_cache.load(str(tmp_path / "gone" / "pyinit" / "seccomp"), b"key") is None
     with pytest.raises(cachefile.Unavailable):
         seccomp_cache.store(str(tmp_path / "gone" / "pyinit" / "seccomp"), b"key", FILT)
+
+
+def package(tmp_path: Path) -> cachefile.Package:
+    """A package directory of the caller's, as pip installs one."""
+    root = tmp_path / "pyinit"
+    root.mkdir(mode=0o755)
+    (root / "__init__.py").write_text("")
+    (root / "__init__.py").chmod(0o644)
+    return cachefile.Package(str(root), "seccomp")
+
+
+def test_the_package_cache_is_kept_beside_the_code(tmp_path: Path) -> None:
+    where = package(tmp_path)
+    old = os.umask(0o077)  # whatever the umask: every user of the install reads
+    try:
+        seccomp_cache.store(where, b"key", FILT)
+    finally:
+        os.umask(old)
+    assert seccomp_cache.load(where, b"key") == FILT
+    name = cachefile.file_name(b"key")
+    modes = {str(p.relative_to(tmp_path)): p.stat().st_mode & 0o7777 for p in (
+        tmp_path / "pyinit" / "_cache", tmp_path / "pyinit" / "_cache" / "seccomp",
+        tmp_path / "pyinit" / "_cache" / "seccomp" / name)}
+    assert modes == {"pyinit/_cache": 0o755, "pyinit/_cache/seccomp": 0o755,
+                     f"pyinit/_cache/seccomp/{name}": 0o600}
+
+
+@pytest.mark.parametrize("loose", ["", "__init__.py"])
+def test_a_package_others_can_write_has_no_cache(tmp_path: Path, loose: str) -> None:
+    where = package(tmp_path)
+    seccomp_cache.store(where, b"key", FILT)
+    target = Path(where.package) / loose
+    target.chmod(target.stat().st_mode | 0o002)
+    assert seccomp_cache.load(where, b"key") is None  # nothing to warn about: no cache
+    with pytest.raises(cachefile.Unavailable) as info:
+        seccomp_cache.store(where, b"key", FILT)
+    mode = target.stat().st_mode & 0o7777
+    assert str(info.value) == f"{target} is writable by group or others (mode {mode:04o}): no cache"
+
+
+def test_a_package_of_another_uid_is_read_but_not_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    where = package(tmp_path)
+    seccomp_cache.store(where, b"key", FILT)
+    uid = os.geteuid()
+    monkeypatch.setattr(os, "geteuid", lambda: uid + 1)
+    assert seccomp_cache.load(where, b"key") == FILT
+    with pytest.raises(cachefile.Unavailable) as info:
+        seccomp_cache.store(where, b"other", FILT)
+    assert str(info.value) == (f"{where.package} is uid {uid}'s: only its owner writes its "
+                               f"cache, not uid {uid + 1}")
