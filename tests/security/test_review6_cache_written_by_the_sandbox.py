@@ -364,3 +364,18 @@ def test_pyinit_cache_off_keeps_nothing(tmp_path: Path) -> None:
         assert cached(start(package, MKDIR, environ={"PYINIT_CACHE": "off"})) == (
             "rc=1\n", False, "files")
     assert not (package / "_cache").exists()
+
+
+def test_a_read_only_install_compiles_every_time(tmp_path: Path) -> None:
+    """An image's read-only ``/usr`` (here the copy bound read-only, in a mount
+    namespace of the test's): nothing can be written, so every start compiles."""
+    package = install(tmp_path)
+    read_only = ("unshare", "-m", "--propagation", "private", "sh", "-c",
+                 f"mount --bind {package} {package} && mount -o remount,bind,ro {package} && "
+                 "exec \"$@\"", "sh")
+    for _ in range(2):
+        res = start(package, MKDIR, prefix=read_only)
+        assert cached(res) == ("rc=1\n", False, "files")
+        assert event(res.stderr, "seccomp.cache_unwritable")["error"] == (
+            "[Errno 30] Read-only file system: '_cache'")
+    assert not (package / "_cache").exists()
