@@ -283,6 +283,18 @@ def test_a_package_others_can_write_gets_no_cache(tmp_path: Path, loose: str) ->
     assert not (package / "_cache").exists()
 
 
+def test_an_init_of_another_owner_gets_no_cache(tmp_path: Path) -> None:
+    """``__init__.py`` and the package directory of two owners: two writers of the code."""
+    package = install(tmp_path)
+    os.chown(package / "__init__.py", 65534, 65534)
+    res = start(package, MKDIR)
+    assert cached(res) == ("rc=1\n", False, "files")
+    assert event(res.stderr, "seccomp.cache_unwritable")["error"] == (
+        f"{package}/__init__.py is owned by uid 65534, not {os.geteuid()} (the package "
+        "directory's): no cache")
+    assert not (package / "_cache").exists()
+
+
 def test_a_cache_file_of_another_uid_is_refused_and_replaced(tmp_path: Path) -> None:
     package = install(tmp_path)
     program, closure = fill(package)
