@@ -199,8 +199,8 @@ def _open_package(where: Package, create: bool) -> tuple[int, int]:
 
     The package directory and its ``__init__.py`` (the file Python ran, symlinks
     followed as the import did) must have one owner and be writable by nobody
-    else: otherwise no cache, since a second writer of the code would not be a
-    writer of the cache and the two sets would differ. ``_cache`` and the
+    else: otherwise no cache, so that "the code has one writer, the cache's
+    owner" is checked here rather than assumed (docs/security.md rule 9). ``_cache`` and the
     cache's directory below it must be that owner's, writable by nobody else,
     on the same filesystem (a volume mounted there is not the package's; a
     file's own device is not compared: overlayfs may report its layer's).
