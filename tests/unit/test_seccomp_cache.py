@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -127,3 +128,18 @@ def test_a_package_of_another_uid_is_read_but_not_written(
         seccomp_cache.store(where, b"other", FILT)
     assert str(info.value) == (f"{where.package} is uid {uid}'s: only its owner writes its "
                                f"cache, not uid {uid + 1}")
+
+
+def test_concurrent_writers_leave_one_whole_file(tmp_path: Path) -> None:
+    """Six starts keep the same program at once (each its own O_EXCL file,
+    renamed over the others'): one whole file, no temporary one left."""
+    where = package(tmp_path)
+    script = ("import sys; from pyinit.linux import cachefile, seccomp_cache; "
+              "from pyinit.linux.seccomp import PreparedFilter; "
+              "where = cachefile.Package(sys.argv[1], 'seccomp'); "
+              f"filt = PreparedFilter({PROGRAM!r}, 4, ('foo', 'bar'), bytes(8)); "
+              "[seccomp_cache.store(where, b'key', filt) for _ in range(5)]")
+    procs = [subprocess.Popen([sys.executable, "-c", script, where.package]) for _ in range(6)]
+    assert [p.wait() for p in procs] == [0] * 6
+    assert os.listdir(str(where)) == [cachefile.file_name(b"key")]
+    assert seccomp_cache.load(where, b"key") == FILT
