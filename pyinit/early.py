@@ -46,22 +46,33 @@ def load_runtime() -> None:
 
 
 def import_trio() -> None:
-    """``import trio``, without the child process it would start.
+    """``import trio``, without the child process it would start or a file it would open.
 
     ``import trio`` calls ``ctypes.util.find_library("pthread")`` only to name
     its worker threads, and that forks ``/sbin/ldconfig -p`` (or, in images
-    without ldconfig, tries gcc and objdump). An init must not grow
-    unexpected children, so the lookup answers "not found" during the import
-    and trio simply leaves its threads unnamed.
+    without ldconfig, tries gcc and objdump): an init must not grow unexpected
+    children. On "not found", trio dlopen()s ``libc.so`` instead, which the
+    loader looks for in ``/etc/ld.so.cache`` and ``/lib``: after the pivot
+    (PID 1 imports trio from memory there), the container's files, and a
+    ``libc.so`` planted there would run in PID 1. So during the import the
+    lookup answers with the C library this process has loaded, by a name the
+    loader matches to it without opening anything.
     """
     import ctypes.util
 
-    real = ctypes.util.find_library
-    ctypes.util.find_library = lambda name: None
+    real = ctypes.util.find_library  # in PID 1's bundle a stub (pyinit/memimport.py)
+    ctypes.util.find_library = loaded_libc
     try:
         import trio  # noqa: F401
     finally:
         ctypes.util.find_library = real
+
+
+def loaded_libc(name: str) -> str:
+    """The name by which dlopen() finds the loaded C library (which has the pthread
+    functions too) without opening a file: glibc matches ``libc.so.6`` to the
+    loaded object's soname, musl treats ``libc.so`` as itself."""
+    return "libc.so.6" if "CS_GNU_LIBC_VERSION" in os.confstr_names else "libc.so"
 
 
 def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
@@ -165,11 +176,9 @@ def run_importing(opts: Options, child: Spawned, startup: Startup,
 
 def _give_up(child: Spawned, exc: BaseException) -> NoReturn:
     """The runtime cannot be imported: say so in one line, stop the workload."""
-    line = f"pyinit: cannot load its runtime ({type(exc).__name__}: {exc}); stopping the workload\n"
-    try:
-        os.write(2, line.encode(errors="replace"))
-    except OSError:
-        pass
+    from pyinit.runtime import say  # PID 1 of run: on its log socket, not on /dev/null
+
+    say(f"cannot load its runtime ({type(exc).__name__}: {exc}); stopping the workload")
     for target in (-child.pid, child.pid):
         try:
             os.kill(target, _signal.SIGKILL)
