@@ -85,7 +85,8 @@ def _read_runtime(setup: plan.Plan, log: Any) -> memimport.Bundle | None:
             or not memimport.built_for_here(closure.BUILT_FOR):
         return None
     began = time.monotonic_ns()
-    bundle, how = memimport.cached_snapshot(closure.MODULES, cachefile.directory(memimport.CACHE))
+    bundle, how = memimport.cached_snapshot(closure.MODULES, cachefile.directory(memimport.CACHE),
+                                            closure.STUBS)
     if how.startswith("refused: "):
         log.warning("closure.cache_refused", reason=how.removeprefix("refused: "))
     log.debug("closure.read", source="cache" if how == "cache" else "files",

@@ -42,6 +42,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
     from types import CodeType, ModuleType
+    from typing import NoReturn
 
     from pyinit.linux.cachefile import Where
 
@@ -50,14 +51,62 @@ if TYPE_CHECKING:
 # imports it in the parent of ``pyinit run``, before PID 1 is forked.
 ROOTS = ("trio", "pyinit.log", "pyinit.report", "pyinit.supervisor")
 
+# Modules trio imports but uses only inside functions PID 1 never calls. The
+# bundle serves each as a stub instead of the module (and so none of what it
+# imports in turn: OpenSSL's libssl and libcrypto, bz2, lzma, shutil, tempfile).
+# Every attribute of a stub raises ImportError, so a trio that starts using
+# one when it is imported fails at once, in the tests that compute the closure
+# (:func:`compute` imports the runtime with these stubs), not silently later.
+# Only the bundle serves them: the parent, ``pyinit -- CMD`` and a setup that
+# imports trio from its files get the real modules.
+STUBS = {
+    "ctypes.util": "trio's thread cache calls its find_library only while "
+                   "pyinit.early.import_trio has put its own in place",
+    "hmac": "trio imports it for the cookies of trio.DTLSEndpoint, which PID 1 never uses",
+    "idna": "trio imports it to encode host names for getaddrinfo, which PID 1 never calls",
+    "ssl": "trio imports it for trio.SSLStream and trio.open_ssl_over_tcp_stream, "
+           "which PID 1 never uses",
+}
+# A stub's attributes that exist, as functions that raise when called: what
+# pyinit swaps for the time of ``import trio`` (pyinit.early.import_trio).
+STUB_FUNCTIONS = {"ctypes.util": ("find_library",)}
+
+
+def stub_error(name: str, attr: str) -> ImportError:
+    return ImportError(f"pyinit's PID 1 has no {name} ({name}.{attr} was asked for): "
+                       f"{STUBS[name]} (pyinit/memimport.py: STUBS)", name=name)
+
+
+def _fill_stub(module: ModuleType) -> None:
+    """Make ``module`` the stub of its name: every attribute raises :func:`stub_error`."""
+    name = module.__name__
+
+    def missing(attr: str) -> NoReturn:
+        if attr.startswith("__") and attr.endswith("__"):  # the import system's probes
+            raise AttributeError(f"module {name!r} has no attribute {attr!r}")
+        raise stub_error(name, attr)
+
+    def function(attr: str) -> Callable[..., NoReturn]:
+        def call(*args: object, **kwargs: object) -> NoReturn:
+            raise stub_error(name, attr)
+        call.__name__ = call.__qualname__ = attr
+        return call
+
+    module.__getattr__ = missing  # type: ignore[method-assign]  # PEP 562
+    for attr in STUB_FUNCTIONS.get(name, ()):
+        setattr(module, attr, function(attr))
+
 
 class Bundle:
     """Code objects by module name, and the extension modules already dlopen'ed."""
 
-    def __init__(self) -> None:
+    def __init__(self, stubs: Iterable[str] = ()) -> None:
         # name -> (marshalled or compiled code, is a package, origin)
         self.code: dict[str, tuple[bytes | CodeType, bool, str]] = {}
         self.extensions: dict[str, str] = {}  # name -> path of the loaded shared object
+        self.stubs = frozenset(stubs)  # names served as stubs (STUBS), never read
+        if not self.stubs <= STUBS.keys():
+            raise ValueError(f"not in STUBS: {sorted(self.stubs - STUBS.keys())}")
         self.missing: list[str] = []  # in the closure, not found here
         self._handles: list[object] = []  # keeps every dlopen'ed object mapped
         self.between: Callable[[], None] | None = None  # called before each module runs
@@ -74,12 +123,17 @@ class Bundle:
         if name in self.extensions:
             where = self.extensions[name]
             return ModuleSpec(name, ExtensionFileLoader(name, where), origin=where)
+        if name in self.stubs:
+            return ModuleSpec(name, self, origin="pyinit's PID 1 stub")  # type: ignore[arg-type]
         return None
 
     def create_module(self, spec: ModuleSpec) -> ModuleType | None:
         return None  # the default module object
 
     def exec_module(self, module: ModuleType) -> None:
+        if module.__name__ in self.stubs:
+            _fill_stub(module)
+            return
         if self.between is not None:
             self.between()
         code = self.code[module.__name__][0]
@@ -121,15 +175,16 @@ def built_for_here(built_for: dict[str, str]) -> bool:
     return True
 
 
-def snapshot(names: Iterable[str]) -> Bundle:
-    """Read the code of ``names`` (not yet imported ones) and dlopen their C extensions.
+def snapshot(names: Iterable[str], stubs: Iterable[str] = ()) -> Bundle:
+    """Read the code of ``names`` (not yet imported ones) and dlopen their C extensions;
+    serve ``stubs`` (names of :data:`STUBS`) as stubs.
 
     Parents come before their submodules, whose search path is the parent's
     package directory; a module that is already imported is skipped.
     """
     import ctypes
 
-    bundle = Bundle()
+    bundle = Bundle(stubs)
     where: dict[str, list[str] | None] = {}  # package -> its submodule search locations
     for name in sorted(names, key=lambda n: (n.count("."), n)):
         loaded = sys.modules.get(name)
@@ -137,6 +192,8 @@ def snapshot(names: Iterable[str]) -> Bundle:
             where[name] = getattr(loaded, "__path__", None)
             continue
         parent = name.rpartition(".")[0]
+        if parent and parent not in where and parent in sys.modules:  # not in names
+            where[parent] = getattr(sys.modules[parent], "__path__", None)
         search = where.get(parent) if parent else None
         if parent and search is None:
             bundle.missing.append(name)
@@ -214,7 +271,7 @@ def encode_cache(key: bytes, bundle: Bundle) -> bytes:
     return _INDEX.pack(len(index)) + index + b"".join(blobs)
 
 
-def decode_cache(key: bytes, body: bytes) -> Bundle | None:
+def decode_cache(key: bytes, body: bytes, stubs: Iterable[str] = ()) -> Bundle | None:
     """The bundle in a cache file's body (already checked whole and the caller's);
     None when it is another key's or a file it came from has changed."""
     import ctypes
@@ -236,7 +293,7 @@ def decode_cache(key: bytes, body: bytes) -> Bundle | None:
     except OSError:
         return None
     blob = _INDEX.size + size
-    bundle = Bundle()
+    bundle = Bundle(stubs)
     for name, package, origin, _, at, length in code:
         bundle.code[name] = (body[blob + at:blob + at + length], package, origin)
     for name, origin, _ in extensions:
@@ -245,8 +302,10 @@ def decode_cache(key: bytes, body: bytes) -> Bundle | None:
     return bundle
 
 
-def cached_snapshot(names: Sequence[str], where: Where | None) -> tuple[Bundle, str]:
-    """:func:`snapshot` of ``names`` through the cache in ``where`` (None: no cache).
+def cached_snapshot(names: Sequence[str], where: Where | None,
+                    stubs: Iterable[str] = ()) -> tuple[Bundle, str]:
+    """:func:`snapshot` of ``names`` and ``stubs`` through the cache in ``where``
+    (None: no cache).
 
     Returns the bundle and where it came from: ``cache``, ``files`` (no cache
     file yet, or a stale one, now replaced) or ``refused: REASON`` (a file
@@ -260,14 +319,14 @@ def cached_snapshot(names: Sequence[str], where: Where | None) -> tuple[Bundle, 
     if where is not None:
         try:
             body = cachefile.read(where, cachefile.file_name(key), CACHE_MAGIC)
-            bundle = decode_cache(key, body) if body is not None else None
+            bundle = decode_cache(key, body, stubs) if body is not None else None
             if bundle is not None:
                 return bundle, "cache"
         except cachefile.Refused as exc:
             how = f"refused: {exc}"
         except Exception as exc:  # a whole file of the caller's, but not one we wrote
             how = f"refused: {where}: unreadable ({type(exc).__name__}: {exc})"
-    bundle = snapshot(names)
+    bundle = snapshot(names, stubs)
     if where is not None and not bundle.missing:
         try:
             cachefile.write(where, cachefile.file_name(key), CACHE_MAGIC,
@@ -308,32 +367,39 @@ def _cached_bytecode(source: str, cached: str | None) -> bytes | None:
 _COMPUTE = """\
 import sys
 sys.path[:0] = sys.argv[1].split(":")
+from pyinit import memimport  # PID 1 has it (the parent imported it): not counted
+memimport.Bundle(memimport.STUBS).install()  # as in PID 1: the stubs, not the modules
 before = set(sys.modules)
 import pyinit.early
 pyinit.early.load_runtime()
 for root in sys.argv[2:]:
     __import__(root)
-names = set(sys.modules) - before - set(sys.builtin_module_names)
+names = set(sys.modules) - before - set(sys.builtin_module_names) - set(memimport.STUBS)
 print("\\n".join(sorted(n for n in names if getattr(sys.modules[n], "__spec__", None)
                         and sys.modules[n].__spec__.origin not in (None, "frozen"))))
 """
 
 
 def compute(python: str = sys.executable, path: Sequence[str] = ()) -> list[str]:
-    """The closure: every module a fresh interpreter loads for the supervisor.
+    """The closure: every module a fresh interpreter that has imported this one
+    loads for the supervisor, with :data:`STUBS` served as stubs.
 
     Run once at build time (``python -m pyinit.memimport``), not at start: it
-    imports all of trio and structlog in a child interpreter (-S: without
-    ``site``, so only what the supervisor itself needs is counted).
+    imports all of trio in a child interpreter (-S: without ``site``, so only
+    what the supervisor itself needs is counted). A module of trio that uses a
+    stub when it is imported fails here, with its traceback.
     """
     import subprocess
 
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # pyinit's parent
     search = [here, *(path or sys.path)]
-    out = subprocess.run([python, "-I", "-S", "-c", _COMPUTE,
+    res = subprocess.run([python, "-I", "-S", "-c", _COMPUTE,
                           ":".join(p for p in search if p), *ROOTS],
-                         capture_output=True, text=True, check=True).stdout
-    return out.split()
+                         capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"the supervisor cannot be imported with pyinit's stubs:\n"
+                           f"{res.stderr}")
+    return res.stdout.split()
 
 
 def distributions(names: Sequence[str]) -> dict[str, str]:
@@ -354,13 +420,16 @@ def write_closure(names: Sequence[str], built_for: dict[str, str]) -> str:
     """The text of pyinit/closure.py for ``names``."""
     lines = ['"""Generated by ``python -m pyinit.memimport``: the modules the supervisor needs.',
              "",
-             "What :func:`pyinit.memimport.snapshot` reads into memory before pivot_root;",
-             "tests/integration/test_memimport.py checks it against the installed trio and",
-             "structlog. BUILT_FOR: where it holds (:func:`pyinit.memimport.built_for_here`).",
+             "MODULES: what :func:`pyinit.memimport.snapshot` reads into memory before",
+             "pivot_root; STUBS: what it serves as stubs instead (pyinit.memimport.STUBS).",
+             "tests/integration/test_memimport.py checks both against the installed trio.",
+             "BUILT_FOR: where they hold (:func:`pyinit.memimport.built_for_here`).",
              '"""', "", "BUILT_FOR = {"]
     lines += [f'    "{dist}": "{version}",' for dist, version in built_for.items()]
     lines += ["}", "", "MODULES = ("]
     lines += [f'    "{name}",' for name in names]
+    lines += [")", "", "STUBS = ("]
+    lines += [f'    "{name}",' for name in sorted(STUBS)]
     lines += [")", ""]
     return "\n".join(lines)
 

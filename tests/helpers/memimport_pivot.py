@@ -8,7 +8,8 @@ would look (as a hostile container could), pivots into it and detaches the
 old root. Then it imports trio, pyinit's log and pyinit's supervisor, runs a trio
 loop and writes a log line, tries ``import planted``, and prints one JSON line:
 what was imported from where, the open descriptors, and whether ``planted``
-could be imported.
+could be imported. trio is imported as PID 1 imports it (pyinit.early), with
+the closure's stubs (pyinit/memimport.py: STUBS) for what it never uses.
 """
 
 import ctypes
@@ -24,7 +25,7 @@ root = sys.argv[1]
 seal = "--no-seal" not in sys.argv
 assert "trio" not in sys.modules and "structlog" not in sys.modules
 skipped = sorted(n for n in closure.MODULES if n in sys.modules)  # loaded: not read again
-bundle = memimport.snapshot(closure.MODULES)
+bundle = memimport.snapshot(closure.MODULES, closure.STUBS)
 bundle.install()
 search = [p for p in sys.path if p.startswith("/")]
 
@@ -49,6 +50,9 @@ os.rmdir("/old")
 if seal:
     bundle.seal()
 
+import pyinit.early  # noqa: E402
+
+pyinit.early.load_runtime()
 import trio  # noqa: E402
 
 import pyinit.log  # noqa: E402
@@ -74,7 +78,8 @@ print(json.dumps({
     "trio_loader": type(trio.__spec__.loader).__name__,
     "log_loader": type(pyinit.log.__spec__.loader).__name__,
     "structlog_imported": "structlog" in sys.modules,
-    "ssl_loader": type(sys.modules["_ssl"].__spec__.loader).__name__,
+    "ssl_origin": sys.modules["ssl"].__spec__.origin,
+    "openssl_imported": sorted({"_ssl", "_hashlib"} & set(sys.modules)),
     "missing": bundle.missing,
     "code": sorted(bundle.code),
     "extensions": sorted(bundle.extensions),

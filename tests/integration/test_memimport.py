@@ -31,7 +31,7 @@ def _pivot_and_import(root: Path, *extra: str) -> dict[str, Any]:
     # Every module of the closure was read (or was already loaded), none twice.
     assert sorted(code + extensions + skipped) == sorted(closure.MODULES)
     assert {"trio", "pyinit.log", "pyinit.supervisor"} <= set(code)
-    assert "_ssl" in extensions
+    assert sorted(extensions) == ["_contextvars", "_queue", "_typing"]  # no _ssl, _hashlib
     log = json.loads(res.stderr)  # pyinit's JSON lines, from memory, after the pivot
     del log["timestamp"]
     assert log == {"event": "from.memory", "level": "info", "code": len(code),
@@ -46,7 +46,8 @@ def test_the_supervisor_imports_from_memory_in_a_root_without_python(tmp_path: P
         "trio_loader": "Bundle",  # from memory, not the container's planted trio
         "log_loader": "Bundle",
         "structlog_imported": False,  # JSON lines need no structlog (pyinit/log.py)
-        "ssl_loader": "ExtensionFileLoader",  # dlopen'ed before the pivot, found by its path
+        "ssl_origin": "pyinit's PID 1 stub",  # trio's ssl: a stub (pyinit/memimport.py)
+        "openssl_imported": [],  # so neither _ssl nor _hashlib (through hmac) is loaded
         "missing": [],
         "planted_imported": False,  # sealed: no file of the container is ever imported
         "fds": [0, 1, 2, 3],  # the log's sink; the bundle holds no descriptor
@@ -65,6 +66,10 @@ def test_the_closure_matches_the_installed_trio() -> None:
     # a trio that imports other modules needs it regenerated.
     modules = memimport.compute()
     assert modules == list(closure.MODULES)
+    assert list(closure.STUBS) == sorted(memimport.STUBS)
+    # What the stubs spare PID 1: OpenSSL's bindings, bz2, lzma and what imports them.
+    assert sorted({"_ssl", "ssl", "_hashlib", "hashlib", "hmac", "_bz2", "bz2", "_lzma", "lzma",
+                   "shutil", "tempfile", "idna"} & set(modules)) == []
     # ... and its key is this install's, so `pyinit run` here takes the memory path.
     assert memimport.distributions(modules) == closure.BUILT_FOR
     assert memimport.built_for_here(closure.BUILT_FOR) is True

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import ctypes
 import marshal
 import os
 import py_compile
 import shutil
 import sys
-from importlib.util import cache_from_source
+from importlib.util import cache_from_source, module_from_spec
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
-from pyinit import memimport
+from pyinit import early, memimport
 
 
 def _package(tmp_path: Path, name: str) -> Path:
@@ -113,3 +115,74 @@ def test_a_cached_closure_is_stale_once_a_file_changes(tmp_path: Path) -> None:
 def test_the_closure_key_names_what_is_imported_already() -> None:
     assert b"\nos loaded\n" in memimport.cache_key(["os", "nosuchmodule_xyz"]) + b"\n"
     assert memimport.cache_key(["os", "nosuchmodule_xyz"]).endswith(b"\nnosuchmodule_xyz")
+
+
+def _stub(name: str) -> ModuleType:
+    """The module PID 1's bundle serves for ``name``, without installing the bundle."""
+    bundle = memimport.Bundle([name])
+    spec = bundle.find_spec(name)
+    assert spec is not None and spec.loader is bundle
+    module = module_from_spec(spec)
+    bundle.exec_module(module)
+    return module
+
+
+def test_every_attribute_of_a_stub_raises_import_error() -> None:
+    ssl = _stub("ssl")
+    with pytest.raises(ImportError) as caught:
+        ssl.SSLContext  # noqa: B018
+    assert str(caught.value) == (
+        "pyinit's PID 1 has no ssl (ssl.SSLContext was asked for): trio imports it for "
+        "trio.SSLStream and trio.open_ssl_over_tcp_stream, which PID 1 never uses "
+        "(pyinit/memimport.py: STUBS)")
+    assert caught.value.name == "ssl"
+    # Loud, not quietly false: hasattr() lets an ImportError through.
+    with pytest.raises(ImportError, match=r"^pyinit's PID 1 has no ssl \(ssl.OP_ALL was "):
+        hasattr(ssl, "OP_ALL")
+    assert repr(ssl) == "<module 'ssl' (pyinit's PID 1 stub)>"
+
+
+def test_from_a_stub_import_name_raises_the_stubs_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "hmac", _stub("hmac"))
+    with pytest.raises(ImportError) as caught:
+        exec("from hmac import digest", {})
+    assert str(caught.value) == (
+        "pyinit's PID 1 has no hmac (hmac.digest was asked for): trio imports it for the "
+        "cookies of trio.DTLSEndpoint, which PID 1 never uses (pyinit/memimport.py: STUBS)")
+
+
+def test_the_import_systems_probes_of_a_stub_are_plain_attribute_errors() -> None:
+    idna = _stub("idna")
+    assert hasattr(idna, "__path__") is False  # not a package: `import idna.core` fails
+    assert idna.__name__ == "idna"
+
+
+def test_ctypes_utils_stub_has_find_library_that_raises_when_called() -> None:
+    util = _stub("ctypes.util")
+    find_library = util.find_library  # there to be swapped by pyinit.early.import_trio
+    with pytest.raises(ImportError) as caught:
+        find_library("pthread")
+    assert str(caught.value) == (
+        "pyinit's PID 1 has no ctypes.util (ctypes.util.find_library was asked for): "
+        "trio's thread cache calls its find_library only while pyinit.early.import_trio "
+        "has put its own in place (pyinit/memimport.py: STUBS)")
+
+
+def test_a_bundle_serves_only_the_stubs_it_was_given() -> None:
+    # snapshot() without stubs (and a bundle read from the cache without them)
+    # serves none: only container._read_runtime asks for the closure's.
+    assert memimport.Bundle().find_spec("ssl") is None
+    assert memimport.snapshot([]).find_spec("ssl") is None
+    assert memimport.snapshot([], ["ssl"]).find_spec("hmac") is None
+    with pytest.raises(ValueError, match=r"^not in STUBS: \['json'\]$"):
+        memimport.Bundle(["ssl", "json"])
+
+
+def test_trio_is_given_the_loaded_libc_which_names_threads() -> None:
+    # What trio's thread cache dlopen()s during pyinit.early.import_trio: the C
+    # library already loaded, matched by its soname, with pthread_setname_np in
+    # it (tests/integration/test_pid1_runtime.py: no file is opened for it).
+    name = early.loaded_libc("pthread")
+    assert name == "libc.so.6"  # glibc here (os.confstr: CS_GNU_LIBC_VERSION)
+    libc = ctypes.CDLL(name)
+    assert hasattr(libc, "pthread_setname_np")
