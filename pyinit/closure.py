@@ -60,7 +60,6 @@ MODULES = (
     "ipaddress",
     "keyword",
     "linecache",
-    "locale",
     "logging",
     "opcode",
     "operator",
@@ -101,7 +100,6 @@ MODULES = (
     "sortedcontainers.sortedlist",
     "sortedcontainers.sortedset",
     "string",
-    "subprocess",
     "textwrap",
     "threading",
     "token",
@@ -171,4 +169,5 @@ STUBS = (
     "hmac",
     "idna",
     "ssl",
+    "subprocess",
 )

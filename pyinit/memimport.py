@@ -53,7 +53,8 @@ ROOTS = ("trio", "pyinit.log", "pyinit.report", "pyinit.supervisor")
 
 # Modules trio imports but uses only inside functions PID 1 never calls. The
 # bundle serves each as a stub instead of the module (and so none of what it
-# imports in turn: OpenSSL's libssl and libcrypto, bz2, lzma, shutil, tempfile).
+# imports in turn: OpenSSL's libssl and libcrypto, bz2, lzma, shutil, tempfile,
+# locale).
 # Every attribute of a stub raises ImportError, so a trio that starts using
 # one when it is imported fails at once, in the tests that compute the closure
 # (:func:`compute` imports the runtime with these stubs), not silently later.
@@ -66,6 +67,8 @@ STUBS = {
     "idna": "trio imports it to encode host names for getaddrinfo, which PID 1 never calls",
     "ssl": "trio imports it for trio.SSLStream and trio.open_ssl_over_tcp_stream, "
            "which PID 1 never uses",
+    "subprocess": "trio imports it for trio.run_process, which PID 1 never calls "
+                  "(it spawns the workload itself: pyinit/spawn.py)",
 }
 # A stub's attributes that exist, as functions that raise when called: what
 # pyinit swaps for the time of ``import trio`` (pyinit.early.import_trio).
