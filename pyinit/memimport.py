@@ -139,8 +139,12 @@ class Bundle:
             return
         if self.between is not None:
             self.between()
-        code = self.code[module.__name__][0]
-        exec(marshal.loads(code) if isinstance(code, bytes) else code, module.__dict__)
+        # Served once: the bytes go before the module runs, and what it allocates
+        # reuses their memory (about 2.4 MB in all) instead of growing PID 1's.
+        code = self.code.pop(module.__name__)[0]
+        if isinstance(code, bytes):
+            code = marshal.loads(code)
+        exec(code, module.__dict__)
 
     # ----- the two moments ----------------------------------------------
     def install(self) -> None:

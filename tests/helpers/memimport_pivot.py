@@ -26,6 +26,7 @@ seal = "--no-seal" not in sys.argv
 assert "trio" not in sys.modules and "structlog" not in sys.modules
 skipped = sorted(n for n in closure.MODULES if n in sys.modules)  # loaded: not read again
 bundle = memimport.snapshot(closure.MODULES, closure.STUBS)
+read = sorted(bundle.code)  # each entry goes once its module is imported
 bundle.install()
 search = [p for p in sys.path if p.startswith("/")]
 
@@ -61,7 +62,7 @@ from pyinit.log import configure  # noqa: E402
 
 trio.run(trio.sleep, 0)
 log, sink = configure("json", "info")
-log.info("from.memory", code=len(bundle.code), extensions=len(bundle.extensions))
+log.info("from.memory", code=len(read), extensions=len(bundle.extensions))
 try:
     import planted  # noqa: F401
     planted_imported = True
@@ -81,7 +82,8 @@ print(json.dumps({
     "ssl_origin": sys.modules["ssl"].__spec__.origin,
     "openssl_imported": sorted({"_ssl", "_hashlib"} & set(sys.modules)),
     "missing": bundle.missing,
-    "code": sorted(bundle.code),
+    "code": read,
+    "code_left": sorted(bundle.code),
     "extensions": sorted(bundle.extensions),
     "skipped": skipped,
     "planted_imported": planted_imported,

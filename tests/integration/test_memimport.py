@@ -50,6 +50,7 @@ def test_the_supervisor_imports_from_memory_in_a_root_without_python(tmp_path: P
         "openssl_imported": [],  # so neither _ssl nor _hashlib (through hmac) is loaded
         "missing": [],
         "planted_imported": False,  # sealed: no file of the container is ever imported
+        "code_left": [],  # every module imported, none of their bytes kept
         "fds": [0, 1, 2, 3],  # the log's sink; the bundle holds no descriptor
         "sink_fd": 3,
     }

@@ -46,6 +46,7 @@ def test_a_snapshot_imports_after_its_files_are_gone(tmp_path: Path,
         assert mod.VALUE == "package and module"
         assert mod.__spec__.loader is bundle
         assert mod.__file__ == str(tmp_path / name / "mod.py")
+        assert bundle.code == {}  # served once: the bytes are not kept
     finally:
         for key in (name, f"{name}.mod"):
             sys.modules.pop(key, None)
