@@ -12,7 +12,9 @@ makes the other order possible:
   memory, as the bytes of their ``.pyc`` files (unmarshalled only when
   imported), and ``dlopen``s their C extensions (the loader
   finds an object already loaded by its path, so initialising one later
-  opens no file). Nothing is executed; no descriptor stays open.
+  opens no file). Nothing is executed; no descriptor stays open. The
+  modules of :data:`pyinit.closure.STUBS` (:data:`STUBS`: what trio imports
+  but PID 1 never uses) are served as stubs, never read.
 * :func:`cached_snapshot` does the same through one cache file (below), in
   ``pyinit run``'s parent before PID 1 is forked; PID 1 inherits the bundle.
 * :meth:`Bundle.seal`, after the pivot, makes the import system serve only
