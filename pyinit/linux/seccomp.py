@@ -180,6 +180,29 @@ def version() -> str:
     return f"{v.major}.{v.minor}.{v.micro}"
 
 
+class _DlInfo(ctypes.Structure):
+    _fields_ = [("dli_fname", ctypes.c_char_p), ("dli_fbase", ctypes.c_void_p),
+                ("dli_sname", ctypes.c_char_p), ("dli_saddr", ctypes.c_void_p)]
+
+
+def library_identity() -> str:
+    """The loaded libseccomp file: its path, device, inode, size and mtime.
+
+    Its version string alone does not name the compiler: a distribution's fix
+    keeps the upstream version (Debian's 2.5.4-1+deb12u1 reports 2.5.4), and a
+    cached program must not outlive the library that compiled it (issue 12
+    review 7). dladdr(3) names the file the function was loaded from.
+    """
+    lib = library()
+    info = _DlInfo()
+    addr = ctypes.cast(lib.seccomp_version, ctypes.c_void_p)
+    if not _libc.dladdr(addr, ctypes.byref(info)) or not info.dli_fname:
+        return "unknown"
+    path = os.fsdecode(info.dli_fname)
+    st = os.stat(path)
+    return f"{path} {st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns}"
+
+
 def action_value(action: Action) -> int:
     """The 32-bit SECCOMP_RET_* value libseccomp takes for ``action``."""
     bits = _ACTION_BITS[action.name]

@@ -44,7 +44,7 @@ def key(profile_repr: str) -> bytes:
         module = sys.executable
         st = os.stat(module)
     uname = os.uname()
-    parts = (MAGIC.decode().strip(), f"libseccomp {seccomp.version()}",
+    parts = (MAGIC.decode().strip(), f"libseccomp {seccomp.version()} {seccomp.library_identity()}",
              f"kernel {uname.release} {uname.machine}",
              f"compiler {module} {st.st_ino} {st.st_size} {st.st_mtime_ns}", profile_repr)
     return "\n".join(parts).encode()
