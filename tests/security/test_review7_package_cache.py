@@ -28,7 +28,6 @@ import pytest
 
 from tests.conftest import ROOT, event
 from tests.integration.test_rootless import RUNTIME, USER
-
 from tests.security.test_review6_cache_written_by_the_sandbox import (
     MKDIR,
     allow_all,
