@@ -50,10 +50,6 @@ def _loaded_libseccomp() -> str:
     raise AssertionError(f"libseccomp is not mapped ({ctypes.util.find_library('seccomp')})")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 review 7: the seccomp cache's key names "
-                   "libseccomp by its version string only; a library updated in place with "
-                   "the same version (a distribution's fix) keeps getting the old library's "
-                   "program from the default cache")
 def test_another_libseccomp_of_the_same_version_compiles_afresh(tmp_path: Path) -> None:
     package = install(tmp_path)
     program, _ = fill(package)
