@@ -13,7 +13,10 @@ Why fork+exec by hand rather than ``os.posix_spawn`` or ``subprocess``:
   (SIGINT's handler, SIGPIPE and SIGXFSZ ignored) go back to default, signals
   pyinit's parent ignored stay ignored, and the mask is the inherited one.
 
-Only the C module ``_signal`` is used here; see :mod:`pyinit.signals`.
+Only C modules are used here: ``_signal`` (see :mod:`pyinit.signals`) and
+``posix``, the C half of ``os``. ``import os`` costs 1.5 ms before the
+workload's spawn (its ``environ`` is a ``Mapping``, which loads
+``_collections_abc``), and the init mode spawns before anything else loads it.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ from __future__ import annotations
 import _signal
 import errno
 import fcntl
-import os
+import posix
 import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2 ms)
 if TYPE_CHECKING:  # collections.abc imports collections: 1 ms of start-up
-    from collections.abc import Callable, Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
@@ -82,10 +85,41 @@ def exec_error_line(program: str, err: int) -> str:
     verb = "run" if exec_exit_code(err) == EXIT_NOT_FOUND else "execute"
     where = " (not found in PATH)" if err in (errno.ENOENT, errno.ENOTDIR) \
         and "/" not in program else ""
-    return f"pyinit: cannot {verb} {program!r}: {os.strerror(err)}{where}\n"
+    return f"pyinit: cannot {verb} {program!r}: {posix.strerror(err)}{where}\n"
 
 
-def _exec(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+def environ() -> Mapping[str, str]:
+    """pyinit's environment: ``os.environ`` once ``os`` is loaded, its source until then.
+
+    ``posix.environ`` is what ``os.environ`` is built from (bytes, as the
+    kernel gave them), decoded the way ``os`` decodes it. It does not follow
+    later changes to ``os.environ``, which is why it is only read while ``os``
+    is not loaded (no one can have changed it then).
+    """
+    os_module = sys.modules.get("os")
+    if os_module is not None:
+        loaded: Mapping[str, str] = os_module.environ
+        return loaded
+    encoding, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
+    return {key.decode(encoding, errors): value.decode(encoding, errors)
+            for key, value in posix.environ.items()}
+
+
+def _exec_path(env: Mapping[str, str]) -> list[str]:
+    """``os.get_exec_path``: PATH's directories, or the C library's default."""
+    path = env.get("PATH")
+    return (path if path is not None else "/bin:/usr/bin").split(":")
+
+
+def _is_file(path: str) -> bool:
+    """``os.path.isfile``."""
+    try:
+        return (posix.stat(path).st_mode & 0o170000) == 0o100000  # S_ISREG
+    except (OSError, ValueError):
+        return False
+
+
+def _exec(argv: Sequence[str], env: Mapping[str, str] | None = None) -> None:
     """execve ``argv``, searching PATH like a shell: raises the OSError that explains why not.
 
     Unlike ``execvp``, a directory in PATH that cannot be searched (EACCES,
@@ -94,21 +128,22 @@ def _exec(argv: Sequence[str], env: dict[str, str] | None = None) -> None:
     cannot be executed.
     """
     program = argv[0]
-    environ = os.environ if env is None else env
+    env = environ() if env is None else env
     if "/" in program:
-        os.execve(program, list(argv), environ)
+        posix.execve(program, list(argv), env)
     failure: OSError | None = None
-    for directory in os.get_exec_path(environ):
-        candidate = os.path.join(directory or ".", program)
+    for directory in _exec_path(env):
+        directory = directory or "."
+        candidate = f"{directory}{'' if directory.endswith('/') else '/'}{program}"
         try:
-            os.execve(candidate, list(argv), environ)
+            posix.execve(candidate, list(argv), env)
         except OSError as exc:
             if exc.errno in (errno.ENOENT, errno.ENOTDIR):
                 continue
-            if exc.errno == errno.EACCES and not os.path.isfile(candidate):
+            if exc.errno == errno.EACCES and not _is_file(candidate):
                 continue  # the directory was not searchable: not found there
             failure = failure or exc
-    raise failure or FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+    raise failure or FileNotFoundError(errno.ENOENT, posix.strerror(errno.ENOENT), program)
 
 
 def _prepare_fds(preserve_fds: int, keep: Iterable[int] = ()) -> None:
@@ -116,15 +151,15 @@ def _prepare_fds(preserve_fds: int, keep: Iterable[int] = ()) -> None:
     first = 3 + preserve_fds
     for fd in range(3, first):
         try:
-            os.set_inheritable(fd, True)
+            posix.set_inheritable(fd, True)
         except OSError:
             pass
-    # os.closerange uses the close_range() system call where it exists.
+    # closerange uses the close_range() system call where it exists.
     start = first
     for fd in sorted(k for k in set(keep) if k >= first):
-        os.closerange(start, fd)
+        posix.closerange(start, fd)
         start = fd + 1
-    os.closerange(start, 2**31 - 1)
+    posix.closerange(start, 2**31 - 1)
 
 
 def _restore_signals(reset: Iterable[int], mask: Iterable[int]) -> None:
@@ -143,7 +178,7 @@ def _owns_terminal() -> bool:
     shell that started it, as tini does.
     """
     try:
-        return os.tcgetpgrp(0) == os.getpgrp()
+        return posix.tcgetpgrp(0) == posix.getpgrp()
     except OSError:  # not a terminal, or not our controlling one
         return False
 
@@ -181,86 +216,86 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
     mask = frozenset(mask)
     reset = frozenset(reset)
     foreground = not new_session and _owns_terminal()
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    read_end, write_end = posix.pipe2(posix.O_CLOEXEC)
     # The preserved range must not swallow our own pipe.
     if write_end < 3 + preserve_fds:
         moved = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
-        os.close(write_end)
+        posix.close(write_end)
         write_end = moved
-    gate_r, gate_w = os.pipe2(os.O_CLOEXEC) if gate is not None else (-1, -1)
-    pid = os.fork()
+    gate_r, gate_w = posix.pipe2(posix.O_CLOEXEC) if gate is not None else (-1, -1)
+    pid = posix.fork()
     if pid == 0:  # the workload-to-be
         code = 1
         try:
-            os.close(read_end)
+            posix.close(read_end)
             if gate_w >= 0:
-                os.close(gate_w)
+                posix.close(gate_w)
             if new_session:
-                os.setsid()
+                posix.setsid()
             else:
-                os.setpgid(0, 0)
+                posix.setpgid(0, 0)
             if foreground:
                 try:
                     # SIGTTOU is still blocked, so this works from the background too.
-                    os.tcsetpgrp(0, os.getpid())
+                    posix.tcsetpgrp(0, posix.getpid())
                 except OSError:
                     pass
             if prepare is not None:
                 prepare()
-            if gate_r >= 0 and os.read(gate_r, 1) != b"G":
-                os._exit(code)  # the parent could not finish its side
+            if gate_r >= 0 and posix.read(gate_r, 1) != b"G":
+                posix._exit(code)  # the parent could not finish its side
             if before_exec is not None:
                 _prepare_fds(preserve_fds, keep={write_end, *before_exec_fds})
                 code = before_exec()
                 if code:
-                    os.write(write_end, _ABORTED)
-                    os._exit(code)
+                    posix.write(write_end, _ABORTED)
+                    posix._exit(code)
             _prepare_fds(preserve_fds, keep={write_end})
             _restore_signals(reset, mask)
-            os.write(write_end, _EXECING)
+            posix.write(write_end, _EXECING)
             _exec(argv, env)
         except OSError as exc:
             err = exc.errno or errno.EINVAL
             code = exec_exit_code(err)
             try:
-                os.write(write_end, err.to_bytes(4, "little"))
-                os.write(2, exec_error_line(argv[0], err).encode(errors="replace"))
+                posix.write(write_end, err.to_bytes(4, "little"))
+                posix.write(2, exec_error_line(argv[0], err).encode(errors="replace"))
             except OSError:
                 pass
         except Exception as exc:  # never a silent exit: say why, as prepare's own failures do
             try:
-                os.write(2, f"pyinit: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
+                posix.write(2, f"pyinit: {type(exc).__name__}: {exc}\n".encode(errors="replace"))
             except OSError:
                 pass
         finally:
-            os._exit(code)
-    os.close(write_end)
+            posix._exit(code)
+    posix.close(write_end)
     if gate is not None:
-        os.close(gate_r)
+        posix.close(gate_r)
         try:
             gate()
             try:
-                os.write(gate_w, b"G")
+                posix.write(gate_w, b"G")
             except BrokenPipeError:
                 pass  # prepare() failed in the child, which has said why and exited
         finally:
-            os.close(gate_w)  # on failure: EOF, and the child exits
+            posix.close(gate_w)  # on failure: EOF, and the child exits
     if not new_session:  # setsid() fails in a child that already leads a group
         try:
-            os.setpgid(pid, pid)  # also in the parent, so either order of the race works
+            posix.setpgid(pid, pid)  # also in the parent, so either order of the race works
         except OSError:
             pass
     spawned_ns = clock_ns
     data = b""
     while True:
         try:
-            chunk = os.read(read_end, 4)
+            chunk = posix.read(read_end, 4)
         except InterruptedError:  # pragma: no cover - all signals are blocked
             continue
         if not chunk:
             break
         data += chunk
-    os.close(read_end)
+    posix.close(read_end)
     exec_errno = 0
     if data[:4] == _EXECING:  # it got to its exec; an errno after the marker says why not
         aborted = False
