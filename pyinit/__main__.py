@@ -9,13 +9,18 @@ may come before them, and ``pyinit/__init__.py`` imports nothing.
 Then the command line is parsed and the workload spawned at once, before
 trio and structlog (about 300 ms of imports) are loaded; the supervisor
 catches up and finds the signals and SIGCHLDs that arrived meanwhile pending.
+Nothing is imported before the spawn that the spawn does not need: not
+``os`` (``posix`` is its C half), not ``ctypes`` (pyinit/linux/prctl.py), and,
+through the installed ``pyinit`` command, not even ``site`` (scripts/pyinit:
+Python runs with ``-S`` and pyinit runs ``site`` after the spawn).
+tests/integration/test_launcher.py holds the list.
 """
 
 import _signal
 
 _INHERITED_MASK = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
 
-import os  # noqa: E402  (after the mask on purpose)
+import posix  # noqa: E402  (after the mask on purpose; os costs 1.5 ms, see pyinit/spawn.py)
 import sys  # noqa: E402
 import time  # noqa: E402
 
@@ -24,19 +29,19 @@ if TYPE_CHECKING:
     from typing import NoReturn
 
 _START_NS = time.monotonic_ns()
-_START_PPID = os.getppid()
+_START_PPID = posix.getppid()
 
 
 def _ensure_std_fds() -> None:
     """Give closed 0, 1 or 2 a /dev/null, so no later descriptor lands there."""
     for fd in (0, 1, 2):
         try:
-            os.fstat(fd)
+            posix.fstat(fd)
         except OSError:
-            null = os.open("/dev/null", os.O_RDWR)
+            null = posix.open("/dev/null", posix.O_RDWR)
             if null != fd:
-                os.dup2(null, fd)
-                os.close(null)
+                posix.dup2(null, fd)
+                posix.close(null)
 
 
 def _usage_error(message: str) -> int:
@@ -53,10 +58,13 @@ def _usage_error(message: str) -> int:
 SUBCOMMANDS = ("run", "spec", "check", "diagnose", "sandbox")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, site_deferred: bool = False) -> int:
+    """pyinit's command line. ``site_deferred``: the launcher started Python
+    without ``site`` (``-S``) and put pyinit's site-packages on ``sys.path``;
+    ``site`` runs in full once the workload is spawned, or before a subcommand."""
     try:
         try:
-            return _main(argv)
+            return _main(argv, site_deferred)
         finally:
             if sys.stdout is not None:  # None when pyinit started with fd 1 closed
                 sys.stdout.flush()  # here, where EPIPE can still be handled, not at exit
@@ -87,21 +95,36 @@ def _die_of_sigpipe() -> "NoReturn":
     own signal), it exits 141.
     """
     _signal.signal(_signal.SIGPIPE, _signal.SIG_DFL)
-    os.kill(os.getpid(), _signal.SIGPIPE)
+    posix.kill(posix.getpid(), _signal.SIGPIPE)
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, {_signal.SIGPIPE})
-    os._exit(128 + _signal.SIGPIPE)
+    posix._exit(128 + _signal.SIGPIPE)
 
 
-def _main(argv: list[str] | None) -> int:
+def load_site() -> None:
+    """What Python's start-up skipped under ``-S``: ``site.main()``.
+
+    The virtualenv's (or the system's) site directories and their ``.pth``
+    files, ``sitecustomize``: everything a plain ``python`` has before its
+    first line, so that trio, structlog and the subcommands import exactly as
+    they would there.
+    """
+    import site
+
+    site.main()
+
+
+def _main(argv: list[str] | None, site_deferred: bool) -> int:
     from pyinit import cli, spawn
 
     args = sys.argv[1:] if argv is None else argv
     if args and args[0] in SUBCOMMANDS:
+        if site_deferred:
+            load_site()
         from pyinit import commands
 
         return commands.main(args, _START_NS)
     try:
-        opts = cli.parse(args, os.environ)
+        opts = cli.parse(args, spawn.environ())
     except cli.UsageError as exc:
         return _usage_error(str(exc))
     if opts.action == "help":
@@ -114,27 +137,29 @@ def _main(argv: list[str] | None) -> int:
     _ensure_std_fds()
     mask = frozenset(_INHERITED_MASK)
     reset = spawn.signals_to_reset()
-    is_pid1 = os.getpid() == 1
+    is_pid1 = posix.getpid() == 1
     subreaper_error: OSError | None = None
 
     if opts.pdeathsig is not None:
-        from pyinit.linux import syscalls
+        from pyinit.linux import prctl
 
-        syscalls.set_pdeathsig(opts.pdeathsig)
-        if os.getppid() != _START_PPID:
+        prctl.set_pdeathsig(opts.pdeathsig)
+        if posix.getppid() != _START_PPID:
             # The parent died before the request took effect: deliver it
             # ourselves. It stays pending (blocked) until the supervisor runs.
-            os.kill(os.getpid(), opts.pdeathsig)
+            posix.kill(posix.getpid(), opts.pdeathsig)
 
     if opts.exec_mode:
         return spawn.exec_in_place(opts.argv, mask=mask, reset=reset,
                                    preserve_fds=opts.preserve_fds)
 
     if not is_pid1 and opts.subreaper:
-        from pyinit.linux import syscalls
+        # Before the fork, so that no instruction of the workload runs before
+        # pyinit adopts its orphans. pyinit.linux.prctl: no ctypes (3 ms).
+        from pyinit.linux import prctl
 
         try:
-            syscalls.set_child_subreaper()
+            prctl.set_child_subreaper()
         except OSError as exc:
             subreaper_error = exc
 
@@ -143,8 +168,8 @@ def _main(argv: list[str] | None) -> int:
     if child.exec_errno:
         # The child already printed one line and exits 126 or 127; nothing
         # else runs, so there is nothing to supervise.
-        _, status = os.waitpid(child.pid, 0)
-        return os.waitstatus_to_exitcode(status)
+        _, status = posix.waitpid(child.pid, 0)
+        return posix.waitstatus_to_exitcode(status)
 
     from pyinit import early
 
@@ -161,6 +186,7 @@ def _main(argv: list[str] | None) -> int:
                 if _signal.getsignal(s) == _signal.SIG_IGN
             ),
         ),
+        site_deferred=site_deferred,
     )
 
 

@@ -75,7 +75,13 @@ def loaded_libc(name: str) -> str:
     return "libc.so.6" if "CS_GNU_LIBC_VERSION" in os.confstr_names else "libc.so"
 
 
-def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
+def run(opts: Options, child: Spawned, startup: Startup, *,
+        site_deferred: bool = False) -> NoReturn:
+    """Supervise by hand while a thread imports the runtime, then hand over.
+
+    ``site_deferred``: Python started without ``site`` (the launcher's
+    ``-S``), and the thread runs it first (:func:`pyinit.__main__.load_site`).
+    """
     main_thread = threading.get_ident()
     loaded = threading.Event()
     can_report = threading.Event()
@@ -83,6 +89,10 @@ def run(opts: Options, child: Spawned, startup: Startup) -> NoReturn:
 
     def load() -> None:
         try:
+            if site_deferred:
+                from pyinit.__main__ import load_site
+
+                load_site()
             import pyinit.report  # noqa: F401  (structlog: enough to report and exit)
 
             can_report.set()

@@ -70,10 +70,11 @@ def test_pid1_is_pyinit(image: str) -> None:
     assert res.returncode == 0, res.stderr
     cmdline = res.stdout.splitlines()[0].split()
     # The ENTRYPOINT ["pyinit", "--"]: the frozen binary, or the venv's
-    # interpreter running the launcher script.
+    # interpreter, which the launcher (a shell script) runs without site on
+    # its Python half (scripts/pyinit).
     pyinit = {"localhost/pyinit:minimal": ["/opt/pyinit/pyinit"],
-              "localhost/pyinit:debian-slim": ["/opt/pyinit/bin/python3",
-                                               "/opt/pyinit/bin/pyinit"]}[image]
+              "localhost/pyinit:debian-slim": ["/opt/pyinit/bin/python3", "-S",
+                                               "/opt/pyinit/bin/pyinit-py"]}[image]
     assert cmdline[:len(pyinit) + 3] == [*pyinit, "--", "sh", "-c"], cmdline
 
 

@@ -303,7 +303,21 @@ def _all_blocked(pid: int) -> bool:
     everything = _mask(*(s for s in signal.valid_signals()
                          if s not in (signal.SIGKILL, signal.SIGSTOP)))
     waiting = everything & ~_mask(*sigs.FORWARDED, signal.SIGCHLD)
-    return argv[:2] == [PYTHON.encode(), PYINIT.encode()] and blocked in (everything, waiting)
+    return argv[:3] == _LAUNCHED and blocked in (everything, waiting)
+
+
+def _launched() -> list[bytes]:
+    """How pyinit's command line starts once its launcher has run Python.
+
+    ``pyinit`` is a shell script (scripts/pyinit) that runs the interpreter
+    named on the first line of ``pyinit-py`` next to it with ``-S``.
+    """
+    launcher = Path(PYINIT).with_name("pyinit-py")
+    interpreter = launcher.read_bytes().split(b"\n", 1)[0].removeprefix(b"#!")
+    return [interpreter, b"-S", str(launcher).encode()]
+
+
+_LAUNCHED = _launched()
 
 
 # ------------------------------------------------------------------ reaping
