@@ -8,7 +8,7 @@ environment variable) and the reason; the caller exits 2 with it.
 
 from __future__ import annotations
 
-from pyinit import __version__, signals
+from pyinit import __version__
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (2 ms)
 if TYPE_CHECKING:  # collections.abc imports collections: 1 ms of start-up
@@ -163,6 +163,8 @@ def _apply(opts: Options, option: str, value: str | None) -> None:
         src, dst = _remap(value, where)
         opts.remap[src] = dst
     elif option == "--pdeathsig":
+        from pyinit import signals  # only here: its name tables cost 0.3 ms of start-up
+
         try:
             opts.pdeathsig = signals.parse(value)
         except ValueError as exc:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import _signal
 import errno
-import fcntl
 import posix
 import sys
 
@@ -219,6 +218,8 @@ def spawn(argv: Sequence[str], *, mask: Iterable[int], reset: Iterable[int],
     read_end, write_end = posix.pipe2(posix.O_CLOEXEC)
     # The preserved range must not swallow our own pipe.
     if write_end < 3 + preserve_fds:
+        import fcntl  # only here (--preserve-fds): an extension module to load
+
         moved = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 3 + preserve_fds)
         posix.close(write_end)
         write_end = moved

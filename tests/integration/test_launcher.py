@@ -34,8 +34,8 @@ VERSION = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 # What pyinit itself loads before the workload's fork and exec, beyond what
 # the interpreter loads for ``python -S -c pass``. The subreaper (not PID 1)
 # needs prctl(2), from _ctypes without ctypes.
-BEFORE_SPAWN = {"pyinit", "pyinit.__main__", "__future__", "pyinit.signals", "pyinit.cli",
-                "errno", "fcntl", "pyinit.spawn"}
+BEFORE_SPAWN = {"pyinit", "pyinit.__main__", "__future__", "pyinit.cli", "errno",
+                "pyinit.spawn"}
 FOR_THE_SUBREAPER = {"pyinit.linux", "_ctypes", "pyinit.linux.prctl"}
 
 
