@@ -107,7 +107,7 @@ def test_as_pid1_it_exits_141(closed_pipe: int) -> None:
 def test_a_broken_pipe_elsewhere_keeps_its_traceback() -> None:
     """Only a lost reader of stdout or stderr is quiet; any other EPIPE is a bug to see."""
     code = ("import os, sys; from pyinit import __main__ as m\n"
-            "def boom(argv):\n"
+            "def boom(*args):\n"
             "    r, w = os.pipe(); os.close(r); os.write(w, b'x')\n"
             "m._main = boom\n"
             "sys.exit(m.main([]))\n")
