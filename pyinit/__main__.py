@@ -58,10 +58,17 @@ def _usage_error(message: str) -> int:
 SUBCOMMANDS = ("run", "spec", "check", "diagnose", "sandbox")
 
 
-def main(argv: list[str] | None = None, *, site_deferred: bool = False) -> int:
-    """pyinit's command line. ``site_deferred``: the launcher started Python
-    without ``site`` (``-S``) and put pyinit's site-packages on ``sys.path``;
-    ``site`` runs in full once the workload is spawned, or before a subcommand."""
+def main(argv: list[str] | None = None, *, site_deferred: bool = False,
+         launched: bool = False) -> int:
+    """pyinit's command line.
+
+    ``site_deferred``: the launcher started Python without ``site`` (``-S``)
+    and put pyinit's site-packages on ``sys.path``; ``site`` runs in full once
+    the workload is spawned, or before a subcommand. ``launched``: started by
+    the installed command (scripts/pyinit-py), whose process is named pyinit.
+    """
+    if launched:
+        _name_process()
     try:
         try:
             return _main(argv, site_deferred)
@@ -72,6 +79,27 @@ def main(argv: list[str] | None = None, *, site_deferred: bool = False) -> int:
         if not _reader_gone():
             raise
         _die_of_sigpipe()
+
+
+def _name_process() -> None:
+    """Name this process ``pyinit``, as the kernel did when it ran the launcher itself.
+
+    The kernel names a process after the file it executes: ``pyinit`` when it
+    ran the launcher script through its ``#!`` line, the interpreter's name
+    now that the launcher, a shell script, runs the interpreter (see
+    scripts/pyinit). ``ps``, ``pgrep pyinit`` and pyinit's own processes in a
+    container (forked from this one) go by that name.
+    """
+    try:
+        comm = posix.open("/proc/self/comm", posix.O_WRONLY | posix.O_CLOEXEC)
+    except OSError:  # no /proc: the name stays the interpreter's
+        return
+    try:
+        posix.write(comm, b"pyinit")
+    except OSError:
+        pass
+    finally:
+        posix.close(comm)
 
 
 def _reader_gone() -> bool:
