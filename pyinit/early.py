@@ -80,7 +80,7 @@ def run(opts: Options, child: Spawned, startup: Startup, *,
     """Supervise by hand while a thread imports the runtime, then hand over.
 
     ``site_deferred``: Python started without ``site`` (the launcher's
-    ``-S``), and the thread runs it first (:func:`pyinit.__main__.load_site`).
+    ``-S``), and the thread runs it first.
     """
     main_thread = threading.get_ident()
     loaded = threading.Event()
@@ -89,10 +89,10 @@ def run(opts: Options, child: Spawned, startup: Startup, *,
 
     def load() -> None:
         try:
-            if site_deferred:
-                from pyinit.__main__ import load_site
+            if site_deferred:  # what Python's start skipped (pyinit.__main__.load_site)
+                import site
 
-                load_site()
+                site.main()
             import pyinit.report  # noqa: F401  (structlog: enough to report and exit)
 
             can_report.set()

@@ -1,16 +1,20 @@
 """prctl(2) for the init mode's start, without ``import ctypes``.
 
-``pyinit -- CMD`` must become the child subreaper before it forks the
-workload (an orphan of a workload forked earlier goes to the real init, see
-:func:`set_child_subreaper`), so this call sits on the path to the workload's
-first instruction. ``import ctypes`` costs about 3 ms there (``ctypes``'s
-own module builds its whole type zoo, and pulls in ``struct`` and
-``types``); its C half, ``_ctypes``, costs about 0.6 ms and is all a call to
-``prctl`` needs: two simple C types and one foreign function. This is what
+``pyinit -- CMD`` becomes the child subreaper before it forks the workload,
+so that no instruction of the workload runs before pyinit adopts its
+orphans; the call sits on the path to the workload's first instruction.
+``import ctypes`` costs about 3 ms there (``ctypes``'s own module builds its
+whole type zoo, and pulls in ``struct`` and ``types``); its C half,
+``_ctypes``, costs about 0.6 ms and is all a call to ``prctl`` needs: two
+simple C types and one foreign function. This is what
 ``ctypes.CDLL(None, use_errno=True).prctl`` builds, spelled out.
 
-:mod:`pyinit.linux.syscalls` re-exports these functions; code that already
-has ``ctypes`` loaded loses nothing by calling them from there.
+:mod:`pyinit.linux.syscalls` keeps its own ctypes wrappers of the same calls
+for the code that has ctypes loaded anyway (``pyinit run``'s processes), and
+this module stays out of their import graph: PID 1's code is read into
+memory before ``pivot_root`` (pyinit/closure.py), and nothing may be
+imported from files after it. tests/unit/test_prctl.py checks that the two
+agree.
 """
 
 from __future__ import annotations

@@ -15,24 +15,16 @@ import ctypes
 import os
 import struct
 
-from pyinit.linux import prctl as _prctl
-
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:  # collections.abc imports collections: ~2 ms before the workload is spawned
     from collections.abc import Iterable
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
-# prctl's wrappers live in pyinit/linux/prctl.py, without ctypes: the init mode
-# calls them before its fork, where ``import ctypes`` would cost 3 ms.
-PR_SET_PDEATHSIG = _prctl.PR_SET_PDEATHSIG
-PR_GET_PDEATHSIG = _prctl.PR_GET_PDEATHSIG
-PR_SET_CHILD_SUBREAPER = _prctl.PR_SET_CHILD_SUBREAPER
-PR_GET_CHILD_SUBREAPER = _prctl.PR_GET_CHILD_SUBREAPER
-set_child_subreaper = _prctl.set_child_subreaper
-is_child_subreaper = _prctl.is_child_subreaper
-set_pdeathsig = _prctl.set_pdeathsig
-get_pdeathsig = _prctl.get_pdeathsig
+PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
+PR_SET_CHILD_SUBREAPER = 36
+PR_GET_CHILD_SUBREAPER = 37
 
 
 def _check(result: int, what: str) -> int:
@@ -40,6 +32,35 @@ def _check(result: int, what: str) -> int:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
+
+
+def _prctl(option: int, arg2: int | ctypes._CArgObject = 0) -> int:
+    arg = arg2 if not isinstance(arg2, int) else ctypes.c_ulong(arg2)
+    zero = ctypes.c_ulong(0)
+    result: int = _libc.prctl(ctypes.c_int(option), arg, zero, zero, zero)
+    return result
+
+
+def set_child_subreaper(enable: bool = True) -> None:
+    """Become (or stop being) the reaper of orphaned descendants."""
+    _check(_prctl(PR_SET_CHILD_SUBREAPER, int(enable)), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def is_child_subreaper() -> bool:
+    value = ctypes.c_int(0)
+    _check(_prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(value)), "prctl(PR_GET_CHILD_SUBREAPER)")
+    return bool(value.value)
+
+
+def set_pdeathsig(signum: int) -> None:
+    """Ask for ``signum`` when the thread that forked us exits."""
+    _check(_prctl(PR_SET_PDEATHSIG, signum), "prctl(PR_SET_PDEATHSIG)")
+
+
+def get_pdeathsig() -> int:
+    value = ctypes.c_int(0)
+    _check(_prctl(PR_GET_PDEATHSIG, ctypes.byref(value)), "prctl(PR_GET_PDEATHSIG)")
+    return value.value
 
 
 # ----- signalfd -----------------------------------------------------------
