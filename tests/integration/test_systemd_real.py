@@ -102,7 +102,7 @@ def test_a_real_systemd_starts_the_scope_the_limits_hold_and_it_is_gone_after(
     edit(bundle, change)
     proc = subprocess.Popen(
         ["podman", "exec", "-e", "PYTHONPATH=/pyinit:/site", booted, "python3",
-         "/pyinit/scripts/pyinit", "run", "--cgroup-manager", "systemd", "--log-format", "json",
+         "/pyinit/scripts/pyinit-py", "run", "--cgroup-manager", "systemd", "--log-format", "json",
          "--id", "real", "--bundle", "/work/b"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=podman_env(),
         stdin=subprocess.DEVNULL)
