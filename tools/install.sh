@@ -22,7 +22,7 @@ packages=(
     dbus-daemon python3-gi gir1.2-glib-2.0  # --cgroup-manager systemd: a private bus and a
                                           # stand-in systemd (tests/helpers/fake_systemd.py)
     patchelf                              # images/build.sh: the self-contained drop-in
-    libpython3.11 binutils gcc libc6-dev  # PyInstaller (drop-in) and bench/clock.c
+    libpython3.11-dev binutils gcc libc6-dev  # images/dropin (static libpython, strip), bench/clock.c
 )
 missing=()
 for p in "${packages[@]}"; do

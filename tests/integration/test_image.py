@@ -3,13 +3,15 @@
 images/build.sh builds them offline (``--network none``) from a wheelhouse:
 the root Dockerfile on the local Debian base (tools/build-base-images.sh,
 kept in podman's store as a cache), and busybox with the drop-in binary.
-podman uses tools/containers.conf.
+podman uses tools/containers.conf. ``$PYINIT_IMAGE`` names them instead of
+localhost/pyinit, as for images/build.sh.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from tests.conftest import ROOT, wait_for
 pytestmark = pytest.mark.root
 
 VARIANTS = ("debian-slim", "minimal")
+IMAGE = os.environ.get("PYINIT_IMAGE", "localhost/pyinit")
 
 
 def podman_env() -> dict[str, str]:
@@ -49,7 +52,7 @@ def built() -> dict[str, str]:
     res = subprocess.run([str(ROOT / "images" / "build.sh")], capture_output=True, text=True,
                          timeout=1200, env={**podman_env(), "PYTHON": sys.executable})
     assert res.returncode == 0, res.stderr[-3000:]
-    return {v: f"localhost/pyinit:{v}" for v in VARIANTS}
+    return {v: f"{IMAGE}:{v}" for v in VARIANTS}
 
 
 @pytest.fixture(params=VARIANTS)
@@ -69,12 +72,13 @@ def test_pid1_is_pyinit(image: str) -> None:
                  "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /proc/1/status | grep PPid")
     assert res.returncode == 0, res.stderr
     cmdline = res.stdout.splitlines()[0].split()
-    # The ENTRYPOINT ["pyinit", "--"]: the frozen binary, or the venv's
-    # interpreter, which the launcher (a shell script) runs without site on
-    # its Python half (scripts/pyinit).
-    pyinit = {"localhost/pyinit:minimal": ["/opt/pyinit/pyinit"],
-              "localhost/pyinit:debian-slim": ["/opt/pyinit/bin/python3", "-S",
-                                               "/opt/pyinit/bin/pyinit-py"]}[image]
+    # The ENTRYPOINT ["pyinit", "--"]: the drop-in (CPython with pyinit as its
+    # program: no interpreter options in argv), or the venv's interpreter,
+    # which the launcher (a shell script) runs without site on its Python half
+    # (scripts/pyinit).
+    pyinit = {f"{IMAGE}:minimal": ["/opt/pyinit/pyinit"],
+              f"{IMAGE}:debian-slim": ["/opt/pyinit/bin/python3", "-S",
+                                       "/opt/pyinit/bin/pyinit-py"]}[image]
     assert cmdline[:len(pyinit) + 3] == [*pyinit, "--", "sh", "-c"], cmdline
 
 
@@ -230,3 +234,45 @@ def test_dropin_as_podman_init_path_in_an_image_without_python(built: dict[str, 
     assert lines[0].split()[:2] == ["/opt/pyinit/pyinit", "--"]  # the drop-in is PID 1
     assert [x.strip() for x in lines[-2:]] == ["left=0", "0"]  # every orphan reaped, no zombie
     assert "HAS-PY" not in lines  # no Python in that image
+
+
+# Where a CPython started in an image looks for its modules, besides its own
+# files: the image's standard library and site directories, and the PYTHON*
+# variables. Each decoy exits at once naming itself, should it be imported.
+DECOY_MODULES = ("encodings/__init__.py", "sitecustomize.py", "usercustomize.py",
+                 "pyinit/__init__.py", "pyinit/__main__.py", "trio/__init__.py",
+                 "structlog/__init__.py", "json/__init__.py", "enum.py", "re/__init__.py",
+                 "signal.py", "subprocess.py", "ssl.py", "typing.py", "functools.py")
+DECOY_DIRS = ("/decoy", "/usr/lib/python3.11", "/usr/lib/python3/dist-packages",
+              "/usr/local/lib/python3.11")
+
+
+def test_dropin_imports_nothing_from_the_image(built: dict[str, str],
+                                              tmp_path: pathlib.Path) -> None:
+    """The drop-in in an image with Python (debian-slim, /opt/pyinit mounted over its
+    venv): its sys.path is its own (pyinit._pth), the image's PYTHON* variables are
+    ignored, and every C library PID 1 maps is the drop-in's."""
+    for module in DECOY_MODULES:
+        (tmp_path / module).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / module).write_text('raise SystemExit(f"decoy imported: {__file__}")\n')
+    mounts = [x for d in DECOY_DIRS for x in ("-v", f"{tmp_path}:{d}:ro")]
+    env = [x for var in ("PYTHONPATH", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP")
+           for x in ("-e", f"{var}=/decoy")]
+    dropin = ROOT / "build" / "dropin" / "opt" / "pyinit"
+    res = podman("run", "--rm", *mounts, *env, "-v", f"{dropin}:/opt/pyinit:ro",
+                 "--entrypoint", "/opt/pyinit/pyinit", built["debian-slim"], "--", "sh", "-c",
+                 "python3 -c 'import encodings' 2>&1 | tail -1;"
+                 " grep -o ' /.*' /proc/1/maps | sort -u | sed 's/^ //'; exit 7")
+    assert res.returncode == 7, res.stderr
+    lines = res.stdout.splitlines()
+    # The decoys are in place: the image's own python3 imports one.
+    assert lines[0] == "SystemExit: decoy imported: /decoy/encodings/__init__.py", lines
+    mapped = lines[1:]
+    assert "/opt/pyinit/pyinit" in mapped and "/opt/pyinit/lib/libc.so.6" in mapped, mapped
+    # Besides its own files, only glibc's locale data of the image, as for any
+    # program: CPython sets LC_CTYPE from the environment (C.UTF-8 here).
+    assert [m for m in mapped if not m.startswith("/opt/pyinit/")] == [
+        "/usr/lib/locale/C.utf8/LC_CTYPE", "/usr/lib/x86_64-linux-gnu/gconv/gconv-modules.cache"
+    ], mapped
+    events = [json.loads(x)["event"] for x in res.stderr.splitlines()]  # nothing but events
+    assert (events[0], events[-1]) == ("workload.spawned", "pyinit.exit"), res.stderr
