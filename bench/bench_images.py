@@ -7,7 +7,8 @@ The workload is bench/clock.c (static, mounted read-only at /clock), which
 prints CLOCK_REALTIME; the time is taken from just before ``podman run``.
 Compared: pyinit as ENTRYPOINT in each variant, ``podman run --init``
 (catatonit) and no init at all on the busybox base. Also the drop-in
-binary's start-up against ``python -m pyinit`` on the host.
+binary's start-up against ``python -m pyinit`` on the host. ``$PYINIT_IMAGE``
+names the images instead of localhost/pyinit, as for images/build.sh.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 CLOCK = Path("/tmp/pyinit-bench/run/clock")
+IMAGE = os.environ.get("PYINIT_IMAGE", "localhost/pyinit")
 
 
 def env() -> dict[str, str]:
@@ -65,8 +67,8 @@ def main() -> int:
     mount = ["-v", f"{CLOCK}:/clock:ro"]
     run = ["podman", "run", "--rm", "--network", "none", *mount]
     cases = {
-        "pyinit ENTRYPOINT, debian-slim": [*run, "localhost/pyinit:debian-slim", "/clock"],
-        "pyinit ENTRYPOINT, minimal (drop-in)": [*run, "localhost/pyinit:minimal", "/clock"],
+        "pyinit ENTRYPOINT, debian-slim": [*run, f"{IMAGE}:debian-slim", "/clock"],
+        "pyinit ENTRYPOINT, minimal (drop-in)": [*run, f"{IMAGE}:minimal", "/clock"],
         "podman run --init (catatonit), busybox": [*run, "--init",
                                                    "localhost/busybox-base:latest", "/clock"],
         "no init, busybox": [*run, "localhost/busybox-base:latest", "/clock"],
@@ -96,8 +98,7 @@ def main() -> int:
         "| image | size (MB) |",
         "|---|---|",
     ]
-    for image in ("localhost/pyinit:debian-slim", "localhost/pyinit:minimal",
-                  "localhost/busybox-base:latest"):
+    for image in (f"{IMAGE}:debian-slim", f"{IMAGE}:minimal", "localhost/busybox-base:latest"):
         lines.append(f"| `{image}` | {size_mb(image):.1f} |")
     lines += ["", "| `podman run` → workload's first instruction | ms | vs no init |",
               "|---|---|---|"]

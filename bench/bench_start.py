@@ -51,8 +51,10 @@ import bench_run  # noqa: E402
 
 import bench  # noqa: E402
 
-# images/build.sh's drop-in: /opt/pyinit of the minimal image, whose ELF
-# interpreter and rpath are /opt/pyinit/lib (PYINIT_BENCH_DROPIN: another build).
+# The drop-in (images/dropin/build.sh, which images/build.sh runs): /opt/pyinit
+# of the minimal image, whose ELF interpreter and rpath are /opt/pyinit/lib
+# (PYINIT_BENCH_DROPIN: another build). Its sys.path is found from argv[0]
+# (pyinit._pth next to it), so it runs from the build directory too.
 DROPIN_DIR = Path(os.environ.get("PYINIT_BENCH_DROPIN", ROOT / "build" / "dropin")) \
     / "opt" / "pyinit"
 BWRAP_SANDBOX = [  # what `pyinit sandbox` does by default (pyinit/sandbox.py)
@@ -90,7 +92,7 @@ def dropin_command() -> tuple[list[str] | None, str]:
     binary = DROPIN_DIR / "pyinit"
     if not binary.is_file():
         return None, f"{binary.relative_to(ROOT) if binary.is_relative_to(ROOT) else binary} " \
-            "is missing (images/build.sh)"
+            "is missing (images/dropin/build.sh)"
     loader = DROPIN_DIR / "lib" / "ld-linux-x86-64.so.2"
     argv = [str(binary)]
     if DROPIN_DIR.resolve() != Path("/opt/pyinit").resolve() and loader.is_file():

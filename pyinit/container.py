@@ -93,8 +93,8 @@ def _read_runtime(setup: plan.Plan, log: Any) -> memimport.Bundle | None:
               modules=len(bundle.code) + len(bundle.extensions), missing=bundle.missing,
               duration_ms=round((time.monotonic_ns() - began) / 1e6, 3))
     # A module of the closure that this install does not have as a file (a
-    # frozen build such as the drop-in, an incomplete install): after the
-    # seal it could not be imported at all, so not this way.
+    # frozen build, an incomplete install): after the seal it could not be
+    # imported at all, so not this way.
     return None if bundle.missing else bundle
 
 

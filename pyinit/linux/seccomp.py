@@ -26,7 +26,7 @@ multiplexed architectures, the same x32 checks). Its own Python binding,
 ``seccomp``, is a Cython extension that is not published on PyPI at all
 (``pip install seccomp`` finds no distribution): it exists only as distro
 packages such as Debian's ``python3-seccomp``, installed into the system
-interpreter's dist-packages, which pyinit's venv (and a PyInstaller build)
+interpreter's dist-packages, which pyinit's venv (and the drop-in, images/)
 does not see. The PyPI alternatives are ``pyseccomp`` (a ctypes shim, last
 released in 2021) and ``mephi42-seccomp`` (a re-packaging with no build for
 this platform). What pyinit needs is eight C functions; a maintained ABI
@@ -152,7 +152,7 @@ def library() -> ctypes.CDLL:
         try:
             lib = ctypes.CDLL(LIBRARY, use_errno=True)
         except OSError as exc:
-            # The drop-in binary (images/build.sh) carries its own copy in lib/.
+            # The drop-in (images/dropin/build.sh) carries its own copy in lib/.
             own = os.path.join(os.path.dirname(sys.executable), "lib", LIBRARY)
             try:
                 lib = ctypes.CDLL(own, use_errno=True)
