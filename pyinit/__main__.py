@@ -45,11 +45,19 @@ def _ensure_std_fds() -> None:
 
 
 def _usage_error(message: str) -> int:
+    """Say so on fd 2 and return status 2, even when nobody reads fd 2.
+
+    Written to the descriptor, not through sys.stderr: a failed write there
+    stays in its buffer, the interpreter's exit flushes it again, fails again
+    and makes the status 120 (unless PYTHONUNBUFFERED is set).
+    """
     from pyinit.cli import EXIT_USAGE
 
+    line = f"pyinit: error: {message} (see 'pyinit --help')\n"
+    data = line.encode(getattr(sys.stderr, "encoding", None) or "utf-8", "backslashreplace")
     try:
-        sys.stderr.write(f"pyinit: error: {message} (see 'pyinit --help')\n")
-        sys.stderr.flush()
+        while data:
+            data = data[posix.write(2, data):]
     except OSError:
         pass
     return EXIT_USAGE
