@@ -108,9 +108,10 @@ def directory(name: str, environ: dict[str, str] | os._Environ[str] = os.environ
     its code in the parent. ``off``: no cache.
 
     Unset (or empty): pyinit's own package directory (:class:`Package`), whose
-    writers can rewrite pyinit's code anyway. Not in a frozen build (the
-    drop-in): its code is inside the executable, and the directory its modules
-    claim to come from proves nothing about who can change that.
+    writers can rewrite pyinit's code anyway (the drop-in, images/, included:
+    its modules are files). Not in a frozen build (PyInstaller and the like):
+    its code is inside the executable, and the directory its modules claim to
+    come from proves nothing about who can change that.
     """
     chosen = environ.get(ENV)
     if chosen == "off":
