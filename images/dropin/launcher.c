@@ -18,8 +18,9 @@
  *   for a prefix elsewhere (an image's /usr/lib/python3.*) nor read
  *   sys.path from anywhere else.
  *
- * The program is scripts/pyinit's: pyinit.__main__ blocks every signal on
- * its first line.
+ * The program is scripts/pyinit-py's without its site handling (sys.path is
+ * whole already, and site never runs): pyinit.__main__ blocks every signal
+ * on its first line; the process is named pyinit by its executable's name.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
