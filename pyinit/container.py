@@ -27,15 +27,14 @@ one ``trio.run`` that has returned before the workload is forked.
 
 from __future__ import annotations
 
+import _signal as signal  # the C half: signal.py imports enum (4 ms of start-up)
 import _socket
 import errno
 import fcntl
 import os
 import select
-import signal
 import sys
 import time
-from collections.abc import Callable
 from functools import partial
 
 from pyinit import cli, closure, core, diagnose, early, memimport, proc, spawn
@@ -54,7 +53,7 @@ from pyinit.runtime.sync import Sync, decode, expect, open_channel, send, shut
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
-    from collections.abc import Coroutine
+    from collections.abc import Callable, Coroutine
     from typing import Any, NoReturn
 
     from pyinit.cgroups.manager import Cgroup
@@ -238,8 +237,8 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
             # setsid child that outlives the hook comes back to this process,
             # which ends with the container, not to the host-side pyinit.
             syscalls.set_child_subreaper()
-        state = state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
-        if start_hooks:
+        if start_hooks:  # (json is loaded: hooks come from a config.json)
+            state = state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
             from pyinit.runtime import starthooks  # loaded by the parent: _load_for
 
         def gate() -> None:

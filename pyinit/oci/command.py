@@ -6,7 +6,6 @@ without importing the code that runs them (:mod:`pyinit.hooks`).
 
 from __future__ import annotations
 
-import json
 import os
 
 from pyinit.record import record
@@ -50,6 +49,13 @@ def parse_command(r: Any, item: dict[str, Any], where: str) -> Command:
 
 
 def state_json(container_id: str, status: str, pid: int, bundle: str) -> bytes:
-    """The OCI state a hook reads on its stdin (runtime.md "State")."""
+    """The OCI state a hook reads on its stdin (runtime.md "State").
+
+    json is imported here, not at the top, for ``pyinit sandbox``, which starts without
+    it; hooks and commands come only from a config.json, so it is loaded by then (even
+    for PID 1 after the pivot, where nothing can be imported any more).
+    """
+    import json
+
     return json.dumps({"ociVersion": "1.0.2", "id": container_id, "status": status,
                        "pid": pid, "bundle": bundle, "annotations": {}}).encode()

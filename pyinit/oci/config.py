@@ -9,7 +9,6 @@ yet are refused, never silently dropped.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 from collections.abc import Callable, Iterator, Sequence
@@ -594,6 +593,8 @@ def parse(doc: Any, bundle: str) -> Config:
 
 
 def load(bundle: str) -> Config:
+    import json  # here: pyinit sandbox's start does without json (and re, enum)
+
     path = os.path.join(bundle, FILE)
     try:
         with open(path, encoding="utf-8") as fh:

@@ -21,8 +21,6 @@ program apply.
 from __future__ import annotations
 
 import os
-import re
-import secrets
 from collections.abc import Iterable
 
 from pyinit.record import field, record
@@ -303,6 +301,7 @@ def parse_systemd_path(value: str, where: str = "linux.cgroupsPath"
     the slice "" or ``NAME.slice`` whose dash-separated parts are not empty (systemd
     nests ``a-b.slice`` in ``a.slice``), prefix and name made of unit name characters,
     the scope's name at most 255 characters."""
+    import re  # only here: pyinit sandbox starts without re (and enum)
     parts = value.split(":")
     if len(parts) != 3:
         return None, [(where, f"{value!r} has {len(parts)} ':'-separated parts; the systemd "
@@ -341,7 +340,8 @@ def unique_id(name: str) -> str:
     """``name``-PID-RANDOM: a default container id no other run gets. The pid alone is
     not enough: two pyinits, each in a PID namespace of its own, can have the same one
     (and share the host's cgroup filesystem and lock directory)."""
-    return f"{name}-{os.getpid()}-{secrets.token_hex(4)}"
+    return f"{name}-{os.getpid()}-{os.urandom(4).hex()}"  # secrets' token_hex, without
+    # importing secrets (hmac, hashlib, OpenSSL's bindings, random: 7 ms of start-up)
 
 
 # ------------------------------------------------------------------ reading
@@ -450,6 +450,7 @@ def _memory(r: _Reader, doc: dict[str, Any], where: str) -> Memory:
 
 
 def _cpu(r: _Reader, doc: dict[str, Any], where: str) -> Cpu:
+    import re  # only here: pyinit sandbox starts without re (and enum)
     r.known(doc, where, ("shares", "quota", "burst", "period", "realtimeRuntime",
                          "realtimePeriod", "cpus", "mems", "idle"))
     shares = r.integer(doc, "shares", where, 0, 262144, text="2 to 262144")
@@ -554,6 +555,7 @@ def _devices(r: _Reader, resources: dict[str, Any], where: str) -> tuple[DeviceR
 
 
 def _resources(r: _Reader, doc: dict[str, Any], where: str) -> Resources:
+    import re  # only here: pyinit sandbox starts without re (and enum)
     r.known(doc, where, ("devices", "memory", "cpu", "pids", "blockIO", "hugepageLimits",
                          "network", "rdma", "unified"))
     memory_doc = r.obj(doc, "memory", where)

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import _socket
 import os
-import re
 
 from pyinit.log import Sink
 from pyinit.runtime import say_to
@@ -59,8 +58,9 @@ ROUND_BUDGET = 1 << 20  # bytes per round of the parent's loop
 DRAIN_BUDGET = 16 << 20  # after PID 1's exit: no one else writes, but never unbounded
 
 # C0 controls, DEL, every byte outside ASCII, and an ESC that does not start a
-# colour sequence.
-_UNSAFE = re.compile(rb"\x1b(?!\[[0-9;]*m)|[\x00-\x08\x0a-\x1a\x1c-\x1f\x7f-\xff]")
+# colour sequence (compiled by the parent for its first line: re and enum are 10 ms
+# of start-up, and a quiet sandbox passes no line on).
+_UNSAFE = rb"\x1b(?!\[[0-9;]*m)|[\x00-\x08\x0a-\x1a\x1c-\x1f\x7f-\xff]"
 
 
 def open_channel() -> tuple[int, int]:
@@ -95,7 +95,9 @@ def write_to_parent(sink: Sink, fd: int) -> None:
 def clean(line: bytes) -> bytes:
     """One line as the parent passes it on, in ASCII: control characters and every
     byte outside ASCII shown as ``\\xNN``, byte by byte."""
-    return _UNSAFE.sub(lambda m: b"\\x%02x" % m.group()[0], line)
+    import re  # cached by re after the first line
+
+    return re.sub(_UNSAFE, lambda m: b"\\x%02x" % m.group()[0], line)
 
 
 class Forwarder:

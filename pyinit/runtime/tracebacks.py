@@ -16,16 +16,14 @@ The frames' files, line numbers and functions are all still there.
 
 from __future__ import annotations
 
-import linecache
 import sys
-import threading
-import traceback
-from types import TracebackType
 
 from pyinit.runtime import say
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    import threading
+    from types import TracebackType
     from typing import Any
 
 
@@ -43,6 +41,8 @@ def _no_lazy(*args: Any, **kwargs: Any) -> bool:
 
 def _show(exc_type: type[BaseException], exc: BaseException | None,
           tb: TracebackType | None, what: str) -> None:
+    import traceback  # loaded by without_source(), before the pivot
+
     text = "".join(traceback.format_exception(exc_type, exc, tb))
     for line in f"{what}:\n{text}".rstrip("\n").split("\n"):
         say(line)
@@ -65,7 +65,16 @@ def _unraisablehook(unraisable: Any) -> None:
 
 
 def without_source() -> None:
-    """From now on in this process, no traceback opens (or stats) a source file."""
+    """From now on in this process, no traceback opens (or stats) a source file.
+
+    Imports what it patches and what the hooks use (linecache, threading,
+    traceback) now, in PID 1 before the pivot: the parent, which never pivots,
+    starts without them (5 ms).
+    """
+    import linecache
+    import threading
+    import traceback  # noqa: F401  (for _show, after the pivot)
+
     linecache.clearcache()
     linecache.getlines = _no_lines
     linecache.updatecache = _no_lines

@@ -14,18 +14,24 @@ from pyinit.errors import SetupError
 from pyinit.linux import syscalls, task
 from pyinit.oci.config import Process
 from pyinit.runtime import credentials
-from pyinit.runtime.sync import Sync, decode, expect, open_channel, send, shut
+from pyinit.runtime.sync import MESSAGES, Sync, decode, expect, open_channel, send, shut
 
 TMPFS_MAGIC = 0x01021994
 
 
 def test_each_message_is_one_byte_and_decodes_back() -> None:
-    assert {len(m.value) for m in Sync} == {1}
-    assert decode(b"".join(m.value for m in Sync)) == list(Sync)
+    assert {len(m.value) for m in MESSAGES} == {1}
+    assert len(set(MESSAGES)) == len(MESSAGES) == 7
+    assert decode(b"".join(m.value for m in MESSAGES)) == list(MESSAGES)
 
 
 def test_unknown_bytes_are_dropped() -> None:
-    assert decode(b"NX\0S") == [Sync.NAMESPACES_READY, Sync.STARTED]
+    found = decode(b"NX\0S")
+    assert found == [Sync.NAMESPACES_READY, Sync.STARTED]
+    # the very constants: the parent tells them apart with ``is``
+    assert found[0] is Sync.NAMESPACES_READY
+    assert found[1] is Sync.STARTED
+    assert repr(found) == "[Sync.NAMESPACES_READY, Sync.STARTED]"
 
 
 def test_the_sync_channel_once_both_sides_are_done_with_go() -> None:
