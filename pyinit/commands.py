@@ -182,7 +182,7 @@ def main(argv: list[str], start_ns: int) -> int:
     if argv[:1] == ["sandbox"]:
         from pyinit import sandbox
 
-        return sandbox.main(argv[1:], start_ns, parser_class())
+        return sandbox.main(argv[1:], start_ns, parser_class)  # argparse only if needed
     fast = _fast_run(argv[1:]) if argv[:1] == ["run"] else None
     if fast is not None:
         from types import SimpleNamespace

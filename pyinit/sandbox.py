@@ -36,10 +36,9 @@ directories are recognised by st_dev/st_ino, however the source is spelled.
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from pyinit import cli, diagnose
+from pyinit import cli
 from pyinit.linux import caps, flags, mountinfo, seccomp
 from pyinit.oci import resources
 from pyinit.oci.config import (
@@ -60,7 +59,13 @@ from pyinit.rootfs import plan
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from types import SimpleNamespace
     from typing import Any, NoReturn
+
+    # The parsed options: argparse's namespace, or the fast parser's (same attributes).
+    Args = argparse.Namespace | SimpleNamespace
 
 # Where the root's fresh tmpfs is attached until the pivot: on top of /, in the
 # sandbox's own mount namespace (made slave first, so nothing propagates back). A path
@@ -136,24 +141,34 @@ UNSUPPORTED = {
 }
 
 
-class _Ops(argparse.Action):
-    """Collect options in the order given, as bubblewrap does: (option, values)."""
+def _actions() -> tuple[type[argparse.Action], type[argparse.Action]]:
+    """argparse's two actions of the sandbox's parser (argparse is imported on demand)."""
+    import argparse
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        ops = list(getattr(namespace, self.dest, None) or [])
-        ops.append((option_string or "", values if isinstance(values, list) else
-                    [] if values is None else [values]))
-        setattr(namespace, self.dest, ops)
+    class Ops(argparse.Action):
+        """Collect options in the order given, as bubblewrap does: (option, values)."""
 
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                     values: Any, option_string: str | None = None) -> None:
+            ops = list(getattr(namespace, self.dest, None) or [])
+            ops.append((option_string or "", values if isinstance(values, list) else
+                        [] if values is None else [values]))
+            setattr(namespace, self.dest, ops)
 
-class _Unsupported(argparse.Action):
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        parser.error(f"{option_string}: {self.help}")
+    class Unsupported(argparse.Action):
+        def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                     values: Any, option_string: str | None = None) -> None:
+            parser.error(f"{option_string}: {self.help}")
+
+    return Ops, Unsupported
 
 
 def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    """The sandbox's whole command line for argparse: --help, and every command line
+    the fast parser (:func:`fast_parse`) leaves to it."""
+    import argparse
+
+    _Ops, _Unsupported = _actions()
     p = parser_class(
         prog="pyinit sandbox",
         description="Run PROGRAM in new namespaces on a fresh tmpfs root, with pyinit as "
@@ -247,19 +262,26 @@ def parser(parser_class: type[argparse.ArgumentParser]) -> argparse.ArgumentPars
     return p
 
 
+def _type_error(message: str) -> Exception:
+    """argparse's ArgumentTypeError (its message is argparse's error line)."""
+    import argparse
+
+    return argparse.ArgumentTypeError(message)
+
+
 def _id(text: str) -> int:
     if not text.isdigit() or int(text) > 2**32 - 2:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an id (0 to 4294967294)")
+        raise _type_error(f"{text!r} is not an id (0 to 4294967294)")
     return int(text)
 
 
 def _fd(text: str) -> int:
     if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a file descriptor number")
+        raise _type_error(f"{text!r} is not a file descriptor number")
     try:
         os.fstat(int(text))
     except OSError as exc:
-        raise argparse.ArgumentTypeError(f"{text} is not an open file descriptor "
+        raise _type_error(f"{text} is not an open file descriptor "
                                          f"({exc.strerror})") from None
     return int(text)
 
@@ -267,18 +289,13 @@ def _fd(text: str) -> int:
 MAX_ARGS_DEPTH = 16
 
 
-def expand_args(argv: list[str], p: argparse.ArgumentParser) -> list[str]:
+def expand_args(argv: list[str]) -> list[str]:
     """``--args FD`` replaced by the NUL-separated arguments read from FD (flatpak's way).
 
     Only among the options: the program and its arguments are left alone.
     Raises ValueError naming the option.
     """
-    arity = {}
-    for action in p._actions:
-        n = action.nargs
-        count = 0 if n == 0 else n if isinstance(n, int) else 1
-        for option in action.option_strings:
-            arity[option] = count
+    arity = ARITY
     out: list[str] = []
     rest = list(argv)
     expanded = 0
@@ -329,13 +346,13 @@ def _size(text: str) -> int:
     scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
     digits = text[:-1] if scale != 1 else text
     if not digits.isdigit() or int(digits) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 64m")
+        raise _type_error(f"{text!r} is not a size like 64m")
     return int(digits) * scale
 
 
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) == 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number")
+        raise _type_error(f"{text!r} is not a positive number")
     return int(text)
 
 
@@ -345,14 +362,101 @@ def _cpus(text: str) -> float:
     except ValueError:
         value = 0
     if not 0.01 <= value <= 100000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of CPUs like 0.5 or 2")
+        raise _type_error(f"{text!r} is not a number of CPUs like 0.5 or 2")
     return value
 
 
 CPU_PERIOD = 100000  # µs, the kernel's default CFS period
 
+# The fast parser's table (:func:`fast_parse`), the same options as :func:`parser`'s
+# (tests/unit/test_sandbox_parser.py holds them together): option -> (dest, number
+# of values, how). How: "ops" appends (option, values) to dest, in the order given;
+# "flag" stores True; a tuple is the choices of the value; anything else converts the
+# value, as argparse's ``type=``. --help, --args and the refused options are not in
+# it: argparse answers them.
+FAST: dict[str, tuple[str, int, str | tuple[str, ...] | Callable[[str], Any]]] = {
+    **{option: ("ops", len(values), "ops") for option, values in FS_OPTIONS.items()},
+    **{option: ("env_ops", len(values), "ops") for option, values in ENV_OPTIONS.items()},
+    **{option: (option.removeprefix("--").removesuffix("-try").replace("-", "_"), 0, "flag")
+       for option in ("--unshare-user", "--unshare-user-try", "--unshare-ipc",
+                      "--unshare-pid", "--unshare-uts", "--unshare-net", "--unshare-cgroup",
+                      "--unshare-cgroup-try", "--unshare-all", "--share-net", "--map-subids",
+                      "--new-session", "--die-with-parent", "--no-seccomp",
+                      "--disable-userns")},
+    "--uid": ("uid", 1, _id), "--gid": ("gid", 1, _id),
+    "--hostname": ("hostname", 1, str), "--chdir": ("chdir", 1, str),
+    "--info-fd": ("info_fd", 1, _fd), "--json-status-fd": ("json_status_fd", 1, _fd),
+    "--sync-fd": ("sync_fd", 1, _fd), "--seccomp": ("seccomp", 1, _fd),
+    "--seccomp-profile": ("seccomp_profile", 1, str),
+    "--memory": ("memory", 1, _size), "--pids": ("pids", 1, _positive),
+    "--cpus": ("cpus", 1, _cpus),
+    "--cap-add": ("cap_ops", 1, "ops"), "--cap-drop": ("cap_ops", 1, "ops"),
+    "--grace": ("grace", 1, float),
+    "--log-format": ("log_format", 1, cli.LOG_FORMATS),
+    "--log-level": ("log_level", 1, cli.LOG_LEVELS),
+}
+# The namespace of a command line with no option at all, as argparse makes it.
+FAST_DEFAULTS: dict[str, Any] = {
+    **{dest: False if how == "flag" else None for dest, _n, how in FAST.values()},
+    **{option.removeprefix("--").replace("-", "_"): None for option in UNSUPPORTED},
+    "args": None, "grace": 5.0, "log_format": "auto", "log_level": "warning", "program": [],
+}
+# How many values each option takes, for expand_args (argparse's nargs, as a number).
+ARITY = {**{option: count for option, (_d, count, _h) in FAST.items()},
+         **{option: len(values.split()) for option, (values, _r) in UNSUPPORTED.items()},
+         "-h": 0, "--help": 0, "--args": 1}
 
-def cgroup_spec(args: argparse.Namespace) -> resources.CgroupSpec | None:
+
+def fast_parse(argv: list[str]) -> SimpleNamespace | None:
+    """The options as argparse would parse them, or None for argparse to do it.
+
+    Only the forms whose meaning is beyond doubt: each option of :data:`FAST` spelled
+    out in full with its values (``--opt=value`` for one value), none of them starting
+    with ``-``, each valid; then ``--`` or the program, which takes the rest. Anything
+    else (help, an unknown, refused or abbreviated option, a missing or bad value) is
+    left to argparse, for its exact message and exit status. The point: argparse, and
+    the re and enum it imports, cost ``pyinit sandbox`` 15 ms of its start.
+    """
+    from types import SimpleNamespace
+
+    args = dict(FAST_DEFAULTS)
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--" or (token and not token.startswith("-")):
+            args["program"] = argv[i:]
+            break
+        option, eq, value = token.partition("=")
+        if option not in FAST:
+            return None
+        dest, count, how = FAST[option]
+        if eq:
+            if count != 1 or not value:
+                return None
+            values = [value]
+            i += 1
+        else:
+            values = argv[i + 1:i + 1 + count]
+            if len(values) < count:
+                return None
+            i += 1 + count
+        if any(v.startswith("-") for v in values):
+            return None
+        if isinstance(how, str):  # "ops" or "flag"
+            args[dest] = [*(args[dest] or []), (option, values)] if how == "ops" else True
+        elif isinstance(how, tuple):
+            if values[0] not in how:
+                return None
+            args[dest] = values[0]
+        else:
+            try:
+                args[dest] = how(values[0])
+            except Exception:  # argparse says what is wrong with it
+                return None
+    return SimpleNamespace(**args)
+
+
+def cgroup_spec(args: Args) -> resources.CgroupSpec | None:
     """--memory, --pids and --cpus as the cgroup part pyinit run reads from config.json
     (docs/cgroups.md); None without them: then the sandbox gets no cgroup of its own.
     The cgroup is /pyinit/sandbox-<pid>-<random> (root), else the same relative, under the
@@ -566,6 +670,8 @@ def fresh_proc_refused(user_ns: bool) -> str | None:
     on top of anything in it (the kernel's mount_too_revealing). A container
     engine's masked /proc, or an outer sandbox's read-only /proc/sys, is not.
     """
+    from pyinit import diagnose  # loaded by the container's code anyway
+
     if not user_ns and not diagnose.in_user_namespace():
         return None
     entries = mountinfo.read()
@@ -583,7 +689,7 @@ def fresh_proc_refused(user_ns: bool) -> str | None:
             f"mounts on top of it ({shown or 'no proc mount at all'})")
 
 
-def build(args: argparse.Namespace) -> tuple[Config, RunOptions]:
+def build(args: Args) -> tuple[Config, RunOptions]:
     """The Config for these options, and how to run it (the other steps, in their order)."""
     default = not getattr(args, "ops", None)
     ops = _default_ops() if default else args.ops
@@ -801,10 +907,17 @@ def _seccomp(path: str | None, kept: list[str], namespaces: bool) -> Seccomp | N
     return profile
 
 
-def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentParser]) -> int:
-    p = parser(parser_class)
+def main(argv: list[str], start_ns: int,
+         parser_class: Callable[[], type[argparse.ArgumentParser]]) -> int:
+    """``parser_class`` (commands.parser_class) is called, and argparse imported, only
+    for a command line the fast parser leaves to argparse, or for an error."""
+    p: argparse.ArgumentParser | None = None
     try:
-        args = p.parse_args(expand_args(argv, p))
+        argv = expand_args(argv)
+        args: Args | None = fast_parse(argv)
+        if args is None:
+            p = parser(parser_class())
+            args = p.parse_args(argv)
         program = args.program[1:] if args.program[:1] == ["--"] else args.program
         if not program:
             raise ValueError("no PROGRAM given (usage: pyinit sandbox [OPTIONS] -- PROGRAM "
@@ -812,7 +925,8 @@ def main(argv: list[str], start_ns: int, parser_class: type[argparse.ArgumentPar
         args.program = program
         cfg, run = build(args)
     except ValueError as exc:
-        p.error(str(exc))  # one line, then where the help is; exit status 2
+        # one line, then where the help is; exit status 2
+        (p or parser(parser_class())).error(str(exc))
     created = tuple(ns.type for ns in cfg.namespaces)
     return _run(cfg, _with_status(run, created, args.info_fd, args.json_status_fd), args,
                 start_ns)
@@ -864,7 +978,7 @@ def _with_status(run: RunOptions, created: tuple[str, ...], info_fd: int | None,
     return replace(run, on_started=started, on_exit=exited)
 
 
-def _run(cfg: Config, run: RunOptions, args: argparse.Namespace, start_ns: int) -> NoReturn:
+def _run(cfg: Config, run: RunOptions, args: Args, start_ns: int) -> NoReturn:
     from pyinit import container
 
     opts = cli.Options()
