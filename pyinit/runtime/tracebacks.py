@@ -39,11 +39,21 @@ def _no_lazy(*args: Any, **kwargs: Any) -> bool:
     return False
 
 
+def _no_line(*args: Any, **kwargs: Any) -> str:
+    return ""
+
+
 def _show(exc_type: type[BaseException], exc: BaseException | None,
           tb: TracebackType | None, what: str) -> None:
-    import traceback  # loaded by without_source(), before the pivot
-
-    text = "".join(traceback.format_exception(exc_type, exc, tb))
+    try:
+        # Loaded by now, or served from memory after the pivot: pyinit.supervisor
+        # imports it, so the closure PID 1 reads into memory has it (pyinit/closure.py),
+        # and a PID 1 without that bundle imports the supervisor before the pivot.
+        import traceback
+    except ImportError:  # never the interpreter's printer, which opens the source
+        text = f"{exc_type.__name__}: {exc}"
+    else:
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
     for line in f"{what}:\n{text}".rstrip("\n").split("\n"):
         say(line)
 
@@ -67,19 +77,26 @@ def _unraisablehook(unraisable: Any) -> None:
 def without_source() -> None:
     """From now on in this process, no traceback opens (or stats) a source file.
 
-    Imports what it patches and what the hooks use (linecache, threading,
-    traceback) now, in PID 1 before the pivot: the parent, which never pivots,
-    starts without them (5 ms).
+    linecache's lookups are replaced by ones that find nothing. When linecache
+    is not loaded yet (PID 1's case: the parent imports no traceback machinery),
+    a module of that name with those lookups takes its place in ``sys.modules``,
+    so that every later ``import linecache`` (traceback's, from memory after the
+    pivot) gets it; PID 1 then starts without linecache's own imports (tokenize,
+    re and enum: 7 ms on its way to the workload).
     """
-    import linecache
-    import threading
-    import traceback  # noqa: F401  (for _show, after the pivot)
+    import threading  # loaded already: runtime/hardening.py uses it
 
-    linecache.clearcache()
-    linecache.getlines = _no_lines
-    linecache.updatecache = _no_lines
-    linecache.checkcache = _nothing
-    linecache.lazycache = _no_lazy
+    linecache = sys.modules.get("linecache")
+    if linecache is None:
+        linecache = type(sys)("linecache")
+        cache: dict[str, Any] = {}
+        vars(linecache).update(cache=cache, clearcache=cache.clear, getline=_no_line,
+                               __all__=["getline", "clearcache", "checkcache", "lazycache"])
+        sys.modules["linecache"] = linecache
+    else:
+        linecache.clearcache()
+    vars(linecache).update(getlines=_no_lines, updatecache=_no_lines, checkcache=_nothing,
+                           lazycache=_no_lazy)
     sys.excepthook = _excepthook
     threading.excepthook = _thread_excepthook
     sys.unraisablehook = _unraisablehook
