@@ -237,8 +237,8 @@ def _container(cfg: Config, setup: plan.Plan, opts: cli.Options, log: Any, sink:
             # setsid child that outlives the hook comes back to this process,
             # which ends with the container, not to the host-side pyinit.
             syscalls.set_child_subreaper()
-        if start_hooks:  # (json is loaded: hooks come from a config.json)
-            state = state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
+        state = state_json(name, "created", executor.ctx.host_pid, cfg.bundle)
+        if start_hooks:
             from pyinit.runtime import starthooks  # loaded by the parent: _load_for
 
         def gate() -> None:

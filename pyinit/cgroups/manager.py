@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from pyinit.cgroups import devicefilter, mapping
 from pyinit.cgroups.host import Hierarchy, Host
 from pyinit.errors import SetupError
 from pyinit.linux import bpf, cgroupfs
+from pyinit.oci import jsonio
 from pyinit.oci.resources import CgroupSpec, DevicePolicy, default_path, device_policy
 from pyinit.record import field, record
 
@@ -356,7 +354,7 @@ def _lock(state_dir: str, path: str) -> tuple[str, int]:
 
 def _record(cg: Cgroup) -> None:
     assert cg.lock_fd is not None
-    data = json.dumps({"path": cg.path, "created": cg.created}).encode()
+    data = jsonio.dumps({"path": cg.path, "created": cg.created}).encode()
     os.ftruncate(cg.lock_fd, 0)
     os.pwrite(cg.lock_fd, data, 0)
 
@@ -366,16 +364,27 @@ def _record(cg: Cgroup) -> None:
 # STATE_DIR/parents; whoever removes a leaf then removes the empty marked
 # ancestors. One flock serialises making and removing parents, so a parent is
 # never removed between another run's mkdir of it and of its child.
-@contextmanager
-def _parents(state_dir: str) -> Iterator[str]:
-    directory = os.path.join(state_dir, "parents")
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd = os.open(os.path.join(directory, "LOCK"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield directory
-    finally:
-        os.close(fd)
+class _Parents:
+    """The registry of parents, held under its flock for the ``with`` block (a class, not
+    contextlib.contextmanager: contextlib is an import on the way to the container)."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.directory = os.path.join(state_dir, "parents")
+        self.fd = -1
+
+    def __enter__(self) -> str:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        self.fd = os.open(os.path.join(self.directory, "LOCK"),
+                          os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(self.fd)
+            raise
+        return self.directory
+
+    def __exit__(self, *exc_info: object) -> None:
+        os.close(self.fd)
 
 
 def _marker(registry: str, directory: str) -> str:
@@ -385,7 +394,7 @@ def _marker(registry: str, directory: str) -> str:
 def _remove_parents(state_dir: str, leaves: list[str]) -> list[str]:
     """rmdir the marked ancestors of ``leaves`` that are empty, deepest first; the removed."""
     removed = []
-    with _parents(state_dir) as registry:
+    with _Parents(state_dir) as registry:
         for leaf in leaves:
             parent = os.path.dirname(leaf)
             while os.path.exists(_marker(registry, parent)):
@@ -429,7 +438,7 @@ def create(host: Host, spec: CgroupSpec, container_id: str, *, state_dir: str | 
     dirs = {h.name: h.directory(h.resolve(path)) for h in chosen}
     cg = Cgroup(path, dirs, host, [], lock_path, lock_fd, state_dir)
     try:
-        with _parents(state_dir) as registry:
+        with _Parents(state_dir) as registry:
             for hier in chosen:
                 _make(cg, hier, registry)
         wanted: dict[str, str] = {}
@@ -660,7 +669,12 @@ def sweep(state_dir: str | None = None) -> SweepResult:
             except BlockingIOError:
                 continue  # its owner is alive
             raw = os.pread(fd, 1 << 20, 0)
-            created = json.loads(raw)["created"] if raw else []
+            if raw:  # a dead run's record: rare enough to import json for it
+                import json
+
+                created = json.loads(raw)["created"]
+            else:
+                created = []
             busy = [d for d in created if cgroupfs.procs(d)]
             if busy:
                 kept += [(d, "processes still run in it") for d in busy]

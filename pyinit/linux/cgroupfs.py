@@ -9,9 +9,9 @@ file to create), and errors as ``OSError`` with the file's path.
 
 from __future__ import annotations
 
+import _signal as signal  # the C half: signal.py imports enum
 import errno
 import os
-import signal
 import time
 
 _READ = os.O_RDONLY | os.O_CLOEXEC

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from pyinit.oci import jsonio
 from pyinit.record import record
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
@@ -49,13 +50,7 @@ def parse_command(r: Any, item: dict[str, Any], where: str) -> Command:
 
 
 def state_json(container_id: str, status: str, pid: int, bundle: str) -> bytes:
-    """The OCI state a hook reads on its stdin (runtime.md "State").
-
-    json is imported here, not at the top, for ``pyinit sandbox``, which starts without
-    it; hooks and commands come only from a config.json, so it is loaded by then (even
-    for PID 1 after the pivot, where nothing can be imported any more).
-    """
-    import json
-
-    return json.dumps({"ociVersion": "1.0.2", "id": container_id, "status": status,
-                       "pid": pid, "bundle": bundle, "annotations": {}}).encode()
+    """The OCI state a hook reads on its stdin (runtime.md "State"), as json.dumps
+    writes it (pyinit/oci/jsonio.py: nothing to import, even in PID 1 after the pivot)."""
+    return jsonio.dumps({"ociVersion": "1.0.2", "id": container_id, "status": status,
+                         "pid": pid, "bundle": bundle, "annotations": {}}).encode()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
-from pyinit.oci import refusals, resources
+from pyinit.oci import jsonio, refusals, resources
 from pyinit.oci.command import Command, parse_command
 from pyinit.oci.seccomp import Seccomp, parse_seccomp
 from pyinit.record import field, record, replace
@@ -593,15 +593,17 @@ def parse(doc: Any, bundle: str) -> Config:
 
 
 def load(bundle: str) -> Config:
-    import json  # here: pyinit sandbox's start does without json (and re, enum)
-
     path = os.path.join(bundle, FILE)
     try:
         with open(path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+            doc = jsonio.loads(fh.read())  # json.load's, without importing re and enum
     except FileNotFoundError:
         raise ConfigError([(FILE, f"{path} does not exist")]) from None
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # json.JSONDecodeError, from json itself (pyinit/oci/jsonio.py)
+        import json
+
+        if not isinstance(exc, json.JSONDecodeError):
+            raise  # not UTF-8: a UnicodeDecodeError, as from json.load
         raise ConfigError([(FILE, f"not valid JSON: {exc.msg} at line {exc.lineno} "
                             f"column {exc.colno}")]) from None
     except OSError as exc:
