@@ -35,7 +35,7 @@ import os
 import select
 import sys
 import time
-from functools import partial
+from _functools import partial  # functools.partial itself; functools imports collections
 
 from pyinit import cli, closure, core, diagnose, early, memimport, proc, spawn
 from pyinit.errors import EXIT_SETUP_FAILED, SetupError

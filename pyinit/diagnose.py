@@ -13,7 +13,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
 
 from pyinit.errors import SetupError
 from pyinit.linux import mountinfo
@@ -21,6 +20,7 @@ from pyinit.record import record
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from pyinit.linux.kernel import Kernel

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import _signal
 import os
-import threading
 import time
 
 from pyinit import core
@@ -82,6 +81,8 @@ def run(opts: Options, child: Spawned, startup: Startup, *,
     ``site_deferred``: Python started without ``site`` (the launcher's
     ``-S``), and the thread runs it first.
     """
+    import threading  # here: pyinit run's parent, which imports this module, needs none
+
     main_thread = threading.get_ident()
     loaded = threading.Event()
     can_report = threading.Event()

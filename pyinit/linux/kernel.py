@@ -19,13 +19,13 @@ The rules the methods make easy to follow:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from pyinit.errors import SetupError
 from pyinit.linux import copyup, mountinfo, syscalls
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import TypeVar
 
     T = TypeVar("T")

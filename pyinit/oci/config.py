@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import resource
-from collections.abc import Callable, Iterator, Sequence
 
 from pyinit.linux import flags
 from pyinit.linux.caps import CAPS
@@ -22,6 +21,7 @@ from pyinit.record import field, record, replace
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
     from typing import Any
 
 NAMESPACE_TYPES = ("pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time")

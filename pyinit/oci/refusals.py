@@ -19,12 +19,12 @@ delegated; it warns).
 from __future__ import annotations
 
 import resource
-from collections.abc import Iterable
 
 from pyinit.linux.capnames import CAPS
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 Problem = tuple[str, str]

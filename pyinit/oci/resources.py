@@ -21,12 +21,12 @@ program apply.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 from pyinit.record import field, record
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, TypeVar
 
     T = TypeVar("T")

@@ -46,10 +46,10 @@ and so on, in ``_BY_CAPABILITY``.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any
 
 EPERM = 1

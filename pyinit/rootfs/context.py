@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Awaitable, Callable
 
 from pyinit.errors import SetupError
 from pyinit.linux.kernel import Kernel
@@ -13,10 +12,11 @@ from pyinit.record import field, record
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
     from typing import Any
 
-# hooks.run_checked's shape: (command, log, step, stdin=, cwd_fd=, **tags)
-CommandRunner = Callable[..., Awaitable[None]]
+    # hooks.run_checked's shape: (command, log, step, stdin=, cwd_fd=, **tags)
+    CommandRunner = Callable[..., Awaitable[None]]
 
 
 @record(frozen=False)

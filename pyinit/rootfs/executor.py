@@ -22,7 +22,7 @@ from pyinit.errors import SetupError
 from pyinit.linux.kernel import Kernel
 from pyinit.oci.command import state_json
 from pyinit.rootfs import devices, files, hardening, mounts, pivot
-from pyinit.rootfs.context import CommandRunner, Context
+from pyinit.rootfs.context import Context
 from pyinit.rootfs.plan import (
     BindData,
     BindDevice,
@@ -56,6 +56,8 @@ from pyinit.rootfs.plan import (
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
     from typing import Any
+
+    from pyinit.rootfs.context import CommandRunner
 
 
 def _doing(step: Step, root_path: str) -> str:

@@ -53,7 +53,7 @@ every capability after it.
 from __future__ import annotations
 
 import os
-import threading
+import sys
 
 from pyinit.linux import caps, seccomp, syscalls, task
 from pyinit.oci.config import User
@@ -82,6 +82,10 @@ def _in_every_other_thread(fn: object) -> None:
     jobs share a thread; afterwards the set of threads that ran it must be
     exactly the set that exists.
     """
+    if "threading" not in sys.modules:  # never imported here: no thread was started
+        return
+    import threading  # loaded (the line above): this runs after the pivot
+
     others = threading.active_count() - 1
     if others <= 0:
         return

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
 
 from pyinit import diagnose
 from pyinit.errors import SetupError
@@ -14,6 +13,7 @@ from pyinit.runtime import say
 
 TYPE_CHECKING = False  # typing costs 6 ms at start-up; mypy reads the name
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 FLAGS = {

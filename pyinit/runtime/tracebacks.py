@@ -82,10 +82,9 @@ def without_source() -> None:
     a module of that name with those lookups takes its place in ``sys.modules``,
     so that every later ``import linecache`` (traceback's, from memory after the
     pivot) gets it; PID 1 then starts without linecache's own imports (tokenize,
-    re and enum: 7 ms on its way to the workload).
+    re and enum: 7 ms on its way to the workload). The same for threading's
+    hook: set where threading will take it from, if it is not loaded yet.
     """
-    import threading  # loaded already: runtime/hardening.py uses it
-
     linecache = sys.modules.get("linecache")
     if linecache is None:
         linecache = type(sys)("linecache")
@@ -98,5 +97,12 @@ def without_source() -> None:
     vars(linecache).update(getlines=_no_lines, updatecache=_no_lines, checkcache=_nothing,
                            lazycache=_no_lazy)
     sys.excepthook = _excepthook
-    threading.excepthook = _thread_excepthook
+    if "threading" in sys.modules:
+        import threading
+
+        threading.excepthook = _thread_excepthook
+    else:  # not loaded yet (PID 1's case, as linecache): threading takes its excepthook
+        import _thread  # from _thread when it is imported (from memory, with trio)
+
+        vars(_thread)["_excepthook"] = _thread_excepthook
     sys.unraisablehook = _unraisablehook

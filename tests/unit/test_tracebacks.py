@@ -18,15 +18,15 @@ from pyinit import closure
 
 SOURCE = str(Path(pyinit.__file__).parent.parent)
 
-CHILD = r'''import gc, os, sys, threading
+CHILD = r'''import gc, os, sys
 {first}
 from pyinit.runtime import say_to, tracebacks
 
 r, w = os.pipe()
 say_to(w)
-print("linecache" in sys.modules)
+print("linecache" in sys.modules, "threading" in sys.modules)
 tracebacks.without_source()
-import traceback
+import threading, traceback
 opened = []
 sys.addaudithook(lambda ev, args: opened.append(args[0]) if ev == "open" else None)
 
@@ -56,11 +56,11 @@ print(said.count('child.py", line 14, in fail'), said.count('pyinit: ValueError:
 '''
 
 
-@pytest.mark.parametrize("first", ["import traceback", "pass"],
-                         ids=["linecache-loaded", "linecache-not-yet-loaded"])
+@pytest.mark.parametrize("first", ["import threading, traceback", "pass"],
+                         ids=["loaded", "not-yet-loaded"])
 def test_no_traceback_opens_its_source_file(tmp_path: Path, first: str) -> None:
-    # PID 1 is the second case: the parent imports no traceback machinery, and
-    # without_source() puts a linecache of its own where traceback will find it.
+    # PID 1 is the second case: the parent imports neither linecache nor threading,
+    # and without_source() puts its lookups and hook where they will be found.
     child = tmp_path / "child.py"  # a real file: "-c" code has no source to look up
     child.write_text(CHILD.replace("{first}", first))
     res = subprocess.run([sys.executable, str(child)], capture_output=True, text=True,
@@ -69,7 +69,8 @@ def test_no_traceback_opens_its_source_file(tmp_path: Path, first: str) -> None:
     assert res.stderr == ""
     # No file opened; the frame is named (file, line, function), without its source;
     # the three hooks said it through say(), which PID 1 points at its log pipe.
-    assert res.stdout.splitlines() == [str(first != "pass"), "[]", "1 False", "3 3"]
+    loaded = first != "pass"
+    assert res.stdout.splitlines() == [f"{loaded} {loaded}", "[]", "1 False", "3 3"]
 
 
 def test_pid1_can_format_a_traceback_after_the_pivot() -> None:
