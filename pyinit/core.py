@@ -20,6 +20,7 @@ loop starts is a millisecond in which a quick workload's exit goes unnoticed.
 from __future__ import annotations
 
 import _signal
+import _thread
 import os
 import time
 
@@ -115,10 +116,15 @@ class Core:
     every child is reaped, in a loop until none is ready, because SIGCHLDs
     coalesce while pending. ``untraced`` also reports the workload's stops
     (job control at a terminal).
+
+    ``lock`` is held while the reaper reaps. The supervisor's signal thread
+    reaps while its trio thread may signal PIDs it listed or the workload's:
+    holding the lock across the listing and the kill, no PID is freed (and
+    possibly reused by a stranger) in between, as in one thread.
     """
 
-    __slots__ = ("everyone", "kill_group", "me", "no_child_left", "untraced", "workload",
-                 "workload_status")
+    __slots__ = ("everyone", "kill_group", "lock", "me", "no_child_left", "untraced",
+                 "workload", "workload_status")
 
     def __init__(self, workload: int, *, kill_group: bool, everyone: bool,
                  untraced: bool = False, workload_status: int | None = None) -> None:
@@ -130,6 +136,7 @@ class Core:
         self.workload_status = workload_status
         # Set by the reaper that finds no child at all (only when reaping everyone).
         self.no_child_left = False
+        self.lock = _thread.allocate_lock()
 
     def handle(self, signo: int, sender: int) -> list[Forwarded | Dropped | Exited | Stopped]:
         """Act on one signal from any source; what happened, in order."""
@@ -153,6 +160,10 @@ class Core:
         return Forwarded(signo, sender, to, delivered)
 
     def reap(self) -> list[Exited | Stopped]:
+        with self.lock:
+            return self._reap()
+
+    def _reap(self) -> list[Exited | Stopped]:
         found: list[Exited | Stopped] = []
         if not self.everyone:
             if self.workload_status is None:

@@ -1,13 +1,22 @@
 """The PID-1 supervisor: forward signals, reap zombies, shut down gracefully.
 
-It reads like tini's main loop, as a trio nursery with two tasks:
+It reads like tini's main loop, in two threads:
 
-* :meth:`Supervisor.handle_signals` reads signals from a signalfd and hands
-  each to the forward-and-reap core (:mod:`pyinit.core`, which the early
-  phase feeds from ``sigtimedwait``), then logs and acts on what it did;
-* :meth:`Supervisor.shutdown` starts when the workload exits or pyinit is
-  asked to stop: SIGTERM to everyone else, SIGKILL after the grace period,
-  and done when no child is left.
+* the signal thread (:class:`SignalThread`) blocks in ``read`` on a signalfd
+  and hands each signal at once to the forward-and-reap core
+  (:mod:`pyinit.core`, which the early phase feeds from ``sigtimedwait``):
+  a signal is forwarded before trio hears of it, with no event loop, task
+  switch or log line in between;
+* the trio thread runs a nursery: :meth:`Supervisor.take_over` logs and acts
+  on what the core did, in the order it did it, and :meth:`Supervisor.shutdown`
+  starts when the workload exits or pyinit is asked to stop: SIGTERM to
+  everyone else, SIGKILL after the grace period, and done when no child is
+  left.
+
+Waking trio for every signal cost more than the forwarding itself (about
+100 us of event loop between epoll's return and the task's ``os.kill``,
+against ~110 us for tini's whole path). Should the kernel refuse a thread (a
+seccomp profile without clone), trio reads the signalfd itself, as before.
 
 The core's reaper owns all waiting (``waitpid(-1)``): nothing else in this
 process may wait for a child, or the two race and one of them loses an exit
@@ -18,9 +27,11 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 import trio
@@ -48,6 +59,13 @@ EXIT_INTERNAL = 1
 # exit, whichever comes first.
 BURST_QUIET_S = 0.1
 BURST_MAX_S = 1.0
+# How long the end of supervision waits for the signal thread to finish the
+# signals it has read (it is woken at once; only a stopped process waits).
+STOP_THREAD_S = 5.0
+
+Outcome = Forwarded | Dropped | Exited | Stopped
+# What the core did for one signal, and whether it then knew no child was left.
+Handled = tuple[Sequence[Outcome], bool]
 
 
 def _kill(pid: int, sig: int) -> bool:
@@ -59,6 +77,53 @@ def _kill(pid: int, sig: int) -> bool:
     except PermissionError:
         return False
     return True
+
+
+class SignalThread:
+    """Read the signalfd in a thread of its own; forward and reap at once.
+
+    Every signal is blocked in every thread (a new thread inherits the mask),
+    and only this thread reads the signalfd, so each signal is handled exactly
+    once and in the order the kernel gives them. What the core did goes, in
+    that order, into ``handed`` for the trio thread to log; ``wake`` tells it
+    so. The core's state (the workload's status, who is left) is written here
+    only; the trio thread reads ``no_child_left`` from what was handed over.
+
+    :meth:`stop` ends the loop: it sets ``stopping`` and sends pyinit a
+    SIGCHLD, which wakes the read and at worst reaps nobody.
+    """
+
+    def __init__(self, sfd: int, core_: core.Core, wake: Callable[[], None],
+                 before_forward: Callable[[int], None] | None = None) -> None:
+        self.sfd = sfd
+        self.core = core_
+        self.wake = wake
+        self.before_forward = before_forward
+        self.handed: deque[Handled | BaseException] = deque()
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="pyinit-signals", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def _run(self) -> None:
+        handle, handed, before = self.core.handle, self.handed, self.before_forward
+        try:
+            while not self.stopping:
+                for info in syscalls.read_signals(self.sfd):  # blocks
+                    if before is not None:
+                        before(info.signo)
+                    handed.append((handle(info.signo, info.pid), self.core.no_child_left))
+                self.wake()
+        except BaseException as exc:  # re-raised by the trio thread: pyinit.crashed
+            handed.append(exc)
+            self.wake()
+
+    def stop(self) -> None:
+        """Return once nothing more is read; what was read is in ``handed``."""
+        self.stopping = True
+        os.kill(os.getpid(), signal.SIGCHLD)
+        self.thread.join(STOP_THREAD_S)
 
 
 class Supervisor:
@@ -81,6 +146,8 @@ class Supervisor:
             workload_status=None if startup.workload_exit is None
             else startup.workload_exit.status)
         self.proc_ok = proc.proc_is_ours(startup.proc)
+        self.reader: SignalThread | None = None
+        self.handed_over = trio.Event()  # the signal thread handed something over
 
     @property
     def workload_status(self) -> int | None:
@@ -99,26 +166,94 @@ class Supervisor:
                 if startup_reason := self.startup.shutdown_reason:
                     self.start_shutdown(startup_reason)  # asked for while trio loaded
                 self.log.debug("supervisor.ready", signals=len(core.WATCHED))
-                self.act(self.core.reap())  # whatever died while trio was being imported
-                nursery.start_soon(self.handle_signals, sfd)
+                # whatever died while trio was being imported
+                self.act(self.core.reap(), self.core.no_child_left)
+                self.start_reading(sfd)
                 await self.all_gone.wait()
+                self.stop_reading()
                 nursery.cancel_scope.cancel()
         finally:
+            if self.reader is not None:
+                self.reader.stop()  # pyinit failed: stop forwarding before the emergency kill
             os.close(sfd)
         assert self.workload_status is not None
         code = exit_code(self.workload_status)
         return self.opts.remap.get(code, code)
 
+    def start_reading(self, sfd: int) -> None:
+        """The signal thread reads ``sfd``; or, if no thread can start, a trio task."""
+        assert self.nursery is not None
+        token = trio.lowlevel.current_trio_token()
+
+        def wake() -> None:  # in the signal thread; the trio thread sets the Event
+            try:
+                token.run_sync_soon(self._handed_over, idempotent=True)
+            except trio.RunFinishedError:  # only after a crash that outlived stop()
+                pass
+
+        reader = SignalThread(sfd, self.core, wake,
+                              self.before_forward if self.job_control else None)
+        os.set_blocking(sfd, True)
+        try:
+            reader.start()
+        except RuntimeError as exc:  # "can't start new thread": clone refused (seccomp)
+            self.log.warning("supervisor.no_signal_thread", error=str(exc),
+                             detail="trio reads the signals instead: each is forwarded "
+                                    "about 100 us later")
+            os.set_blocking(sfd, False)
+            self.nursery.start_soon(self.handle_signals, sfd)
+            return
+        self.reader = reader
+        self.nursery.start_soon(self.take_over)
+
+    def stop_reading(self) -> None:
+        """No signal is read any more; log the last ones read."""
+        if self.reader is not None:
+            self.reader.stop()
+            self.act_on_handed()
+            self.reader = None
+
+    def _handed_over(self) -> None:
+        # Run by trio, so it sets the Event that take_over waits for now.
+        self.handed_over.set()
+
+    async def take_over(self) -> None:
+        """Log and act on what the signal thread did, in its order."""
+        while True:
+            await self.handed_over.wait()
+            # Set again by the next wake(), which follows every hand-over.
+            self.handed_over = trio.Event()
+            self.act_on_handed()
+
+    def act_on_handed(self) -> None:
+        if self.reader is None:
+            return  # no signal thread: trio reads the signals itself
+        handed = self.reader.handed
+        while handed:
+            item = handed.popleft()
+            if isinstance(item, BaseException):
+                raise item
+            self.act(*item)
+
     async def handle_signals(self, sfd: int) -> None:
+        """Without a signal thread: the same work, woken by trio."""
         while True:
             await trio.lowlevel.wait_readable(sfd)
             for info in syscalls.read_signals(sfd):
-                if info.signo == signal.SIGCONT and self.job_control:
-                    self.give_terminal_to_workload()
-                self.act(self.core.handle(info.signo, info.pid))
+                self.before_forward(info.signo)
+                self.act(self.core.handle(info.signo, info.pid), self.core.no_child_left)
 
-    def act(self, outcomes: Sequence[Forwarded | Dropped | Exited | Stopped]) -> None:
-        """Log what the core did, and do what follows from it."""
+    def before_forward(self, signo: int) -> None:
+        """Give the terminal back before a SIGCONT reaches the workload (job control)."""
+        if signo == signal.SIGCONT and self.job_control:
+            self.give_terminal_to_workload()
+
+    def act(self, outcomes: Sequence[Outcome], no_child_left: bool) -> None:
+        """Log what the core did, and do what follows from it.
+
+        ``no_child_left``: what the core knew right after these outcomes (the
+        signal thread may have reaped more since).
+        """
         orphans = 0
         for outcome in outcomes:
             match outcome:
@@ -141,7 +276,7 @@ class Supervisor:
             if len(self.burst) == orphans:  # a new burst
                 assert self.nursery is not None
                 self.nursery.start_soon(self.end_burst)
-        if self.core.no_child_left and self.workload_status is not None:
+        if no_child_left and self.workload_status is not None:
             self.all_gone.set()
 
     async def end_burst(self) -> None:
@@ -228,10 +363,15 @@ class Supervisor:
             _kill(-self.child.pid, sig)  # best effort without /proc: the workload's group
 
     async def shutdown(self, reason: str) -> None:
-        if self.all_gone.is_set():
-            return  # the reap that started us found nobody left: no /proc scan needed
         grace = self.opts.grace
-        others = self.remaining(include_workload=False)
+        # The signal thread reaps meanwhile: the core's lock keeps every PID listed here
+        # (and the workload's) from being freed before it is signalled (pyinit/core.py).
+        with self.core.lock:
+            # What the core did before this moment is logged before what follows.
+            self.act_on_handed()
+            if self.all_gone.is_set():
+                return  # the reap that started us found nobody left: no /proc scan needed
+            others = self.begin_shutdown()
         if others is None:
             self.log.warning(
                 "proc.unavailable",
@@ -240,16 +380,6 @@ class Supervisor:
                         "the container has no procfs that pyinit mounted")
                 + "; signalling without knowing who is left",
             )
-        # PID 1 of its own namespace signals everyone left with kill(-1): exactly those it
-        # must wait for, whatever the container's procfs lists (a mount on /proc/N or
-        # hidepid hides a process from it; issue 9 review 4). While the workload runs it
-        # got the signal that began this, so only the listed others get SIGTERM now.
-        if self.startup.is_pid1 and self.workload_status is not None:
-            self.signal_all(signal.SIGTERM, None)
-            self.signal_all(signal.SIGCONT, None)  # a stopped process cannot act on TERM
-        elif others:
-            self.signal_all(signal.SIGTERM, others)
-            self.signal_all(signal.SIGCONT, others)
         if others or others is None or self.workload_status is None or self.startup.is_pid1:
             self.log.info(
                 "shutdown.grace_started",
@@ -263,32 +393,50 @@ class Supervisor:
         killed: set[int] = set()
         first = True
         while not self.all_gone.is_set():
-            victims = self.remaining(include_workload=True)
-            fresh = [p for p in victims or () if p.pid not in killed]
-            if fresh or first:  # someone is left, listed or not: say so once at least
-                self.log.warning(
-                    "shutdown.killed",
-                    reason=f"still running {grace:g}s after the shutdown began",
-                    pids=[p.pid for p in fresh],
-                    commands=[p.comm for p in fresh],
-                )
-            first = False
-            killed.update(p.pid for p in fresh)
-            # The listing names them in the log; PID 1 of its namespace kills by kill(-1),
-            # so nobody the container's procfs hides outlives the grace period.
-            self.signal_all(signal.SIGKILL, None if self.startup.is_pid1 else victims)
-            if self.workload_status is None:
-                _kill(self.child.pid, signal.SIGKILL)
+            with self.core.lock:
+                victims = self.remaining(include_workload=True)
+                fresh = [p for p in victims or () if p.pid not in killed]
+                if fresh or first:  # someone is left, listed or not: say so once at least
+                    self.log.warning(
+                        "shutdown.killed",
+                        reason=f"still running {grace:g}s after the shutdown began",
+                        pids=[p.pid for p in fresh],
+                        commands=[p.comm for p in fresh],
+                    )
+                first = False
+                killed.update(p.pid for p in fresh)
+                # The listing names them in the log; PID 1 of its namespace kills by
+                # kill(-1), so nobody the container's procfs hides outlives the grace period.
+                self.signal_all(signal.SIGKILL, None if self.startup.is_pid1 else victims)
+                if self.workload_status is None:
+                    _kill(self.child.pid, signal.SIGKILL)
             with trio.move_on_after(0.05):
                 await self.all_gone.wait()
+
+    def begin_shutdown(self) -> list[proc.ProcInfo] | None:
+        """SIGTERM to whoever the workload's exit or the signal left; who they are."""
+        others = self.remaining(include_workload=False)
+        # PID 1 of its own namespace signals everyone left with kill(-1): exactly those it
+        # must wait for, whatever the container's procfs lists (a mount on /proc/N or
+        # hidepid hides a process from it; issue 9 review 4). While the workload runs it
+        # got the signal that began this, so only the listed others get SIGTERM now.
+        if self.startup.is_pid1 and self.workload_status is not None:
+            self.signal_all(signal.SIGTERM, None)
+            self.signal_all(signal.SIGCONT, None)  # a stopped process cannot act on TERM
+        elif others:
+            self.signal_all(signal.SIGTERM, others)
+            self.signal_all(signal.SIGCONT, others)
+        return others
 
     def emergency_kill(self) -> None:
         """pyinit itself failed: leave nothing running behind us."""
         try:
-            self.signal_all(signal.SIGKILL, None if self.startup.is_pid1
-                            else self.remaining(include_workload=True))
-            _kill(-self.child.pid, signal.SIGKILL)
-            _kill(self.child.pid, signal.SIGKILL)
+            # The signal thread was stopped, unless it hung: then wait for its reaper.
+            with self.core.lock:
+                self.signal_all(signal.SIGKILL, None if self.startup.is_pid1
+                                else self.remaining(include_workload=True))
+                _kill(-self.child.pid, signal.SIGKILL)
+                _kill(self.child.pid, signal.SIGKILL)
         except Exception:  # pragma: no cover - best effort on the way out
             pass
 
