@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -139,3 +140,49 @@ def test_signal_storm_is_forwarded_and_logged_exactly_once(mode: str, phase: str
 
 def _key(event: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
     return tuple(sorted(event.items()))
+
+
+# ------------------------------------------------------------------ no signal thread
+
+# The workload's seccomp profile applies to the container's PID 1 as well
+# (runtime/hardening.py), and the supervisor starts its signal thread under
+# it. A profile that refuses clone3 with EPERM (glibc falls back to clone only
+# on ENOSYS) leaves PID 1 without a thread: trio reads the signals itself.
+NO_THREAD_SH = ("exec 2>/dev/null; trap 'echo usr1' USR1; "
+                "trap 'echo quit; kill $pid; wait $pid; exit 0' QUIT; "
+                "sleep 1000 & pid=$!; echo ready; while :; do wait $pid; done")
+
+
+@pytest.mark.root
+def test_without_a_signal_thread_trio_forwards_and_says_so(tmp_path: Path) -> None:
+    from errno import EPERM
+
+    from tests.integration.test_run import edit, make_bundle
+    from tests.integration.test_seccomp import _with_rule
+
+    bundle = make_bundle(tmp_path, NO_THREAD_SH)
+    edit(bundle, _with_rule({"names": ["clone3"], "action": "SCMP_ACT_ERRNO",
+                             "errnoRet": EPERM}))
+    p = Pyinit(["run", "--bundle", str(bundle), "--log-level", "debug"], "subreaper",
+               hold=False)
+    try:
+        assert p.line("ready")
+        p.event("supervisor.ready")
+        os.kill(p.proc.pid, signal.SIGUSR1)
+        assert p.line("usr1")
+        os.kill(p.proc.pid, signal.SIGQUIT)
+        code = p.finish()
+    finally:
+        p.kill()
+    assert code == 0
+    assert p.lines == ["ready", "usr1", "quit"]
+    refused = [e for e in p.events if e["event"] == "supervisor.no_signal_thread"]
+    assert refused == [{"event": "supervisor.no_signal_thread", "level": "warning",
+                        "error": "can't start new thread",
+                        "detail": "trio reads the signals instead: each is forwarded about "
+                                  "100 us later"}]
+    workload = next(e["pid"] for e in p.events if e["event"] == "workload.spawned")
+    assert [e for e in p.events if e["event"].startswith("signal.")] == [
+        {"event": "signal.forwarded", "level": "info", "signal": name, "target": workload,
+         "target_kind": "workload", "delivered": True, "sender_pid": 0, "early": False}
+        for name in ("SIGUSR1", "SIGQUIT")]
