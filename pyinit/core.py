@@ -3,7 +3,8 @@
 pyinit supervises in two phases, and each has its own source of signals:
 
 * before trio is loaded, :mod:`pyinit.early` reads them with ``sigtimedwait``;
-* after, :mod:`pyinit.supervisor` reads them from a signalfd.
+* after, :mod:`pyinit.supervisor` reads them from a signalfd, in a thread
+  of its own that acts at once and hands the outcome to trio for the log.
 
 Both hand every signal to :meth:`Core.handle`, which decides and acts in one
 place: SIGCHLD reaps, pyinit's own SIGPIPE is dropped, every other signal goes

@@ -89,6 +89,13 @@ class SignalThread:
     so. The core's state (the workload's status, who is left) is written here
     only; the trio thread reads ``no_child_left`` from what was handed over.
 
+    A thread reads from a signalfd the signals sent to the process (``kill``,
+    the kernel's SIGCHLD) and its own; one the kernel directs at another
+    thread stays pending there, blocked. That is the trio thread's SIGPIPE
+    when it logs into a pipe nobody reads any more: pyinit's own, never the
+    workload's (a SIGPIPE someone sends to pyinit is the process's, and
+    forwarded).
+
     :meth:`stop` ends the loop: it sets ``stopping`` and sends pyinit a
     SIGCHLD, which wakes the read and at worst reaps nobody.
     """

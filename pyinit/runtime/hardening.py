@@ -48,6 +48,9 @@ worker thread left from the setup (it ran a hook or a mount command) would
 keep everything, so each such thread runs the same drop before the main
 thread changes its uid (which glibc applies to every thread), and gives up
 every capability after it.
+The supervisor's signal thread (pyinit/supervisor.py) starts after all this,
+from the main thread, and so inherits its state: the workload's ids,
+``CAP_KILL`` alone (it forwards signals), no_new_privs and the filter.
 """
 
 from __future__ import annotations
