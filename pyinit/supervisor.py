@@ -374,11 +374,13 @@ class Supervisor:
         # The signal thread reaps meanwhile: the core's lock keeps every PID listed here
         # (and the workload's) from being freed before it is signalled (pyinit/core.py).
         with self.core.lock:
-            # What the core did before this moment is logged before what follows.
+            # What the core did before this moment is logged before what follows, and
+            # the workload's state below is the one the log has told.
             self.act_on_handed()
             if self.all_gone.is_set():
                 return  # the reap that started us found nobody left: no /proc scan needed
             others = self.begin_shutdown()
+            workload_running = self.workload_status is None
         if others is None:
             self.log.warning(
                 "proc.unavailable",
@@ -387,13 +389,13 @@ class Supervisor:
                         "the container has no procfs that pyinit mounted")
                 + "; signalling without knowing who is left",
             )
-        if others or others is None or self.workload_status is None or self.startup.is_pid1:
+        if others or others is None or workload_running or self.startup.is_pid1:
             self.log.info(
                 "shutdown.grace_started",
                 reason=reason,
                 grace_s=grace,
                 pids=[p.pid for p in others] if others else [],
-                workload_running=self.workload_status is None,
+                workload_running=workload_running,
             )
         with trio.move_on_after(grace):
             await self.all_gone.wait()
