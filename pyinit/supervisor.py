@@ -2,12 +2,14 @@
 
 It reads like tini's main loop, in two threads:
 
-* the signal thread (:class:`SignalThread`) blocks in ``read`` on a signalfd
-  and hands each signal at once to the forward-and-reap core
+* the main thread (:class:`SignalThread`'s loop) blocks in ``read`` on a
+  signalfd and hands each signal at once to the forward-and-reap core
   (:mod:`pyinit.core`, which the early phase feeds from ``sigtimedwait``):
   a signal is forwarded before trio hears of it, with no event loop, task
-  switch or log line in between;
-* the trio thread runs a nursery: :meth:`Supervisor.take_over` logs and acts
+  switch or log line in between. It is the main thread, whose thread id is
+  pyinit's PID, so that a signal aimed at that thread (``tgkill(pid, pid)``)
+  is read too: a signalfd reads the process's signals and its reader's own;
+* a second thread runs trio, with a nursery: :meth:`Supervisor.take_over` logs and acts
   on what the core did, in the order it did it, and :meth:`Supervisor.shutdown`
   starts when the workload exits or pyinit is asked to stop: SIGTERM to
   everyone else, SIGKILL after the grace period, and done when no child is
@@ -80,7 +82,11 @@ def _kill(pid: int, sig: int) -> bool:
 
 
 class SignalThread:
-    """Read the signalfd in a thread of its own; forward and reap at once.
+    """Read the signalfd in the main thread; forward and reap at once.
+
+    :func:`run` starts trio in a thread of its own and gives the main thread
+    to this loop (:meth:`run_loop`), which waits until the trio thread's
+    supervisor asks for it (:meth:`start`).
 
     Every signal is blocked in every thread (a new thread inherits the mask),
     and only this thread reads the signalfd, so each signal is handled exactly
@@ -94,7 +100,8 @@ class SignalThread:
     thread stays pending there, blocked. That is the trio thread's SIGPIPE
     when it logs into a pipe nobody reads any more: pyinit's own, never the
     workload's (a SIGPIPE someone sends to pyinit is the process's, and
-    forwarded).
+    forwarded). A signal sent to pyinit's PID as a thread (``tgkill``) is the
+    main thread's, read here (issue 12 review 7).
 
     :meth:`stop` ends the loop: it sets ``stopping`` and sends pyinit a
     SIGCHLD, which wakes the read and at worst reaps nobody.
@@ -108,10 +115,20 @@ class SignalThread:
         self.before_forward = before_forward
         self.handed: deque[Handled | BaseException] = deque()
         self.stopping = False
-        self.thread = threading.Thread(target=self._run, name="pyinit-signals", daemon=True)
+        self.asked = threading.Event()  # start() or stop(): the main thread may go on
+        self.done = threading.Event()  # the loop has returned: nothing more is read
 
     def start(self) -> None:
-        self.thread.start()
+        """From the trio thread: the main thread starts reading."""
+        self.asked.set()
+
+    def run_loop(self) -> None:
+        """In the main thread: read until :meth:`stop`."""
+        self.asked.wait()
+        try:
+            self._run()
+        finally:
+            self.done.set()
 
     def _run(self) -> None:
         handle, handed, before = self.core.handle, self.handed, self.before_forward
@@ -129,12 +146,14 @@ class SignalThread:
     def stop(self) -> None:
         """Return once nothing more is read; what was read is in ``handed``."""
         self.stopping = True
+        self.asked.set()
         os.kill(os.getpid(), signal.SIGCHLD)
-        self.thread.join(STOP_THREAD_S)
+        self.done.wait(STOP_THREAD_S)
 
 
 class Supervisor:
-    def __init__(self, opts: Options, child: Spawned, startup: Startup, log: Any) -> None:
+    def __init__(self, opts: Options, child: Spawned, startup: Startup, log: Any,
+                 main_thread: MainThread | None = None) -> None:
         self.opts = opts
         self.child = child
         self.startup = startup
@@ -154,6 +173,9 @@ class Supervisor:
             else startup.workload_exit.status)
         self.proc_ok = proc.proc_is_ours(startup.proc)
         self.reader: SignalThread | None = None
+        # Where the main thread waits for its reader; None: trio runs in the main
+        # thread (no second thread could start) and reads the signals itself.
+        self.main_thread = main_thread
         self.handed_over = trio.Event()  # the signal thread handed something over
 
     @property
@@ -198,19 +220,20 @@ class Supervisor:
             except trio.RunFinishedError:  # only after a crash that outlived stop()
                 pass
 
+        if self.main_thread is None or self.main_thread.error is not None:
+            # "can't start new thread": clone refused (seccomp, a full pids cgroup)
+            error = "no second thread" if self.main_thread is None else self.main_thread.error
+            self.log.warning("supervisor.no_signal_thread", error=error,
+                             detail="trio reads the signals instead: each is forwarded "
+                                    "about 100 us later")
+            self.nursery.start_soon(self.handle_signals, sfd)
+            return
         reader = SignalThread(sfd, self.core, wake,
                               self.before_forward if self.job_control else None)
         os.set_blocking(sfd, True)
-        try:
-            reader.start()
-        except RuntimeError as exc:  # "can't start new thread": clone refused (seccomp)
-            self.log.warning("supervisor.no_signal_thread", error=str(exc),
-                             detail="trio reads the signals instead: each is forwarded "
-                                    "about 100 us later")
-            os.set_blocking(sfd, False)
-            self.nursery.start_soon(self.handle_signals, sfd)
-            return
         self.reader = reader
+        reader.start()
+        self.main_thread.hand(reader)
         self.nursery.start_soon(self.take_over)
 
     def stop_reading(self) -> None:
@@ -450,15 +473,59 @@ class Supervisor:
             pass
 
 
+class MainThread:
+    """What the main thread does while trio runs in a thread of its own: wait for
+    the supervisor's :class:`SignalThread` and run its loop, then for trio's end."""
+
+    def __init__(self) -> None:
+        self.error: str | None = None  # the second thread could not start
+        self.reader: SignalThread | None = None
+        self.asked = threading.Event()  # a reader, or trio's end
+        self.code: int | None = None
+        self.failure: BaseException | None = None
+
+    def hand(self, reader: SignalThread) -> None:
+        self.reader = reader
+        self.asked.set()
+
+    def run_trio(self, sup: Supervisor) -> int:
+        """``trio.run(sup.main)`` in a second thread; the signals in this one."""
+        def in_thread() -> None:
+            try:
+                self.code = trio.run(sup.main)
+            except BaseException as exc:  # re-raised in the main thread: pyinit.crashed
+                self.failure = exc
+            finally:
+                self.asked.set()
+                if self.reader is not None and not self.reader.done.is_set():
+                    self.reader.stop()  # trio ended without stopping it: end its loop
+
+        thread = threading.Thread(target=in_thread, name="pyinit-trio", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError as exc:  # the kernel refused it: trio reads the signals
+            self.error = str(exc)
+            return trio.run(sup.main)
+        self.asked.wait()
+        if self.reader is not None:
+            self.reader.run_loop()
+        thread.join()
+        if self.failure is not None:
+            raise self.failure
+        assert self.code is not None
+        return self.code
+
+
 def run(opts: Options, child: Spawned, startup: Startup,
         logging: tuple[Any, Sink] | None = None) -> NoReturn:
     """Supervise ``child`` until every process is gone, then exit with its status."""
     log, sink = logging or configure(opts.log_format, opts.log_level)
     announce(log, opts, child, startup)
-    sup = Supervisor(opts, child, startup, log)
+    main_thread = MainThread()
+    sup = Supervisor(opts, child, startup, log, main_thread)
     code = EXIT_INTERNAL
     try:
-        code = trio.run(sup.main)
+        code = main_thread.run_trio(sup)
     except BaseException as exc:
         log.error(
             "pyinit.crashed",
