@@ -64,6 +64,8 @@ BURST_MAX_S = 1.0
 # How long the end of supervision waits for the signal thread to finish the
 # signals it has read (it is woken at once; only a stopped process waits).
 STOP_THREAD_S = 5.0
+# How often the main thread, waiting for the trio thread, checks that it still runs.
+WATCH_S = 1.0
 
 Outcome = Forwarded | Dropped | Exited | Stopped
 # What the core did for one signal, and whether it then knew no child was left.
@@ -101,7 +103,10 @@ class SignalThread:
     when it logs into a pipe nobody reads any more: pyinit's own, never the
     workload's (a SIGPIPE someone sends to pyinit is the process's, and
     forwarded). A signal sent to pyinit's PID as a thread (``tgkill``) is the
-    main thread's, read here (issue 12 review 7).
+    main thread's, read here (issue 12 review 7); one aimed at the trio
+    thread's own TID stays pending there, unread (review 8: a documented
+    limit). pyinit's own SIGPIPE and SIGXFSZ from a log write of this thread
+    are read here, and dropped (core.route).
 
     :meth:`stop` ends the loop: it sets ``stopping`` and sends pyinit a
     SIGCHLD, which wakes the read and at worst reaps nobody.
@@ -117,6 +122,9 @@ class SignalThread:
         self.stopping = False
         self.asked = threading.Event()  # start() or stop(): the main thread may go on
         self.done = threading.Event()  # the loop has returned: nothing more is read
+        # Whether the trio thread still runs, checked after every batch: once the
+        # kernel has ended it, nobody logs, shuts down or exits (review 8).
+        self.watch: Callable[[], bool] | None = None
 
     def start(self) -> None:
         """From the trio thread: the main thread starts reading."""
@@ -139,6 +147,8 @@ class SignalThread:
                         before(info.signo)
                     handed.append((handle(info.signo, info.pid), self.core.no_child_left))
                 self.wake()
+                if self.watch is not None and not self.watch():
+                    raise TrioThreadKilled()
         except BaseException as exc:  # re-raised by the trio thread: pyinit.crashed
             handed.append(exc)
             self.wake()
@@ -463,14 +473,34 @@ class Supervisor:
     def emergency_kill(self) -> None:
         """pyinit itself failed: leave nothing running behind us."""
         try:
-            # The signal thread was stopped, unless it hung: then wait for its reaper.
-            with self.core.lock:
+            # The reader has stopped (or was never started): nobody reaps meanwhile.
+            # A trio thread the kernel ended may have died holding the lock.
+            locked = self.core.lock.acquire(timeout=STOP_THREAD_S)
+            try:
                 self.signal_all(signal.SIGKILL, None if self.startup.is_pid1
                                 else self.remaining(include_workload=True))
                 _kill(-self.child.pid, signal.SIGKILL)
                 _kill(self.child.pid, signal.SIGKILL)
+            finally:
+                if locked:
+                    self.core.lock.release()
         except Exception:  # pragma: no cover - best effort on the way out
             pass
+
+
+class TrioThreadKilled(RuntimeError):
+    """The kernel ended the trio thread (issue 12 review 8): no Python ran after."""
+
+    def __init__(self) -> None:
+        super().__init__("the kernel ended pyinit's trio thread (a seccomp filter whose "
+                         "action is SCMP_ACT_KILL_THREAD?)")
+
+
+def _watch(event: threading.Event, alive: Callable[[], bool]) -> None:
+    """Wait for ``event``, set by the trio thread, as long as that thread lives."""
+    while not event.wait(WATCH_S):
+        if not alive() and not event.is_set():
+            raise TrioThreadKilled()
 
 
 class MainThread:
@@ -483,6 +513,7 @@ class MainThread:
         self.asked = threading.Event()  # a reader, or trio's end
         self.code: int | None = None
         self.failure: BaseException | None = None
+        self.ended = threading.Event()  # the trio thread's last act
 
     def hand(self, reader: SignalThread) -> None:
         self.reader = reader
@@ -499,6 +530,7 @@ class MainThread:
                 self.asked.set()
                 if self.reader is not None and not self.reader.done.is_set():
                     self.reader.stop()  # trio ended without stopping it: end its loop
+                self.ended.set()
 
         thread = threading.Thread(target=in_thread, name="pyinit-trio", daemon=True)
         try:
@@ -506,9 +538,17 @@ class MainThread:
         except RuntimeError as exc:  # the kernel refused it: trio reads the signals
             self.error = str(exc)
             return trio.run(sup.main)
-        self.asked.wait()
+        tid = thread.native_id
+        assert tid is not None
+
+        def alive() -> bool:
+            return syscalls.thread_alive(tid)
+
+        _watch(self.asked, alive)
         if self.reader is not None:
+            self.reader.watch = alive
             self.reader.run_loop()
+        _watch(self.ended, alive)
         thread.join()
         if self.failure is not None:
             raise self.failure
