@@ -38,22 +38,16 @@ WATCHED: frozenset[int] = signals.FORWARDED | {_signal.SIGCHLD}
 
 
 # ----- pure decisions -------------------------------------------------------
-# What the kernel sends pyinit for its own failed write (the sender is pyinit).
-OWN_WHEN_MINE = frozenset({_signal.SIGPIPE, _signal.SIGXFSZ})
-
-
 def route(signo: int, sender: int, me: int) -> Route:
     """What a signal is for: reaping, nothing (our own), or the workload.
 
     A SIGPIPE whose sender is pyinit itself comes from a log write to a pipe
-    whose reader went away, and a SIGXFSZ from one past RLIMIT_FSIZE (every
-    signal is blocked, so neither can kill us); they are not meant for the
-    workload. From anyone else, they are (issue 12 review 8: the thread that
-    reads the signals also writes the first log lines).
+    whose reader went away (every signal is blocked, so it cannot kill us);
+    it is not meant for the workload. A SIGPIPE from anyone else is.
     """
     if signo == _signal.SIGCHLD:
         return "reap"
-    if signo in OWN_WHEN_MINE and sender == me:
+    if signo == _signal.SIGPIPE and sender == me:
         return "own"
     return "forward"
 

@@ -2,14 +2,12 @@
 
 It reads like tini's main loop, in two threads:
 
-* the main thread (:class:`SignalThread`'s loop) blocks in ``read`` on a
-  signalfd and hands each signal at once to the forward-and-reap core
+* the signal thread (:class:`SignalThread`) blocks in ``read`` on a signalfd
+  and hands each signal at once to the forward-and-reap core
   (:mod:`pyinit.core`, which the early phase feeds from ``sigtimedwait``):
   a signal is forwarded before trio hears of it, with no event loop, task
-  switch or log line in between. It is the main thread, whose thread id is
-  pyinit's PID, so that a signal aimed at that thread (``tgkill(pid, pid)``)
-  is read too: a signalfd reads the process's signals and its reader's own;
-* a second thread runs trio, with a nursery: :meth:`Supervisor.take_over` logs and acts
+  switch or log line in between;
+* the trio thread runs a nursery: :meth:`Supervisor.take_over` logs and acts
   on what the core did, in the order it did it, and :meth:`Supervisor.shutdown`
   starts when the workload exits or pyinit is asked to stop: SIGTERM to
   everyone else, SIGKILL after the grace period, and done when no child is
@@ -64,8 +62,6 @@ BURST_MAX_S = 1.0
 # How long the end of supervision waits for the signal thread to finish the
 # signals it has read (it is woken at once; only a stopped process waits).
 STOP_THREAD_S = 5.0
-# How often the main thread, waiting for the trio thread, checks that it still runs.
-WATCH_S = 1.0
 
 Outcome = Forwarded | Dropped | Exited | Stopped
 # What the core did for one signal, and whether it then knew no child was left.
@@ -84,11 +80,7 @@ def _kill(pid: int, sig: int) -> bool:
 
 
 class SignalThread:
-    """Read the signalfd in the main thread; forward and reap at once.
-
-    :func:`run` starts trio in a thread of its own and gives the main thread
-    to this loop (:meth:`run_loop`), which waits until the trio thread's
-    supervisor asks for it (:meth:`start`).
+    """Read the signalfd in a thread of its own; forward and reap at once.
 
     Every signal is blocked in every thread (a new thread inherits the mask),
     and only this thread reads the signalfd, so each signal is handled exactly
@@ -102,11 +94,7 @@ class SignalThread:
     thread stays pending there, blocked. That is the trio thread's SIGPIPE
     when it logs into a pipe nobody reads any more: pyinit's own, never the
     workload's (a SIGPIPE someone sends to pyinit is the process's, and
-    forwarded). A signal sent to pyinit's PID as a thread (``tgkill``) is the
-    main thread's, read here (issue 12 review 7); one aimed at the trio
-    thread's own TID stays pending there, unread (review 8: a documented
-    limit). pyinit's own SIGPIPE and SIGXFSZ from a log write of this thread
-    are read here, and dropped (core.route).
+    forwarded).
 
     :meth:`stop` ends the loop: it sets ``stopping`` and sends pyinit a
     SIGCHLD, which wakes the read and at worst reaps nobody.
@@ -120,23 +108,10 @@ class SignalThread:
         self.before_forward = before_forward
         self.handed: deque[Handled | BaseException] = deque()
         self.stopping = False
-        self.asked = threading.Event()  # start() or stop(): the main thread may go on
-        self.done = threading.Event()  # the loop has returned: nothing more is read
-        # Whether the trio thread still runs, checked after every batch: once the
-        # kernel has ended it, nobody logs, shuts down or exits (review 8).
-        self.watch: Callable[[], bool] | None = None
+        self.thread = threading.Thread(target=self._run, name="pyinit-signals", daemon=True)
 
     def start(self) -> None:
-        """From the trio thread: the main thread starts reading."""
-        self.asked.set()
-
-    def run_loop(self) -> None:
-        """In the main thread: read until :meth:`stop`."""
-        self.asked.wait()
-        try:
-            self._run()
-        finally:
-            self.done.set()
+        self.thread.start()
 
     def _run(self) -> None:
         handle, handed, before = self.core.handle, self.handed, self.before_forward
@@ -147,8 +122,6 @@ class SignalThread:
                         before(info.signo)
                     handed.append((handle(info.signo, info.pid), self.core.no_child_left))
                 self.wake()
-                if self.watch is not None and not self.watch():
-                    raise TrioThreadKilled()
         except BaseException as exc:  # re-raised by the trio thread: pyinit.crashed
             handed.append(exc)
             self.wake()
@@ -156,14 +129,12 @@ class SignalThread:
     def stop(self) -> None:
         """Return once nothing more is read; what was read is in ``handed``."""
         self.stopping = True
-        self.asked.set()
         os.kill(os.getpid(), signal.SIGCHLD)
-        self.done.wait(STOP_THREAD_S)
+        self.thread.join(STOP_THREAD_S)
 
 
 class Supervisor:
-    def __init__(self, opts: Options, child: Spawned, startup: Startup, log: Any,
-                 main_thread: MainThread | None = None) -> None:
+    def __init__(self, opts: Options, child: Spawned, startup: Startup, log: Any) -> None:
         self.opts = opts
         self.child = child
         self.startup = startup
@@ -183,9 +154,6 @@ class Supervisor:
             else startup.workload_exit.status)
         self.proc_ok = proc.proc_is_ours(startup.proc)
         self.reader: SignalThread | None = None
-        # Where the main thread waits for its reader; None: trio runs in the main
-        # thread (no second thread could start) and reads the signals itself.
-        self.main_thread = main_thread
         self.handed_over = trio.Event()  # the signal thread handed something over
 
     @property
@@ -230,20 +198,19 @@ class Supervisor:
             except trio.RunFinishedError:  # only after a crash that outlived stop()
                 pass
 
-        if self.main_thread is None or self.main_thread.error is not None:
-            # "can't start new thread": clone refused (seccomp, a full pids cgroup)
-            error = "no second thread" if self.main_thread is None else self.main_thread.error
-            self.log.warning("supervisor.no_signal_thread", error=error,
-                             detail="trio reads the signals instead: each is forwarded "
-                                    "about 100 us later")
-            self.nursery.start_soon(self.handle_signals, sfd)
-            return
         reader = SignalThread(sfd, self.core, wake,
                               self.before_forward if self.job_control else None)
         os.set_blocking(sfd, True)
+        try:
+            reader.start()
+        except RuntimeError as exc:  # "can't start new thread": clone refused (seccomp)
+            self.log.warning("supervisor.no_signal_thread", error=str(exc),
+                             detail="trio reads the signals instead: each is forwarded "
+                                    "about 100 us later")
+            os.set_blocking(sfd, False)
+            self.nursery.start_soon(self.handle_signals, sfd)
+            return
         self.reader = reader
-        reader.start()
-        self.main_thread.hand(reader)
         self.nursery.start_soon(self.take_over)
 
     def stop_reading(self) -> None:
@@ -473,87 +440,14 @@ class Supervisor:
     def emergency_kill(self) -> None:
         """pyinit itself failed: leave nothing running behind us."""
         try:
-            # The reader has stopped (or was never started): nobody reaps meanwhile.
-            # A trio thread the kernel ended may have died holding the lock.
-            locked = self.core.lock.acquire(timeout=STOP_THREAD_S)
-            try:
+            # The signal thread was stopped, unless it hung: then wait for its reaper.
+            with self.core.lock:
                 self.signal_all(signal.SIGKILL, None if self.startup.is_pid1
                                 else self.remaining(include_workload=True))
                 _kill(-self.child.pid, signal.SIGKILL)
                 _kill(self.child.pid, signal.SIGKILL)
-            finally:
-                if locked:
-                    self.core.lock.release()
         except Exception:  # pragma: no cover - best effort on the way out
             pass
-
-
-class TrioThreadKilled(RuntimeError):
-    """The kernel ended the trio thread (issue 12 review 8): no Python ran after."""
-
-    def __init__(self) -> None:
-        super().__init__("the kernel ended pyinit's trio thread (a seccomp filter whose "
-                         "action is SCMP_ACT_KILL_THREAD?)")
-
-
-def _watch(event: threading.Event, alive: Callable[[], bool]) -> None:
-    """Wait for ``event``, set by the trio thread, as long as that thread lives."""
-    while not event.wait(WATCH_S):
-        if not alive() and not event.is_set():
-            raise TrioThreadKilled()
-
-
-class MainThread:
-    """What the main thread does while trio runs in a thread of its own: wait for
-    the supervisor's :class:`SignalThread` and run its loop, then for trio's end."""
-
-    def __init__(self) -> None:
-        self.error: str | None = None  # the second thread could not start
-        self.reader: SignalThread | None = None
-        self.asked = threading.Event()  # a reader, or trio's end
-        self.code: int | None = None
-        self.failure: BaseException | None = None
-        self.ended = threading.Event()  # the trio thread's last act
-
-    def hand(self, reader: SignalThread) -> None:
-        self.reader = reader
-        self.asked.set()
-
-    def run_trio(self, sup: Supervisor) -> int:
-        """``trio.run(sup.main)`` in a second thread; the signals in this one."""
-        def in_thread() -> None:
-            try:
-                self.code = trio.run(sup.main)
-            except BaseException as exc:  # re-raised in the main thread: pyinit.crashed
-                self.failure = exc
-            finally:
-                self.asked.set()
-                if self.reader is not None and not self.reader.done.is_set():
-                    self.reader.stop()  # trio ended without stopping it: end its loop
-                self.ended.set()
-
-        thread = threading.Thread(target=in_thread, name="pyinit-trio", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError as exc:  # the kernel refused it: trio reads the signals
-            self.error = str(exc)
-            return trio.run(sup.main)
-        tid = thread.native_id
-        assert tid is not None
-
-        def alive() -> bool:
-            return syscalls.thread_alive(tid)
-
-        _watch(self.asked, alive)
-        if self.reader is not None:
-            self.reader.watch = alive
-            self.reader.run_loop()
-        _watch(self.ended, alive)
-        thread.join()
-        if self.failure is not None:
-            raise self.failure
-        assert self.code is not None
-        return self.code
 
 
 def run(opts: Options, child: Spawned, startup: Startup,
@@ -561,11 +455,10 @@ def run(opts: Options, child: Spawned, startup: Startup,
     """Supervise ``child`` until every process is gone, then exit with its status."""
     log, sink = logging or configure(opts.log_format, opts.log_level)
     announce(log, opts, child, startup)
-    main_thread = MainThread()
-    sup = Supervisor(opts, child, startup, log, main_thread)
+    sup = Supervisor(opts, child, startup, log)
     code = EXIT_INTERNAL
     try:
-        code = main_thread.run_trio(sup)
+        code = trio.run(sup.main)
     except BaseException as exc:
         log.error(
             "pyinit.crashed",

@@ -12,7 +12,6 @@ in ``c_ulong`` or ``c_int`` explicitly so that 64-bit values survive.
 from __future__ import annotations
 
 import ctypes
-import errno
 import os
 import struct
 
@@ -45,17 +44,6 @@ def _prctl(option: int, arg2: int | ctypes._CArgObject = 0) -> int:
 def set_child_subreaper(enable: bool = True) -> None:
     """Become (or stop being) the reaper of orphaned descendants."""
     _check(_prctl(PR_SET_CHILD_SUBREAPER, int(enable)), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def thread_alive(tid: int) -> bool:
-    """Whether thread ``tid`` of this process still runs: tgkill(2) with signal 0.
-
-    A thread the kernel ended (a seccomp filter's SCMP_ACT_KILL_THREAD) never
-    runs Python's cleanup, so ``threading.Thread.is_alive`` stays True for it.
-    """
-    if _libc.tgkill(os.getpid(), tid, 0) == 0:
-        return True
-    return ctypes.get_errno() != errno.ESRCH
 
 
 def is_child_subreaper() -> bool:

@@ -113,6 +113,10 @@ TGKILL_SH = ("exec 2>/dev/null; trap 'echo usr1' USR1; "
              "sleep 1000 & pid=$!; echo ready; while :; do wait $pid; done")
 
 
+@pytest.mark.xfail(strict=True, reason="issue 12 review 7: a signal directed at PID 1's main "
+                   "thread (tgkill) stays pending there for ever: only the signal thread reads "
+                   "the signalfd, and a signalfd reads the reader's own and the process's "
+                   "signals, never another thread's; main forwarded it")
 def test_a_signal_sent_to_pid1s_main_thread_is_forwarded() -> None:
     """``tgkill(pyinit, pyinit, SIGUSR1)``, then ``kill(pyinit, SIGUSR2)``: both are
     pyinit's to forward. The kernel hands a thread its own pending signals before
